@@ -1,0 +1,5 @@
+//! The `clawimg` binary.
+
+fn main() {
+    std::process::exit(clawimg::cli::main());
+}

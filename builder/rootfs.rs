@@ -1,0 +1,181 @@
+//! A rooted handle on the image tree: every access resolves inside the root, so a symlink
+//! in the image (`/etc/resolv.conf -> ../run/...`, or a hostile absolute link) can never
+//! make the builder read or write the host.
+
+use crate::error::{Error, Result};
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, OpenOptions, Permissions, PermissionsExt};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A root filesystem tree under construction.
+pub struct Rootfs {
+    dir: Dir,
+    path: PathBuf,
+}
+
+fn rel(p: &str) -> &str {
+    p.trim_start_matches('/')
+}
+
+impl Rootfs {
+    /// Open an existing tree.
+    pub fn open(path: &Path) -> Result<Self> {
+        let dir = Dir::open_ambient_dir(path, ambient_authority())
+            .map_err(|e| Error::failed(format!("cannot open rootfs {}: {e}", path.display())))?;
+        Ok(Rootfs { dir, path: path.to_path_buf() })
+    }
+
+    /// Host path of the tree (for tools such as `mkfs.ext4 -d` that take a directory).
+    pub fn host_path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, what: &str, p: &str, e: std::io::Error) -> Error {
+        Error::failed(format!("rootfs {}: {what} /{}: {e}", self.path.display(), rel(p)))
+    }
+
+    /// Whether a path exists (without following a final symlink).
+    pub fn exists(&self, p: &str) -> bool {
+        self.dir.symlink_metadata(rel(p)).is_ok()
+    }
+
+    /// Read a file as text.
+    pub fn read_to_string(&self, p: &str) -> Result<String> {
+        self.dir.read_to_string(rel(p)).map_err(|e| self.err("read", p, e))
+    }
+
+    /// Create a directory and its parents (mode 0755 for new ones).
+    pub fn mkdir_all(&self, p: &str) -> Result<()> {
+        self.dir.create_dir_all(rel(p)).map_err(|e| self.err("mkdir", p, e))
+    }
+
+    /// Write a file atomically-enough for a build tree: replaces any existing entry
+    /// (including a symlink, which is removed rather than followed).
+    pub fn write(&self, p: &str, data: &[u8], mode: u32) -> Result<()> {
+        let r = rel(p);
+        if let Some(parent) = Path::new(r).parent() {
+            if !parent.as_os_str().is_empty() {
+                self.dir.create_dir_all(parent).map_err(|e| self.err("mkdir", p, e))?;
+            }
+        }
+        if let Ok(md) = self.dir.symlink_metadata(r) {
+            if md.is_dir() {
+                return Err(Error::failed(format!("rootfs: /{r} is a directory, expected a file")));
+            }
+            self.dir.remove_file(r).map_err(|e| self.err("replace", p, e))?;
+        }
+        let mut f = self
+            .dir
+            .open_with(r, OpenOptions::new().write(true).create_new(true))
+            .map_err(|e| self.err("create", p, e))?;
+        f.write_all(data).map_err(|e| self.err("write", p, e))?;
+        f.set_permissions(Permissions::from_mode(mode)).map_err(|e| self.err("chmod", p, e))?;
+        Ok(())
+    }
+
+    /// Create (or replace) a symlink `p -> target`.
+    pub fn symlink(&self, target: &str, p: &str) -> Result<()> {
+        let r = rel(p);
+        if let Some(parent) = Path::new(r).parent() {
+            if !parent.as_os_str().is_empty() {
+                self.dir.create_dir_all(parent).map_err(|e| self.err("mkdir", p, e))?;
+            }
+        }
+        if self.dir.symlink_metadata(r).is_ok() {
+            self.dir.remove_file(r).map_err(|e| self.err("replace", p, e))?;
+        }
+        // Absolute targets are fine here: they are only ever resolved inside the image.
+        self.dir.symlink_contents(target, r).map_err(|e| self.err("symlink", p, e))
+    }
+
+    /// Remove a file or symlink if present.
+    pub fn remove_file(&self, p: &str) -> Result<()> {
+        match self.dir.remove_file(rel(p)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.err("remove", p, e)),
+        }
+    }
+
+    /// Empty a directory (keep the directory itself); missing is fine.
+    pub fn clear_dir(&self, p: &str) -> Result<()> {
+        let r = rel(p);
+        let entries = match self.dir.read_dir(r) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.err("list", p, e)),
+        };
+        for ent in entries {
+            let ent = ent.map_err(|e| self.err("list", p, e))?;
+            let name = Path::new(r).join(ent.file_name());
+            let ft = ent.file_type().map_err(|e| self.err("stat", p, e))?;
+            let res = if ft.is_dir() { self.dir.remove_dir_all(&name) } else { self.dir.remove_file(&name) };
+            res.map_err(|e| self.err("remove", &name.to_string_lossy(), e))?;
+        }
+        Ok(())
+    }
+
+    /// Remove every entry directly under `p` whose name satisfies `pred`.
+    pub fn remove_matching(&self, p: &str, pred: impl Fn(&str) -> bool) -> Result<Vec<String>> {
+        let r = rel(p);
+        let mut removed = vec![];
+        let entries = match self.dir.read_dir(r) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+            Err(e) => return Err(self.err("list", p, e)),
+        };
+        for ent in entries {
+            let ent = ent.map_err(|e| self.err("list", p, e))?;
+            let name = ent.file_name().to_string_lossy().into_owned();
+            if pred(&name) {
+                let full = Path::new(r).join(&name);
+                let ft = ent.file_type().map_err(|e| self.err("stat", p, e))?;
+                let res = if ft.is_dir() { self.dir.remove_dir_all(&full) } else { self.dir.remove_file(&full) };
+                res.map_err(|e| self.err("remove", &full.to_string_lossy(), e))?;
+                removed.push(format!("/{}", full.display()));
+            }
+        }
+        removed.sort();
+        Ok(removed)
+    }
+
+    /// Names of the entries of a directory, sorted; empty if it does not exist.
+    pub fn list(&self, p: &str) -> Result<Vec<String>> {
+        let mut v = vec![];
+        match self.dir.read_dir(rel(p)) {
+            Ok(entries) => {
+                for ent in entries {
+                    let ent = ent.map_err(|e| self.err("list", p, e))?;
+                    v.push(ent.file_name().to_string_lossy().into_owned());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.err("list", p, e)),
+        }
+        v.sort();
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_symlink_stays_inside() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, "host").unwrap();
+        std::os::unix::fs::symlink(&victim, t.path().join("evil")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), t.path().join("evildir")).unwrap();
+        let r = Rootfs::open(t.path()).unwrap();
+        // Writing through a file symlink replaces the link, never the host file.
+        r.write("/evil", b"image", 0o644).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "host");
+        // A directory symlink pointing outside cannot be traversed.
+        assert!(r.write("/evildir/x", b"image", 0o644).is_err());
+        assert!(!outside.path().join("x").exists());
+    }
+}
