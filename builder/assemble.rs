@@ -83,7 +83,7 @@ pub fn run(input: &AssembleInput<'_>, raw: &Path) -> Result<Assembled> {
 
     let boot = grub::make(&input.work, &input.ids, layout.bios.first_lba, layout.bios.bytes())?;
     ext4::make(raw, layout.root.offset(), layout.root.bytes(), input.rootfs.host_path(), &input.ids)?;
-    esp::make(raw, layout.esp.offset(), layout.esp.bytes(), input.ids.esp_volume_id, &boot.efi_image)?;
+    esp::make(raw, layout.esp.offset(), layout.esp.bytes(), input.ids.esp_volume_id, &boot.efi_image, &input.work)?;
 
     let mut w = f.try_clone().ctx(|| "reopen disk".into())?;
     w.seek(SeekFrom::Start(layout.bios.offset())).ctx(|| "seek".into())?;
