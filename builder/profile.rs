@@ -209,7 +209,13 @@ fn check_file(path: &Path, text: &str) -> Result<toml::Table> {
 
 fn located(path: &Path, text: &str, e: &toml::de::Error, key: Option<&str>) -> Error {
     let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-    let msg = e.message().trim().replace('\n', " ");
+    let msg = e
+        .message()
+        .trim()
+        .replace('\n', " ")
+        .replace("expected u64", "expected a non-negative integer")
+        .replace("expected u32", "expected a non-negative integer")
+        .replace("expected i64", "expected an integer");
     let key_part = match key {
         Some(k) if !k.is_empty() && k != "." => format!("key `{k}`: "),
         _ => String::new(),

@@ -1,0 +1,62 @@
+//! Shared helpers for the integration tests: run the real `clawimg` binary, build the test
+//! profile once per test binary, and boot images with `clawimg test`.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A `clawimg` command run from the repository root.
+pub fn clawimg() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_clawimg"));
+    c.current_dir(repo());
+    c.env_remove("CLAWIMG_OUT").env_remove("CLAWIMG_PROFILES");
+    c
+}
+
+/// Run and capture, printing both streams for the test log.
+pub fn run(mut c: Command) -> Output {
+    let o = c.output().expect("run clawimg");
+    eprintln!("--- {:?}\n{}{}", c, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+/// Scratch directory under cargo's target tmp dir (kept small; removed by the OS/CI).
+pub fn scratch(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Build `profile` into a fresh out dir; returns the image directory.
+pub fn build(profile: &str, extra: &[&str]) -> PathBuf {
+    let base = scratch(&format!("build-{profile}"));
+    let out = base.join("out");
+    let mut c = clawimg();
+    c.arg("build").arg(profile).arg("--out").arg(&out).arg("--cache-dir").arg(base.join("cache")).args(extra);
+    let o = run(c);
+    assert!(o.status.success(), "build {profile} failed");
+    out.join(profile)
+}
+
+/// The test profile, built once per test binary.
+pub fn test_image() -> &'static Path {
+    static IMG: OnceLock<PathBuf> = OnceLock::new();
+    IMG.get_or_init(|| build("test", &[]))
+}
+
+/// Boot `image` with `clawimg test` and the given flags; asserts every probe passed.
+pub fn boot(image: &Path, flags: &[&str]) -> String {
+    let mut c = clawimg();
+    c.arg("test").arg(image).args(flags);
+    let o = run(c);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "clawimg test {flags:?} failed:\n{text}");
+    text
+}
