@@ -20,8 +20,8 @@ const KERNEL_SECTOR: usize = 0x5c;
 /// Offset of the boot-drive check jump in boot.img (NOP'd for hard disks, like grub-setup).
 const DRIVE_CHECK: usize = 0x66;
 
-const BIOS_MODULES: &[&str] = &[
-    "biosdisk",
+/// Modules both core images embed, so nothing has to be loaded from disk at boot.
+const COMMON_MODULES: &[&str] = &[
     "part_gpt",
     "part_msdos",
     "ext2",
@@ -41,29 +41,8 @@ const BIOS_MODULES: &[&str] = &[
     "halt",
     "reboot",
 ];
-const EFI_MODULES: &[&str] = &[
-    "part_gpt",
-    "part_msdos",
-    "ext2",
-    "fat",
-    "search",
-    "search_fs_uuid",
-    "configfile",
-    "normal",
-    "linux",
-    "boot",
-    "echo",
-    "test",
-    "serial",
-    "terminal",
-    "sleep",
-    "gzio",
-    "minicmd",
-    "halt",
-    "reboot",
-    "efi_gop",
-    "all_video",
-];
+const BIOS_MODULES: &[&str] = &["biosdisk"];
+const EFI_MODULES: &[&str] = &["fat", "efi_gop", "all_video"];
 
 /// Boot images made for one disk.
 #[derive(Debug, Clone)]
@@ -157,6 +136,7 @@ pub fn make(work: &Path, ids: &Identity, core_lba: u64, max_core_bytes: u64) -> 
             .arg(&early)
             .arg("-o")
             .arg(&core_path)
+            .args(COMMON_MODULES)
             .args(BIOS_MODULES),
     )?;
     let efi_path = work.join("BOOTX64.EFI");
@@ -166,6 +146,7 @@ pub fn make(work: &Path, ids: &Identity, core_lba: u64, max_core_bytes: u64) -> 
             .arg(&early)
             .arg("-o")
             .arg(&efi_path)
+            .args(COMMON_MODULES)
             .args(EFI_MODULES),
     )?;
     let mut core = std::fs::read(&core_path).ctx(|| "read core.img".into())?;

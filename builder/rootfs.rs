@@ -124,24 +124,7 @@ impl Rootfs {
 
     /// Empty a directory (keep the directory itself); missing is fine.
     pub fn clear_dir(&self, p: &str) -> Result<()> {
-        let r = rel(p);
-        let entries = match self.dir.read_dir(r) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(self.err("list", p, e)),
-        };
-        for ent in entries {
-            let ent = ent.map_err(|e| self.err("list", p, e))?;
-            let name = Path::new(r).join(ent.file_name());
-            let ft = ent.file_type().map_err(|e| self.err("stat", p, e))?;
-            let res = if ft.is_dir() {
-                self.dir.remove_dir_all(&name)
-            } else {
-                self.dir.remove_file(&name)
-            };
-            res.map_err(|e| self.err("remove", &name.to_string_lossy(), e))?;
-        }
-        Ok(())
+        self.remove_matching(p, |_| true).map(|_| ())
     }
 
     /// Remove every entry directly under `p` whose name satisfies `pred`.
