@@ -198,6 +198,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let raw_sum = raw_sum?;
     conv.map_err(|_| Error::failed("qcow2 conversion thread panicked"))??;
     let qcow_sum = sha256_file(&qcow, &indicatif::ProgressBar::hidden())?;
+    // The block map lets `flash` send only allocated ranges.
+    crate::bmap::write(&raw, &crate::bmap::compute(&raw)?)?;
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let artifacts = vec![
         Artifact {

@@ -87,6 +87,23 @@ enum Cmd {
         after_help = "Examples:\n  clawimg test out/base/base.raw\n  clawimg test out/test --firmware uefi --disk nvme\n  clawimg test out/test/test.qcow2 --resize 20GiB\n  clawimg test test            # build profiles/test.toml, then boot it"
     )]
     Test(TestArgs),
+    /// Write an image to a file, a block device, or a device on a rescue system over SSH.
+    ///
+    /// Only the allocated ranges (the block map NAME.bmap.json beside the image) are written,
+    /// zstd-compressed on the wire for SSH, then read back and compared by sha256. A target
+    /// that is mounted, holds the running root or is smaller than the image is refused before
+    /// anything is written; block devices need confirmation or --yes.
+    #[command(after_help = "Examples:\n  clawimg flash out/production/production.raw --to /dev/sdb\n  clawimg flash out/production --to ssh://root@203.0.113.7/dev/sda --yes\n  clawimg flash out/test/test.raw --to /var/tmp/node1.img\n\nSSH options (identity file, known hosts) come from ~/.ssh/config or CLAWIMG_SSH_OPTS.")]
+    Flash {
+        /// Raw image file or image directory.
+        image: PathBuf,
+        /// Target: a file path, /dev/DEVICE, or ssh://[user@]host[:port]/dev/DEVICE.
+        #[arg(long)]
+        to: String,
+        /// Do not ask before overwriting a block device.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Print the manifest of a built image (directory, image file or manifest.json).
     #[command(
         after_help = "Examples:\n  clawimg inspect out/base\n  clawimg inspect out/base/base.qcow2 --json"
@@ -230,6 +247,19 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Test(t) => test(&g, t),
+        Cmd::Flash { image, to, yes } => {
+            let image = raw_image(&image)?;
+            let target = crate::flash::parse_target(&to)?;
+            let o = crate::flash::FlashOptions { image, target, yes, progress: crate::progress::Progress::new(g.quiet) };
+            let r = crate::flash::flash(&o)?;
+            let secs = r.write_time.as_secs_f64().max(0.001);
+            println!("flashed {} ({} ranges, {:.1} MiB) to {to} in {secs:.1}s ({:.1} MiB/s)", o.image.display(), r.ranges, r.bytes as f64 / 1048576.0, r.bytes as f64 / 1048576.0 / secs);
+            if let Some(w) = r.wire_bytes {
+                println!("  on the wire: {:.1} MiB (zstd)", w as f64 / 1048576.0);
+            }
+            println!("  read-back verified: sha256 {}", r.readback_sha256);
+            Ok(0)
+        }
     }
 }
 
@@ -254,6 +284,23 @@ fn print_summary(r: &build::BuildResult) {
     for (name, d) in &r.timings {
         println!("  {:<20} {:>6.1}s", name, d.as_secs_f64());
     }
+}
+
+/// A raw image file, or the raw image listed in an image directory's manifest.
+fn raw_image(p: &Path) -> Result<PathBuf> {
+    if p.is_dir() {
+        let m = Manifest::read(p)?;
+        return m
+            .artifacts
+            .iter()
+            .find(|a| a.file.ends_with(".raw"))
+            .map(|a| p.join(&a.file))
+            .ok_or_else(|| Error::config(format!("{}: manifest lists no raw image", p.display())));
+    }
+    if !p.is_file() {
+        return Err(Error::config(format!("image {} not found", p.display())));
+    }
+    Ok(p.to_path_buf())
 }
 
 /// Find the image file for TARGET: a file, an output directory, or a profile to build.

@@ -8,6 +8,7 @@
 
 pub mod assemble;
 pub mod base;
+pub mod bmap;
 pub mod build;
 pub mod cli;
 pub mod customize;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod esp;
 pub mod exec;
 pub mod ext4;
+pub mod flash;
 pub mod gpt;
 pub mod grub;
 pub mod harness;

@@ -1,0 +1,147 @@
+//! Flash: to a local file and over SSH into a real sshd on 127.0.0.1 (a test-owned "rescue
+//! system"), sparse, zstd on the wire, read-back verified; unsafe targets refused before a
+//! byte is written.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+struct Sshd {
+    child: Child,
+    port: u16,
+    key: PathBuf,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keygen(path: &Path) {
+    let o = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(path).output().unwrap();
+    assert!(o.status.success());
+}
+
+/// A real sshd on 127.0.0.1 with its own host key and config, accepting one client key.
+fn start_sshd(dir: &Path) -> Sshd {
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    keygen(&dir.join("host_key"));
+    keygen(&dir.join("client_key"));
+    std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = format!(
+        "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
+         PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+         UsePAM no\nStrictModes no\nPidFile {d}/sshd.pid\nSubsystem sftp internal-sftp\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("sshd_config"), cfg).unwrap();
+    let child = Command::new("/usr/sbin/sshd")
+        .args(["-D", "-e", "-f"])
+        .arg(dir.join("sshd_config"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start sshd");
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Sshd { child, port, key: dir.join("client_key") }
+}
+
+fn ssh_opts(s: &Sshd) -> String {
+    format!(
+        "-F /dev/null -i {} -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+        s.key.display()
+    )
+}
+
+fn sha256_range(p: &Path, off: u64, len: u64) -> String {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(p).unwrap();
+    f.seek(SeekFrom::Start(off)).unwrap();
+    let mut h = Sha256::new();
+    std::io::copy(&mut f.take(len), &mut h).unwrap();
+    hex::encode(h.finalize())
+}
+
+fn root_range(dir: &Path) -> (u64, u64) {
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let r = &m["partitions"]["partitions"][2];
+    (r["offset"].as_u64().unwrap(), r["bytes"].as_u64().unwrap())
+}
+
+fn flash(image: &Path, to: &str, opts: Option<&str>) -> std::process::Output {
+    let mut c = clawimg();
+    c.arg("flash").arg(image).args(["--to", to]);
+    if let Some(o) = opts {
+        c.env("CLAWIMG_SSH_OPTS", o);
+    }
+    run(c)
+}
+
+#[test]
+fn flash_over_ssh_to_two_targets_and_refuse_unsafe_ones() {
+    let img = test_image();
+    let raw = img.join("test.raw");
+    let dir = scratch("flash");
+    let sshd = start_sshd(&dir);
+    let opts = ssh_opts(&sshd);
+    let (off, len) = root_range(img);
+    let image_root = sha256_range(&raw, off, len);
+    // Two "disks" on the rescue system, larger than the image and full of old data.
+    for name in ["primary.img", "standby.img"] {
+        let p = dir.join(name);
+        std::fs::write(&p, vec![0xA5u8; 1 << 20]).unwrap();
+        std::fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(2 << 30).unwrap();
+        let to = format!("ssh://root@127.0.0.1:{}{}", sshd.port, p.display());
+        let o = flash(&raw, &to, Some(&opts));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{out}");
+        assert!(out.contains("read-back verified") && out.contains("zstd"), "{out}");
+        // The root partition on the target is byte-identical to the image's.
+        assert_eq!(sha256_range(&p, off, len), image_root, "{name}");
+    }
+    // Too small: refused before writing; the target is unchanged.
+    let small = dir.join("small.img");
+    std::fs::write(&small, vec![7u8; 64 << 20]).unwrap();
+    let before = sha256_range(&small, 0, 64 << 20);
+    let o = flash(&raw, &format!("ssh://root@127.0.0.1:{}{}", sshd.port, small.display()), Some(&opts));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing was written"));
+    assert_eq!(sha256_range(&small, 0, 64 << 20), before);
+    // The same check for a local file target.
+    let o = flash(&raw, small.to_str().unwrap(), None);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(sha256_range(&small, 0, 64 << 20), before);
+    // A missing remote target and a bad URL are usage errors.
+    let o = flash(&raw, &format!("ssh://root@127.0.0.1:{}{}/nope.img", sshd.port, dir.display()), Some(&opts));
+    assert_eq!(o.status.code(), Some(2));
+    let o = flash(&raw, "ssh://root@127.0.0.1:notaport/dev/sda", Some(&opts));
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn flash_to_a_new_local_file_is_verified_and_sparse() {
+    let img = test_image();
+    let raw = img.join("test.raw");
+    let dir = scratch("flash-local");
+    let target = dir.join("node.raw");
+    let o = flash(&raw, target.to_str().unwrap(), None);
+    assert!(o.status.success());
+    let (off, len) = root_range(img);
+    assert_eq!(sha256_range(&target, off, len), sha256_range(&raw, off, len));
+    // Holes stay holes: the new file allocates about what the block map says, not the full size.
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(&target).unwrap();
+    assert_eq!(m.len(), std::fs::metadata(&raw).unwrap().len());
+    let map: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(img.join("test.bmap.json")).unwrap()).unwrap();
+    assert!(m.blocks() * 512 <= map["mapped_bytes"].as_u64().unwrap() + (1 << 20));
+}
