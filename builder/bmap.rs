@@ -49,7 +49,9 @@ pub fn ranges(f: &File) -> Result<Vec<[u64; 2]>> {
         let start = (data as u64) / BLOCK * BLOCK;
         let end = ((hole as u64).div_ceil(BLOCK) * BLOCK).min(len);
         match out.last_mut() {
-            Some(last) if last[0] + last[1] >= start => last[1] = end.max(last[0] + last[1]) - last[0],
+            Some(last) if last[0] + last[1] >= start => {
+                last[1] = end.max(last[0] + last[1]) - last[0]
+            }
             _ => out.push([start, end - start]),
         }
         pos = hole;
@@ -58,7 +60,11 @@ pub fn ranges(f: &File) -> Result<Vec<[u64; 2]>> {
 }
 
 /// Feed the contents of `ranges` of `f` to `sink`, in order.
-pub fn read_ranges(f: &mut File, ranges: &[[u64; 2]], mut sink: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+pub fn read_ranges(
+    f: &mut File,
+    ranges: &[[u64; 2]],
+    mut sink: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<()> {
     let mut buf = vec![0u8; 1 << 20];
     for [off, len] in ranges {
         f.seek(SeekFrom::Start(*off)).ctx(|| "seek".into())?;
@@ -66,7 +72,8 @@ pub fn read_ranges(f: &mut File, ranges: &[[u64; 2]], mut sink: impl FnMut(u64, 
         let mut at = *off;
         while left > 0 {
             let n = left.min(buf.len() as u64) as usize;
-            f.read_exact(&mut buf[..n]).ctx(|| format!("read {n} bytes at {at}"))?;
+            f.read_exact(&mut buf[..n])
+                .ctx(|| format!("read {n} bytes at {at}"))?;
             sink(at, &buf[..n])?;
             left -= n as u64;
             at += n as u64;
@@ -92,7 +99,13 @@ pub fn compute(image: &Path) -> Result<BlockMap> {
     let image_bytes = f.metadata().ctx(|| "stat".into())?.len();
     let ranges = ranges(&f)?;
     let sha256 = hash_ranges(image, &ranges)?;
-    Ok(BlockMap { image_bytes, block_size: BLOCK, mapped_bytes: ranges.iter().map(|r| r[1]).sum(), ranges, sha256 })
+    Ok(BlockMap {
+        image_bytes,
+        block_size: BLOCK,
+        mapped_bytes: ranges.iter().map(|r| r[1]).sum(),
+        ranges,
+        sha256,
+    })
 }
 
 /// Write `NAME.bmap.json` beside the image.
@@ -106,11 +119,19 @@ pub fn write(image: &Path, map: &BlockMap) -> Result<PathBuf> {
 /// Load the stored block map, checking it belongs to this image (size); compute it if absent.
 pub fn load_or_compute(image: &Path) -> Result<BlockMap> {
     let p = path_for(image);
-    let size = std::fs::metadata(image).map_err(|e| Error::config(format!("image {}: {e}", image.display())))?.len();
+    let size = std::fs::metadata(image)
+        .map_err(|e| Error::config(format!("image {}: {e}", image.display())))?
+        .len();
     if let Ok(text) = std::fs::read_to_string(&p) {
-        let m: BlockMap = serde_json::from_str(&text).map_err(|e| Error::config(format!("{}: {e}", p.display())))?;
+        let m: BlockMap = serde_json::from_str(&text)
+            .map_err(|e| Error::config(format!("{}: {e}", p.display())))?;
         if m.image_bytes != size {
-            return Err(Error::config(format!("{} is for a {}-byte image, {} has {size}", p.display(), m.image_bytes, image.display())));
+            return Err(Error::config(format!(
+                "{} is for a {}-byte image, {} has {size}",
+                p.display(),
+                m.image_bytes,
+                image.display()
+            )));
         }
         return Ok(m);
     }
@@ -137,8 +158,14 @@ mod tests {
         assert_eq!(m.image_bytes, 64 << 20);
         assert!(m.ranges.len() >= 2, "{:?}", m.ranges);
         assert!(m.mapped_bytes < 2 << 20, "{}", m.mapped_bytes);
-        assert!(m.ranges.iter().any(|r| r[0] <= 1 << 20 && r[0] + r[1] >= (1 << 20) + 10));
-        assert!(m.ranges.iter().any(|r| r[0] <= 40 << 20 && r[0] + r[1] >= (40 << 20) + 8192));
+        assert!(m
+            .ranges
+            .iter()
+            .any(|r| r[0] <= 1 << 20 && r[0] + r[1] >= (1 << 20) + 10));
+        assert!(m
+            .ranges
+            .iter()
+            .any(|r| r[0] <= 40 << 20 && r[0] + r[1] >= (40 << 20) + 8192));
         for r in &m.ranges {
             assert_eq!(r[0] % BLOCK, 0);
         }

@@ -93,7 +93,9 @@ enum Cmd {
     /// zstd-compressed on the wire for SSH, then read back and compared by sha256. A target
     /// that is mounted, holds the running root or is smaller than the image is refused before
     /// anything is written; block devices need confirmation or --yes.
-    #[command(after_help = "Examples:\n  clawimg flash out/production/production.raw --to /dev/sdb\n  clawimg flash out/production --to ssh://root@203.0.113.7/dev/sda --yes\n  clawimg flash out/test/test.raw --to /var/tmp/node1.img\n\nSSH options (identity file, known hosts) come from ~/.ssh/config or CLAWIMG_SSH_OPTS.")]
+    #[command(
+        after_help = "Examples:\n  clawimg flash out/production/production.raw --to /dev/sdb\n  clawimg flash out/production --to ssh://root@203.0.113.7/dev/sda --yes\n  clawimg flash out/test/test.raw --to /var/tmp/node1.img\n\nSSH options (identity file, known hosts) come from ~/.ssh/config or CLAWIMG_SSH_OPTS."
+    )]
     Flash {
         /// Raw image file or image directory.
         image: PathBuf,
@@ -250,10 +252,21 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Flash { image, to, yes } => {
             let image = raw_image(&image)?;
             let target = crate::flash::parse_target(&to)?;
-            let o = crate::flash::FlashOptions { image, target, yes, progress: crate::progress::Progress::new(g.quiet) };
+            let o = crate::flash::FlashOptions {
+                image,
+                target,
+                yes,
+                progress: crate::progress::Progress::new(g.quiet),
+            };
             let r = crate::flash::flash(&o)?;
             let secs = r.write_time.as_secs_f64().max(0.001);
-            println!("flashed {} ({} ranges, {:.1} MiB) to {to} in {secs:.1}s ({:.1} MiB/s)", o.image.display(), r.ranges, r.bytes as f64 / 1048576.0, r.bytes as f64 / 1048576.0 / secs);
+            println!(
+                "flashed {} ({} ranges, {:.1} MiB) to {to} in {secs:.1}s ({:.1} MiB/s)",
+                o.image.display(),
+                r.ranges,
+                r.bytes as f64 / 1048576.0,
+                r.bytes as f64 / 1048576.0 / secs
+            );
             if let Some(w) = r.wire_bytes {
                 println!("  on the wire: {:.1} MiB (zstd)", w as f64 / 1048576.0);
             }

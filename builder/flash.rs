@@ -34,17 +34,28 @@ pub enum Target {
 /// Parse `--to`: `ssh://[user@]host[:port]/path`, or a local path.
 pub fn parse_target(s: &str) -> Result<Target> {
     if let Some(rest) = s.strip_prefix("ssh://") {
-        let (authority, path) = rest
-            .split_once('/')
-            .ok_or_else(|| Error::config(format!("--to {s}: expected ssh://[user@]host[:port]/dev/DEVICE")))?;
+        let (authority, path) = rest.split_once('/').ok_or_else(|| {
+            Error::config(format!(
+                "--to {s}: expected ssh://[user@]host[:port]/dev/DEVICE"
+            ))
+        })?;
         let path = format!("/{path}");
-        if !path.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c)) || path.contains("..") {
-            return Err(Error::config(format!("--to {s}: remote path may only contain letters, digits and / . _ -")));
+        if !path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
+            || path.contains("..")
+        {
+            return Err(Error::config(format!(
+                "--to {s}: remote path may only contain letters, digits and / . _ -"
+            )));
         }
         let (dest, port) = match authority.rsplit_once(':') {
             Some((d, p)) => (
                 d.to_string(),
-                Some(p.parse::<u16>().map_err(|_| Error::config(format!("--to {s}: bad port `{p}`")))?),
+                Some(
+                    p.parse::<u16>()
+                        .map_err(|_| Error::config(format!("--to {s}: bad port `{p}`")))?,
+                ),
             ),
             None => (authority.to_string(), None),
         };
@@ -57,7 +68,9 @@ pub fn parse_target(s: &str) -> Result<Target> {
     match std::fs::metadata(&p) {
         Ok(m) if m.file_type().is_block_device() => Ok(Target::Block(p)),
         Ok(m) if m.is_file() => Ok(Target::File(p)),
-        Ok(_) => Err(Error::config(format!("--to {s}: neither a regular file nor a block device"))),
+        Ok(_) => Err(Error::config(format!(
+            "--to {s}: neither a regular file nor a block device"
+        ))),
         Err(_) => Ok(Target::File(p)),
     }
 }
@@ -96,25 +109,51 @@ fn block_size_of(p: &Path) -> Result<u64> {
     // SAFETY: the ioctl writes one u64 into `size`.
     let rc = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&f), BLKGETSIZE64, &mut size) };
     if rc != 0 {
-        return Err(Error::failed(format!("cannot read size of {}: {}", p.display(), std::io::Error::last_os_error())));
+        return Err(Error::failed(format!(
+            "cannot read size of {}: {}",
+            p.display(),
+            std::io::Error::last_os_error()
+        )));
     }
     Ok(size)
 }
 
 /// Refuse a local block device that is mounted, holds the running root, or a partition of it is.
 fn check_not_in_use(dev: &Path) -> Result<()> {
-    let real = dev.canonicalize().ctx(|| format!("resolve {}", dev.display()))?;
-    let name = real.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let real = dev
+        .canonicalize()
+        .ctx(|| format!("resolve {}", dev.display()))?;
+    let name = real
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     for line in mounts.lines() {
         let mut f = line.split_whitespace();
-        let (Some(src), Some(mnt)) = (f.next(), f.next()) else { continue };
-        let src_name = Path::new(src).canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+        let (Some(src), Some(mnt)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let src_name = Path::new(src)
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
         if let Some(sn) = src_name {
-            let is_part = sn.starts_with(&name) && sn[name.len()..].trim_start_matches('p').chars().all(|c| c.is_ascii_digit());
+            let is_part = sn.starts_with(&name)
+                && sn[name.len()..]
+                    .trim_start_matches('p')
+                    .chars()
+                    .all(|c| c.is_ascii_digit());
             if sn == name || is_part {
-                let what = if mnt == "/" { "holds the running root filesystem" } else { "is mounted" };
-                return Err(Error::config(format!("refusing to flash {}: {src} {what} at {mnt}", dev.display())));
+                let what = if mnt == "/" {
+                    "holds the running root filesystem"
+                } else {
+                    "is mounted"
+                };
+                return Err(Error::config(format!(
+                    "refusing to flash {}: {src} {what} at {mnt}",
+                    dev.display()
+                )));
             }
         }
     }
@@ -124,13 +163,20 @@ fn check_not_in_use(dev: &Path) -> Result<()> {
 fn confirm(what: &str) -> Result<()> {
     use std::io::IsTerminal;
     if !std::io::stdin().is_terminal() {
-        return Err(Error::config(format!("refusing to overwrite {what} without confirmation: pass --yes")));
+        return Err(Error::config(format!(
+            "refusing to overwrite {what} without confirmation: pass --yes"
+        )));
     }
     eprint!("This overwrites {what}. Type 'yes' to continue: ");
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).ctx(|| "read answer".into())?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .ctx(|| "read answer".into())?;
     if line.trim() != "yes" {
-        return Err(Error::config("not confirmed; nothing was written".to_string()));
+        return Err(Error::config(
+            "not confirmed; nothing was written".to_string(),
+        ));
     }
     Ok(())
 }
@@ -151,8 +197,16 @@ fn ssh_cmd(dest: &str, port: Option<u16>) -> Command {
 fn ssh_run(dest: &str, port: Option<u16>, script: &str, stdin: Option<&[u8]>) -> Result<String> {
     let mut c = ssh_cmd(dest, port);
     c.arg(script).stdout(Stdio::piped()).stderr(Stdio::piped());
-    c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    let mut child = c.spawn().map_err(|e| Error::tool(format!("cannot run ssh: {e} (install package `openssh-client`)")))?;
+    c.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = c.spawn().map_err(|e| {
+        Error::tool(format!(
+            "cannot run ssh: {e} (install package `openssh-client`)"
+        ))
+    })?;
     if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
         w.write_all(data).ctx(|| "send to ssh".into())?;
     }
@@ -190,25 +244,44 @@ fn remote_preflight(dest: &str, port: Option<u16>, path: &str) -> Result<RemoteF
         return Err(Error::config(format!("refusing to flash ssh://{dest}{path}: it (or a partition of it) is mounted on the remote host")));
     }
     if out.contains("MISSING") {
-        return Err(Error::config(format!("ssh://{dest}{path}: no such block device or file on the remote host")));
+        return Err(Error::config(format!(
+            "ssh://{dest}{path}: no such block device or file on the remote host"
+        )));
     }
     let size = out
         .lines()
-        .find_map(|l| l.strip_prefix("SIZE ").and_then(|s| s.trim().parse::<u64>().ok()))
-        .ok_or_else(|| Error::failed(format!("ssh://{dest}{path}: could not read the target's size: {out}")))?;
-    Ok(RemoteFacts { size, zstd: out.lines().any(|l| l.trim() == "ZSTD") })
+        .find_map(|l| {
+            l.strip_prefix("SIZE ")
+                .and_then(|s| s.trim().parse::<u64>().ok())
+        })
+        .ok_or_else(|| {
+            Error::failed(format!(
+                "ssh://{dest}{path}: could not read the target's size: {out}"
+            ))
+        })?;
+    Ok(RemoteFacts {
+        size,
+        zstd: out.lines().any(|l| l.trim() == "ZSTD"),
+    })
 }
 
 /// Range list as text lines `OFFSET_BLOCKS COUNT_BLOCKS` (4 KiB blocks).
 fn range_lines(map: &BlockMap) -> String {
-    map.ranges.iter().map(|[o, l]| format!("{} {}\n", o / bmap::BLOCK, l / bmap::BLOCK)).collect()
+    map.ranges
+        .iter()
+        .map(|[o, l]| format!("{} {}\n", o / bmap::BLOCK, l / bmap::BLOCK))
+        .collect()
 }
 
 /// Run the flash.
 pub fn flash(o: &FlashOptions) -> Result<Report> {
     let map = bmap::load_or_compute(&o.image)?;
-    if map.ranges.iter().any(|[off, len]| off % bmap::BLOCK != 0 || (len % bmap::BLOCK != 0 && off + len != map.image_bytes)) {
-        return Err(Error::config("block map ranges are not 4 KiB aligned".to_string()));
+    if map.ranges.iter().any(|[off, len]| {
+        off % bmap::BLOCK != 0 || (len % bmap::BLOCK != 0 && off + len != map.image_bytes)
+    }) {
+        return Err(Error::config(
+            "block map ranges are not 4 KiB aligned".to_string(),
+        ));
     }
     // Every check before the first byte.
     let too_small = |have: u64, what: &str| {
@@ -224,8 +297,15 @@ pub fn flash(o: &FlashOptions) -> Result<Report> {
                 if m.len() < map.image_bytes {
                     return too_small(m.len(), &p.display().to_string());
                 }
-            } else if !p.parent().map(|d| d.as_os_str().is_empty() || d.is_dir()).unwrap_or(true) {
-                return Err(Error::config(format!("--to {}: parent directory does not exist", p.display())));
+            } else if !p
+                .parent()
+                .map(|d| d.as_os_str().is_empty() || d.is_dir())
+                .unwrap_or(true)
+            {
+                return Err(Error::config(format!(
+                    "--to {}: parent directory does not exist",
+                    p.display()
+                )));
             }
         }
         Target::Block(p) => {
@@ -235,7 +315,11 @@ pub fn flash(o: &FlashOptions) -> Result<Report> {
                 return too_small(size, &p.display().to_string());
             }
             if !o.yes {
-                confirm(&format!("block device {} ({} MiB)", p.display(), size >> 20))?;
+                confirm(&format!(
+                    "block device {} ({} MiB)",
+                    p.display(),
+                    size >> 20
+                ))?;
             }
         }
         Target::Ssh { dest, port, path } => {
@@ -260,14 +344,18 @@ fn flash_local(o: &FlashOptions, map: &BlockMap) -> Result<Report> {
         .truncate(false)
         .open(&path)
         .ctx(|| format!("open {}", path.display()))?;
-    if matches!(o.target, Target::File(_)) && out.metadata().map(|m| m.len()).unwrap_or(0) < map.image_bytes {
-        out.set_len(map.image_bytes).ctx(|| "size target file".into())?;
+    if matches!(o.target, Target::File(_))
+        && out.metadata().map(|m| m.len()).unwrap_or(0) < map.image_bytes
+    {
+        out.set_len(map.image_bytes)
+            .ctx(|| "size target file".into())?;
     }
     let bar = o.progress.bytes("flash", map.mapped_bytes);
     let start = Instant::now();
     let mut img = File::open(&o.image).ctx(|| format!("open {}", o.image.display()))?;
     bmap::read_ranges(&mut img, &map.ranges, |at, buf| {
-        out.write_all_at(buf, at).ctx(|| format!("write {} at {at}", path.display()))?;
+        out.write_all_at(buf, at)
+            .ctx(|| format!("write {} at {at}", path.display()))?;
         bar.inc(buf.len() as u64);
         Ok(())
     })?;
@@ -276,7 +364,13 @@ fn flash_local(o: &FlashOptions, map: &BlockMap) -> Result<Report> {
     let write_time = start.elapsed();
     let readback = bmap::hash_ranges(&path, &map.ranges)?;
     verify(map, &readback)?;
-    Ok(Report { bytes: map.mapped_bytes, ranges: map.ranges.len(), write_time, wire_bytes: None, readback_sha256: readback })
+    Ok(Report {
+        bytes: map.mapped_bytes,
+        ranges: map.ranges.len(),
+        write_time,
+        wire_bytes: None,
+        readback_sha256: readback,
+    })
 }
 
 fn verify(map: &BlockMap, readback: &str) -> Result<()> {
@@ -305,7 +399,14 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
-fn flash_ssh(o: &FlashOptions, map: &BlockMap, dest: &str, port: Option<u16>, path: &str, zstd: bool) -> Result<Report> {
+fn flash_ssh(
+    o: &FlashOptions,
+    map: &BlockMap,
+    dest: &str,
+    port: Option<u16>,
+    path: &str,
+    zstd: bool,
+) -> Result<Report> {
     // The receiver is plain POSIX sh + dd: one header line per range, then its blocks.
     let decode = if zstd { "zstd -dcq" } else { "cat" };
     let script = format!(
@@ -319,8 +420,15 @@ fn flash_ssh(o: &FlashOptions, map: &BlockMap, dest: &str, port: Option<u16>, pa
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| Error::tool(format!("cannot run ssh: {e} (install package `openssh-client`)")))?;
-    let stdin = child.stdin.take().ok_or_else(|| Error::failed("ssh stdin"))?;
+        .map_err(|e| {
+            Error::tool(format!(
+                "cannot run ssh: {e} (install package `openssh-client`)"
+            ))
+        })?;
+    let stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| Error::failed("ssh stdin"))?;
     let mut wire = Counting { inner: stdin, n: 0 };
     let bar = o.progress.bytes("flash", map.mapped_bytes);
     let start = Instant::now();
@@ -330,14 +438,16 @@ fn flash_ssh(o: &FlashOptions, map: &BlockMap, dest: &str, port: Option<u16>, pa
             let [off, len] = *r;
             // A final partial block (image size not a multiple of 4 KiB) is padded with zeros.
             let blocks = len.div_ceil(bmap::BLOCK);
-            w.write_all(format!("{} {}\n", off / bmap::BLOCK, blocks).as_bytes()).ctx(|| "send".into())?;
+            w.write_all(format!("{} {}\n", off / bmap::BLOCK, blocks).as_bytes())
+                .ctx(|| "send".into())?;
             img.seek(SeekFrom::Start(off)).ctx(|| "seek".into())?;
             let mut left = len;
             let mut buf = vec![0u8; 1 << 20];
             while left > 0 {
                 let n = left.min(buf.len() as u64) as usize;
                 img.read_exact(&mut buf[..n]).ctx(|| "read image".into())?;
-                w.write_all(&buf[..n]).ctx(|| "send (did the remote side fail?)".into())?;
+                w.write_all(&buf[..n])
+                    .ctx(|| "send (did the remote side fail?)".into())?;
                 bar.inc(n as u64);
                 left -= n as u64;
             }
@@ -376,10 +486,23 @@ fn flash_ssh(o: &FlashOptions, map: &BlockMap, dest: &str, port: Option<u16>, pa
     let out = ssh_run(dest, port, &script, Some(lines.as_bytes()))?;
     let readback = out.split_whitespace().next().unwrap_or("").to_string();
     // Ranges are whole blocks remotely; hash the image the same way (pads a partial last block).
-    let expected = if map.ranges.iter().all(|[_, l]| l % bmap::BLOCK == 0) { map.sha256.clone() } else { padded_hash(&o.image, map)? };
-    let check = BlockMap { sha256: expected, ..map.clone() };
+    let expected = if map.ranges.iter().all(|[_, l]| l % bmap::BLOCK == 0) {
+        map.sha256.clone()
+    } else {
+        padded_hash(&o.image, map)?
+    };
+    let check = BlockMap {
+        sha256: expected,
+        ..map.clone()
+    };
     verify(&check, &readback)?;
-    Ok(Report { bytes: map.mapped_bytes, ranges: map.ranges.len(), write_time, wire_bytes: Some(wire_bytes), readback_sha256: readback })
+    Ok(Report {
+        bytes: map.mapped_bytes,
+        ranges: map.ranges.len(),
+        write_time,
+        wire_bytes: Some(wire_bytes),
+        readback_sha256: readback,
+    })
 }
 
 fn padded_hash(image: &Path, map: &BlockMap) -> Result<String> {
@@ -405,15 +528,26 @@ mod tests {
     fn targets_parse() {
         assert_eq!(
             parse_target("ssh://root@10.0.0.5:2222/dev/sda").unwrap(),
-            Target::Ssh { dest: "root@10.0.0.5".into(), port: Some(2222), path: "/dev/sda".into() }
+            Target::Ssh {
+                dest: "root@10.0.0.5".into(),
+                port: Some(2222),
+                path: "/dev/sda".into()
+            }
         );
         assert_eq!(
             parse_target("ssh://rescue/dev/nvme0n1").unwrap(),
-            Target::Ssh { dest: "rescue".into(), port: None, path: "/dev/nvme0n1".into() }
+            Target::Ssh {
+                dest: "rescue".into(),
+                port: None,
+                path: "/dev/nvme0n1".into()
+            }
         );
         assert!(parse_target("ssh://host/dev/sda;rm").is_err());
         assert!(parse_target("ssh://host:xx/dev/sda").is_err());
         assert!(parse_target("ssh:///dev/sda").is_err());
-        assert_eq!(parse_target("/nonexistent/x.img").unwrap(), Target::File("/nonexistent/x.img".into()));
+        assert_eq!(
+            parse_target("/nonexistent/x.img").unwrap(),
+            Target::File("/nonexistent/x.img".into())
+        );
     }
 }

@@ -21,7 +21,11 @@ impl Drop for Sshd {
 }
 
 fn keygen(path: &Path) {
-    let o = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(path).output().unwrap();
+    let o = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .output()
+        .unwrap();
     assert!(o.status.success());
 }
 
@@ -31,7 +35,11 @@ fn start_sshd(dir: &Path) -> Sshd {
     keygen(&dir.join("host_key"));
     keygen(&dir.join("client_key"));
     std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let cfg = format!(
         "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
          PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
@@ -52,7 +60,11 @@ fn start_sshd(dir: &Path) -> Sshd {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    Sshd { child, port, key: dir.join("client_key") }
+    Sshd {
+        child,
+        port,
+        key: dir.join("client_key"),
+    }
 }
 
 fn ssh_opts(s: &Sshd) -> String {
@@ -73,7 +85,8 @@ fn sha256_range(p: &Path, off: u64, len: u64) -> String {
 }
 
 fn root_range(dir: &Path) -> (u64, u64) {
-    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
     let r = &m["partitions"]["partitions"][2];
     (r["offset"].as_u64().unwrap(), r["bytes"].as_u64().unwrap())
 }
@@ -100,12 +113,20 @@ fn flash_over_ssh_to_two_targets_and_refuse_unsafe_ones() {
     for name in ["primary.img", "standby.img"] {
         let p = dir.join(name);
         std::fs::write(&p, vec![0xA5u8; 1 << 20]).unwrap();
-        std::fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(2 << 30).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(2 << 30)
+            .unwrap();
         let to = format!("ssh://root@127.0.0.1:{}{}", sshd.port, p.display());
         let o = flash(&raw, &to, Some(&opts));
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(o.status.success(), "{out}");
-        assert!(out.contains("read-back verified") && out.contains("zstd"), "{out}");
+        assert!(
+            out.contains("read-back verified") && out.contains("zstd"),
+            "{out}"
+        );
         // The root partition on the target is byte-identical to the image's.
         assert_eq!(sha256_range(&p, off, len), image_root, "{name}");
     }
@@ -113,7 +134,11 @@ fn flash_over_ssh_to_two_targets_and_refuse_unsafe_ones() {
     let small = dir.join("small.img");
     std::fs::write(&small, vec![7u8; 64 << 20]).unwrap();
     let before = sha256_range(&small, 0, 64 << 20);
-    let o = flash(&raw, &format!("ssh://root@127.0.0.1:{}{}", sshd.port, small.display()), Some(&opts));
+    let o = flash(
+        &raw,
+        &format!("ssh://root@127.0.0.1:{}{}", sshd.port, small.display()),
+        Some(&opts),
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("nothing was written"));
     assert_eq!(sha256_range(&small, 0, 64 << 20), before);
@@ -122,7 +147,15 @@ fn flash_over_ssh_to_two_targets_and_refuse_unsafe_ones() {
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(sha256_range(&small, 0, 64 << 20), before);
     // A missing remote target and a bad URL are usage errors.
-    let o = flash(&raw, &format!("ssh://root@127.0.0.1:{}{}/nope.img", sshd.port, dir.display()), Some(&opts));
+    let o = flash(
+        &raw,
+        &format!(
+            "ssh://root@127.0.0.1:{}{}/nope.img",
+            sshd.port,
+            dir.display()
+        ),
+        Some(&opts),
+    );
     assert_eq!(o.status.code(), Some(2));
     let o = flash(&raw, "ssh://root@127.0.0.1:notaport/dev/sda", Some(&opts));
     assert_eq!(o.status.code(), Some(2));
@@ -137,11 +170,16 @@ fn flash_to_a_new_local_file_is_verified_and_sparse() {
     let o = flash(&raw, target.to_str().unwrap(), None);
     assert!(o.status.success());
     let (off, len) = root_range(img);
-    assert_eq!(sha256_range(&target, off, len), sha256_range(&raw, off, len));
+    assert_eq!(
+        sha256_range(&target, off, len),
+        sha256_range(&raw, off, len)
+    );
     // Holes stay holes: the new file allocates about what the block map says, not the full size.
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(&target).unwrap();
     assert_eq!(m.len(), std::fs::metadata(&raw).unwrap().len());
-    let map: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(img.join("test.bmap.json")).unwrap()).unwrap();
+    let map: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(img.join("test.bmap.json")).unwrap())
+            .unwrap();
     assert!(m.blocks() * 512 <= map["mapped_bytes"].as_u64().unwrap() + (1 << 20));
 }
