@@ -190,6 +190,7 @@ fn run(cli: Cli) -> Result<i32> {
                         println!("partition    {} {:<11} {:>6} MiB  {}", p["number"], p["name"].as_str().unwrap_or(""), p["bytes"].as_u64().unwrap_or(0) >> 20, p["guid"].as_str().unwrap_or(""));
                     }
                 }
+                crate::declared::print_summary(&m);
                 println!("packages     {}", m.packages.len());
                 for p in &m.packages {
                     println!("  {} {}", p.name, p.version);

@@ -5,7 +5,13 @@ use crate::manifest::Manifest;
 use crate::probes::{Expect, Probe};
 
 fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn quote(s: &str) -> String {
@@ -27,7 +33,10 @@ pub fn probes(m: &Manifest) -> Vec<Probe> {
             name: format!("{} declared units enabled/masked", states.len()),
             command: format!("systemctl is-enabled {}", names.join(" ")),
             expect: Expect::Equals(expect.join("\n")),
-            on_failure: Some(format!("for u in {}; do echo \"$u: $(systemctl is-enabled \"$u\")\"; done", names.join(" "))),
+            on_failure: Some(format!(
+                "for u in {}; do echo \"$u: $(systemctl is-enabled \"$u\")\"; done",
+                names.join(" ")
+            )),
         });
     }
     let timers: Vec<&String> = enabled.iter().filter(|u| u.ends_with(".timer")).collect();
@@ -43,11 +52,17 @@ pub fn probes(m: &Manifest) -> Vec<Probe> {
             on_failure: Some("systemctl list-timers --all --no-pager".into()),
         });
     }
-    let files: Vec<crate::overlay::Declared> =
-        m.extra.get("declared_files").and_then(|d| serde_json::from_value(d.clone()).ok()).unwrap_or_default();
+    let files: Vec<crate::overlay::Declared> = m
+        .extra
+        .get("declared_files")
+        .and_then(|d| serde_json::from_value(d.clone()).ok())
+        .unwrap_or_default();
     if !files.is_empty() {
         let paths: Vec<String> = files.iter().map(|f| quote(&f.path)).collect();
-        let expect: Vec<String> = files.iter().map(|f| format!("{} {}:{} {}", f.path, f.owner, f.group, f.mode)).collect();
+        let expect: Vec<String> = files
+            .iter()
+            .map(|f| format!("{} {}:{} {}", f.path, f.owner, f.group, f.mode))
+            .collect();
         v.push(Probe {
             name: format!("{} overlay paths: owner, group, mode", files.len()),
             command: format!("stat -c '%n %U:%G %a' {}", paths.join(" ")),
@@ -56,4 +71,21 @@ pub fn probes(m: &Manifest) -> Vec<Probe> {
         });
     }
     v
+}
+
+/// `clawimg inspect` lines for the overlays and units sections of a manifest.
+pub fn print_summary(m: &Manifest) {
+    let list = |v: &serde_json::Value| strings(v).join(" ");
+    if let Some(o) = m.extra.get("overlays") {
+        println!("overlays     {}", list(o));
+    }
+    if let Some(u) = m.extra.get("units") {
+        println!("units        installed: {}", list(&u["installed"]));
+        println!("             enabled: {}", list(&u["enabled"]));
+        println!("             masked: {}", list(&u["masked"]));
+        println!(
+            "             verify: {}",
+            u["verify"].as_str().unwrap_or("")
+        );
+    }
 }

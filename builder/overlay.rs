@@ -127,14 +127,20 @@ pub fn context(loaded: &Loaded) -> Result<tera::Context> {
     let file = loaded.files[0].display();
     let mut digests = serde_json::Map::new();
     if let Some(images) = p.vars.get("images") {
-        let t = images
-            .as_table()
-            .ok_or_else(|| Error::config(format!("{file}: key `vars.images`: expected a table of image references")))?;
+        let t = images.as_table().ok_or_else(|| {
+            Error::config(format!(
+                "{file}: key `vars.images`: expected a table of image references"
+            ))
+        })?;
         for (k, v) in t {
             let r = v.as_str().unwrap_or_default();
             let digest = r.split_once('@').map(|(_, d)| d).unwrap_or("");
             let hex = digest.strip_prefix("sha256:").unwrap_or("");
-            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) {
+            if hex.len() != 64
+                || !hex
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            {
                 return Err(Error::config(format!(
                     "{file}: key `vars.images.{k}`: expected an image pinned by digest (`name@sha256:<64 hex>`), found {v}"
                 )));
@@ -142,8 +148,11 @@ pub fn context(loaded: &Loaded) -> Result<tera::Context> {
             digests.insert(k.clone(), serde_json::Value::String(digest.to_string()));
         }
     }
-    let mut ctx = tera::Context::from_serialize(&p.vars)
-        .map_err(|e| Error::config(format!("{file}: key `vars`: cannot be used as template context: {e}")))?;
+    let mut ctx = tera::Context::from_serialize(&p.vars).map_err(|e| {
+        Error::config(format!(
+            "{file}: key `vars`: cannot be used as template context: {e}"
+        ))
+    })?;
     ctx.insert(
         "clawimg",
         &serde_json::json!({
@@ -173,7 +182,10 @@ pub fn render(source: &Path, text: &str, ctx: &tera::Context) -> Result<String> 
     t.autoescape_on(vec![]);
     if let Err(e) = t.add_raw_template(&name, text) {
         // Parse errors carry their own `--> line:col` marker.
-        return Err(Error::config(format!("{name}: template syntax error: {}", err_chain(&e))));
+        return Err(Error::config(format!(
+            "{name}: template syntax error: {}",
+            err_chain(&e)
+        )));
     }
     t.render(&name, ctx).map_err(|e| {
         let chain = err_chain(&e);
@@ -210,7 +222,10 @@ fn locate_var(text: &str, var: &str) -> (usize, usize) {
                 continue;
             }
         };
-        let end = text[open..].find(close_pat).map(|i| i + open).unwrap_or(text.len());
+        let end = text[open..]
+            .find(close_pat)
+            .map(|i| i + open)
+            .unwrap_or(text.len());
         let tag = &text[open..end];
         let mut from = 0;
         while let Some(pos) = tag[from..].find(var).map(|i| i + from) {
@@ -236,22 +251,45 @@ pub fn load_meta(path: &Path) -> Result<Meta> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Meta::default()),
-        Err(e) => return Err(Error::config(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => {
+            return Err(Error::config(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )))
+        }
     };
-    let de = toml::Deserializer::parse(&text)
-        .map_err(|e| Error::config(format!("{}:{}: {}", path.display(), span_loc(&text, e.span()), e.message().trim())))?;
+    let de = toml::Deserializer::parse(&text).map_err(|e| {
+        Error::config(format!(
+            "{}:{}: {}",
+            path.display(),
+            span_loc(&text, e.span()),
+            e.message().trim()
+        ))
+    })?;
     let meta: Meta = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         let inner = e.inner();
-        Error::config(format!("{}:{}: key `{key}`: {}", path.display(), span_loc(&text, inner.span()), inner.message().trim()))
+        Error::config(format!(
+            "{}:{}: key `{key}`: {}",
+            path.display(),
+            span_loc(&text, inner.span()),
+            inner.message().trim()
+        ))
     })?;
     for (i, r) in meta.path.iter().enumerate() {
         let loc = rule_loc(&text, i);
         if !r.glob.starts_with('/') {
-            return Err(Error::config(format!("{}:{loc}: key `path[{i}].glob`: expected an absolute image path glob, found {:?}", path.display(), r.glob)));
+            return Err(Error::config(format!(
+                "{}:{loc}: key `path[{i}].glob`: expected an absolute image path glob, found {:?}",
+                path.display(),
+                r.glob
+            )));
         }
         if let Err(e) = globset::Glob::new(&r.glob) {
-            return Err(Error::config(format!("{}:{loc}: key `path[{i}].glob`: {e}", path.display())));
+            return Err(Error::config(format!(
+                "{}:{loc}: key `path[{i}].glob`: {e}",
+                path.display()
+            )));
         }
         if let Some(m) = &r.mode {
             if parse_mode(m).is_none() {
@@ -299,7 +337,9 @@ pub fn load(loaded: &Loaded) -> Result<Vec<Overlay>> {
     let mut out = vec![];
     for name in list {
         if name.is_empty() || name.contains('/') || name.starts_with('.') {
-            return Err(Error::config(format!("{file}: key `overlays.list`: invalid overlay name {name:?}")));
+            return Err(Error::config(format!(
+                "{file}: key `overlays.list`: invalid overlay name {name:?}"
+            )));
         }
         let dir = repo.join("overlays").join(name);
         if !dir.is_dir() {
@@ -310,12 +350,21 @@ pub fn load(loaded: &Loaded) -> Result<Vec<Overlay>> {
         }
         let meta_path = dir.join(META_FILE);
         let meta = load_meta(&meta_path)?;
-        let rules: Vec<(globset::GlobMatcher, &PathRule)> = meta.path.iter().map(|r| (matcher(&r.glob), r)).collect();
+        let rules: Vec<(globset::GlobMatcher, &PathRule)> =
+            meta.path.iter().map(|r| (matcher(&r.glob), r)).collect();
         let mut used = vec![false; rules.len()];
         let mut entries = vec![];
-        let walk = walkdir::WalkDir::new(&dir).follow_links(false).sort_by_file_name().min_depth(1);
+        let walk = walkdir::WalkDir::new(&dir)
+            .follow_links(false)
+            .sort_by_file_name()
+            .min_depth(1);
         for ent in walk {
-            let ent = ent.map_err(|e| Error::config(format!("overlay {name}: cannot read {}: {e}", dir.display())))?;
+            let ent = ent.map_err(|e| {
+                Error::config(format!(
+                    "overlay {name}: cannot read {}: {e}",
+                    dir.display()
+                ))
+            })?;
             let relp = ent.path().strip_prefix(&dir).unwrap_or(ent.path());
             if relp == Path::new(META_FILE) {
                 continue;
@@ -323,24 +372,41 @@ pub fn load(loaded: &Loaded) -> Result<Vec<Overlay>> {
             let rel_s = relp.to_string_lossy().into_owned();
             let source = ent.path().display().to_string();
             let ft = ent.file_type();
-            let md = std::fs::symlink_metadata(ent.path()).map_err(|e| Error::config(format!("{source}: {e}")))?;
+            let md = std::fs::symlink_metadata(ent.path())
+                .map_err(|e| Error::config(format!("{source}: {e}")))?;
             let (kind, template, img_rel) = if ft.is_symlink() {
-                let t = std::fs::read_link(ent.path()).map_err(|e| Error::config(format!("{source}: {e}")))?;
-                (Kind::Symlink(t.to_string_lossy().into_owned()), false, rel_s.clone())
+                let t = std::fs::read_link(ent.path())
+                    .map_err(|e| Error::config(format!("{source}: {e}")))?;
+                (
+                    Kind::Symlink(t.to_string_lossy().into_owned()),
+                    false,
+                    rel_s.clone(),
+                )
             } else if ft.is_dir() {
                 (Kind::Dir, false, rel_s.clone())
             } else if ft.is_file() {
-                let raw = std::fs::read(ent.path()).map_err(|e| Error::config(format!("{source}: {e}")))?;
+                let raw = std::fs::read(ent.path())
+                    .map_err(|e| Error::config(format!("{source}: {e}")))?;
                 let exec = md.permissions().mode() & 0o111 != 0;
                 if let Some(stripped) = rel_s.strip_suffix(SUFFIX) {
-                    let text = String::from_utf8(raw).map_err(|_| Error::config(format!("{source}: template is not UTF-8")))?;
+                    let text = String::from_utf8(raw)
+                        .map_err(|_| Error::config(format!("{source}: template is not UTF-8")))?;
                     let rendered = render(ent.path(), &text, &ctx)?;
-                    (Kind::File { data: rendered.into_bytes(), exec }, true, stripped.to_string())
+                    (
+                        Kind::File {
+                            data: rendered.into_bytes(),
+                            exec,
+                        },
+                        true,
+                        stripped.to_string(),
+                    )
                 } else {
                     (Kind::File { data: raw, exec }, false, rel_s.clone())
                 }
             } else {
-                return Err(Error::config(format!("{source}: only files, directories and symlinks may be in an overlay")));
+                return Err(Error::config(format!(
+                    "{source}: only files, directories and symlinks may be in an overlay"
+                )));
             };
             let path = format!("/{img_rel}");
             let (mut owner, mut group, mut mode) = (None, None, None);
@@ -356,7 +422,15 @@ pub fn load(loaded: &Loaded) -> Result<Vec<Overlay>> {
                 // Symlinks have no mode of their own; owner and group still apply.
                 mode = None;
             }
-            entries.push(Entry { path, source, template, kind, owner, group, mode });
+            entries.push(Entry {
+                path,
+                source,
+                template,
+                kind,
+                owner,
+                group,
+                mode,
+            });
         }
         if let Some(i) = used.iter().position(|u| !u) {
             let text = std::fs::read_to_string(&meta_path).unwrap_or_default();
@@ -367,7 +441,11 @@ pub fn load(loaded: &Loaded) -> Result<Vec<Overlay>> {
                 meta.path[i].glob
             )));
         }
-        out.push(Overlay { name: name.clone(), dir, entries });
+        out.push(Overlay {
+            name: name.clone(),
+            dir,
+            entries,
+        });
     }
     Ok(out)
 }
@@ -378,16 +456,22 @@ pub fn hash_into(h: &mut Sha256, loaded: &Loaded) -> Result<()> {
     for name in &loaded.profile.overlays.list {
         let dir = repo.join("overlays").join(name);
         h.update(format!("\0overlay\0{name}\0").as_bytes());
-        for ent in walkdir::WalkDir::new(&dir).follow_links(false).sort_by_file_name() {
+        for ent in walkdir::WalkDir::new(&dir)
+            .follow_links(false)
+            .sort_by_file_name()
+        {
             let ent = ent.map_err(|e| Error::config(format!("overlay {name}: {e}")))?;
             let relp = ent.path().strip_prefix(&dir).unwrap_or(ent.path());
-            let md = std::fs::symlink_metadata(ent.path()).map_err(|e| Error::config(format!("{}: {e}", ent.path().display())))?;
+            let md = std::fs::symlink_metadata(ent.path())
+                .map_err(|e| Error::config(format!("{}: {e}", ent.path().display())))?;
             h.update(format!("{}\0{:o}\0", relp.display(), md.permissions().mode()).as_bytes());
             if md.file_type().is_symlink() {
-                let t = std::fs::read_link(ent.path()).map_err(|e| Error::config(format!("{}: {e}", ent.path().display())))?;
+                let t = std::fs::read_link(ent.path())
+                    .map_err(|e| Error::config(format!("{}: {e}", ent.path().display())))?;
                 h.update(t.as_os_str().as_encoded_bytes());
             } else if md.is_file() {
-                let data = std::fs::read(ent.path()).map_err(|e| Error::config(format!("{}: {e}", ent.path().display())))?;
+                let data = std::fs::read(ent.path())
+                    .map_err(|e| Error::config(format!("{}: {e}", ent.path().display())))?;
                 h.update((data.len() as u64).to_le_bytes());
                 h.update(&data);
             }
@@ -419,7 +503,10 @@ impl Ids {
                 })
                 .collect()
         };
-        Ids { users: parse("/etc/passwd"), groups: parse("/etc/group") }
+        Ids {
+            users: parse("/etc/passwd"),
+            groups: parse("/etc/group"),
+        }
     }
 
     fn resolve(map: &BTreeMap<String, u32>, v: &str) -> Option<u32> {
@@ -447,12 +534,25 @@ pub fn apply(root: &Rootfs, overlays: &[Overlay], prov: &mut Provenance) -> Resu
             let uid_s = e.owner.clone().unwrap_or_else(|| "root".into());
             let gid_s = e.group.clone().unwrap_or_else(|| "root".into());
             let uid = Ids::resolve(&ids.users, &uid_s).ok_or_else(|| {
-                Error::config(format!("{}: owner `{uid_s}` (for {}) is not a user in the image's /etc/passwd", meta_file.display(), e.path))
+                Error::config(format!(
+                    "{}: owner `{uid_s}` (for {}) is not a user in the image's /etc/passwd",
+                    meta_file.display(),
+                    e.path
+                ))
             })?;
             let gid = Ids::resolve(&ids.groups, &gid_s).ok_or_else(|| {
-                Error::config(format!("{}: group `{gid_s}` (for {}) is not a group in the image's /etc/group", meta_file.display(), e.path))
+                Error::config(format!(
+                    "{}: group `{gid_s}` (for {}) is not a group in the image's /etc/group",
+                    meta_file.display(),
+                    e.path
+                ))
             })?;
-            let by = format!("overlay {} ({}{})", ov.name, e.source, if e.template { ", rendered" } else { "" });
+            let by = format!(
+                "overlay {} ({}{})",
+                ov.name,
+                e.source,
+                if e.template { ", rendered" } else { "" }
+            );
             let mode = match &e.kind {
                 Kind::Dir => {
                     let existed = root.lstat(&e.path).is_some_and(|m| m.is_dir());
@@ -483,7 +583,10 @@ pub fn apply(root: &Rootfs, overlays: &[Overlay], prov: &mut Provenance) -> Resu
                 }
                 Kind::Symlink(target) => {
                     if root.lstat(&e.path).is_some_and(|m| m.is_dir()) {
-                        return Err(Error::config(format!("{}: {} is a directory in the image, cannot replace it with a symlink", e.source, e.path)));
+                        return Err(Error::config(format!(
+                            "{}: {} is a directory in the image, cannot replace it with a symlink",
+                            e.source, e.path
+                        )));
                     }
                     root.symlink(target, &e.path)?;
                     root.chown(&e.path, uid, gid)?;
@@ -492,10 +595,17 @@ pub fn apply(root: &Rootfs, overlays: &[Overlay], prov: &mut Provenance) -> Resu
                 }
             };
             applied.paths.push(e.path.clone());
-            if (e.owner.is_some() || e.group.is_some() || e.mode.is_some()) && !matches!(e.kind, Kind::Symlink(_)) {
+            if (e.owner.is_some() || e.group.is_some() || e.mode.is_some())
+                && !matches!(e.kind, Kind::Symlink(_))
+            {
                 declared.insert(
                     e.path.clone(),
-                    Declared { path: e.path.clone(), owner: uid_s, group: gid_s, mode: mode.map(|m| format!("{m:o}")).unwrap_or_default() },
+                    Declared {
+                        path: e.path.clone(),
+                        owner: uid_s,
+                        group: gid_s,
+                        mode: mode.map(|m| format!("{m:o}")).unwrap_or_default(),
+                    },
                 );
             } else {
                 // A later overlay without rules resets an earlier declaration.
@@ -516,7 +626,10 @@ mod tests {
         let t = "images: x\nimage: {{ images.gateway }}\n{% if images.gatway %}x{% endif %}\n";
         assert_eq!(locate_var(t, "images.gatway"), (3, 7));
         assert_eq!(locate_var(t, "images.gateway"), (2, 11));
-        assert_eq!(undefined_variable("Failed: Variable `a.b` not found in context"), Some("a.b".into()));
+        assert_eq!(
+            undefined_variable("Failed: Variable `a.b` not found in context"),
+            Some("a.b".into())
+        );
     }
 
     #[test]

@@ -25,7 +25,9 @@ impl Provenance {
         let p = format!("/{}", path.trim_start_matches('/').trim_end_matches('/'));
         let map = extra.get("provenance").and_then(|v| v.as_object());
         let Some(map) = map else {
-            return format!("{p}: this manifest records no provenance (built before overlays existed)");
+            return format!(
+                "{p}: this manifest records no provenance (built before overlays existed)"
+            );
         };
         if let Some(by) = map.get(&p).and_then(|v| v.as_str()) {
             return format!("{p}: {by}");
@@ -39,7 +41,10 @@ impl Provenance {
         if below.is_empty() {
             format!("{p}: not written by an overlay or module: from the base stage (packages) or absent")
         } else {
-            format!("{p}: directory from the base stage; paths below it:\n{}", below.join("\n"))
+            format!(
+                "{p}: directory from the base stage; paths below it:\n{}",
+                below.join("\n")
+            )
         }
     }
 }

@@ -16,7 +16,14 @@ use std::path::PathBuf;
 /// Where installed unit files go in the image.
 pub const UNIT_DIR: &str = "/usr/lib/systemd/system";
 /// Directories systemd searches for bare `Exec*=` program names.
-const EXEC_PATH: &[&str] = &["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+const EXEC_PATH: &[&str] = &[
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
 
 /// What the units stage did (for the manifest and probes).
 #[derive(Debug, Default, Clone, Serialize, PartialEq)]
@@ -38,9 +45,20 @@ fn units_dir(loaded: &Loaded) -> PathBuf {
 }
 
 fn valid_name(s: &str) -> bool {
-    let ok = |x: &str| !x.is_empty() && !x.starts_with('.') && x.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@:\\".contains(c));
+    let ok = |x: &str| {
+        !x.is_empty()
+            && !x.starts_with('.')
+            && x.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.@:\\".contains(c))
+    };
     match s.split_once('/') {
-        Some((unit, conf)) => unit.ends_with(".d") && ok(unit) && ok(conf) && conf.ends_with(".conf") && !conf.contains('/'),
+        Some((unit, conf)) => {
+            unit.ends_with(".d")
+                && ok(unit)
+                && ok(conf)
+                && conf.ends_with(".conf")
+                && !conf.contains('/')
+        }
         None => ok(s) && s.contains('.'),
     }
 }
@@ -55,16 +73,23 @@ pub fn check(loaded: &Loaded) -> Result<()> {
             return Err(Error::config(format!("{file}: key `units.install`: {i:?} is not a unit file name or `NAME.d/FILE.conf` drop-in")));
         }
         if !dir.join(i).is_file() {
-            return Err(Error::config(format!("{file}: key `units.install`: {} does not exist", dir.join(i).display())));
+            return Err(Error::config(format!(
+                "{file}: key `units.install`: {} does not exist",
+                dir.join(i).display()
+            )));
         }
     }
     for (key, list) in [("units.enable", &u.enable), ("units.mask", &u.mask)] {
         if let Some(bad) = list.iter().find(|n| n.contains('/') || !valid_name(n)) {
-            return Err(Error::config(format!("{file}: key `{key}`: {bad:?} is not a unit name")));
+            return Err(Error::config(format!(
+                "{file}: key `{key}`: {bad:?} is not a unit name"
+            )));
         }
     }
     if let Some(both) = u.enable.iter().find(|n| u.mask.contains(n)) {
-        return Err(Error::config(format!("{file}: key `units.mask`: {both} is also in `units.enable`")));
+        return Err(Error::config(format!(
+            "{file}: key `units.mask`: {both} is also in `units.enable`"
+        )));
     }
     Ok(())
 }
@@ -73,7 +98,8 @@ pub fn check(loaded: &Loaded) -> Result<()> {
 pub fn hash_into(h: &mut Sha256, loaded: &Loaded) -> Result<()> {
     let dir = units_dir(loaded);
     for i in &loaded.profile.units.install {
-        let data = std::fs::read(dir.join(i)).map_err(|e| Error::config(format!("{}: {e}", dir.join(i).display())))?;
+        let data = std::fs::read(dir.join(i))
+            .map_err(|e| Error::config(format!("{}: {e}", dir.join(i).display())))?;
         h.update(format!("\0unit\0{i}\0{}\0", data.len()).as_bytes());
         h.update(&data);
     }
@@ -85,12 +111,16 @@ pub fn exec_programs(text: &str) -> Vec<String> {
     let mut v = vec![];
     for line in text.lines() {
         let l = line.trim();
-        let Some((k, val)) = l.split_once('=') else { continue };
+        let Some((k, val)) = l.split_once('=') else {
+            continue;
+        };
         let k = k.trim();
         if !k.starts_with("Exec") || k == "ExecSearchPath" {
             continue;
         }
-        let val = val.trim_start().trim_start_matches(['@', '-', ':', '+', '!', '|']);
+        let val = val
+            .trim_start()
+            .trim_start_matches(['@', '-', ':', '+', '!', '|']);
         if let Some(prog) = val.split_whitespace().next() {
             v.push(prog.to_string());
         }
@@ -104,10 +134,14 @@ pub fn check_exec(root: &Rootfs, what: &str, text: &str) -> Result<()> {
         let found = if prog.starts_with('/') {
             root.is_executable(&prog)
         } else {
-            EXEC_PATH.iter().any(|d| root.is_executable(&format!("{d}/{prog}")))
+            EXEC_PATH
+                .iter()
+                .any(|d| root.is_executable(&format!("{d}/{prog}")))
         };
         if !found {
-            return Err(Error::config(format!("{what}: Exec program `{prog}` is not an executable in the image")));
+            return Err(Error::config(format!(
+                "{what}: Exec program `{prog}` is not an executable in the image"
+            )));
         }
     }
     Ok(())
@@ -120,7 +154,8 @@ pub fn apply(root: &Rootfs, loaded: &Loaded, prov: &mut Provenance) -> Result<Un
     let mut out = UnitsApplied::default();
     for i in &u.install {
         let src = dir.join(i);
-        let data = std::fs::read(&src).map_err(|e| Error::config(format!("{}: {e}", src.display())))?;
+        let data =
+            std::fs::read(&src).map_err(|e| Error::config(format!("{}: {e}", src.display())))?;
         let dest = format!("{UNIT_DIR}/{i}");
         root.write(&dest, &data, 0o644)?;
         root.chmod(&dest, 0o644)?;
@@ -133,8 +168,13 @@ pub fn apply(root: &Rootfs, loaded: &Loaded, prov: &mut Provenance) -> Result<Un
         check_exec(root, &dir.join(i).display().to_string(), &text)?;
     }
     for e in &u.enable {
-        let links = units::enable(root, e)
-            .map_err(|err| Error::config(format!("{}: key `units.enable`: {}", loaded.files[0].display(), err.message)))?;
+        let links = units::enable(root, e).map_err(|err| {
+            Error::config(format!(
+                "{}: key `units.enable`: {}",
+                loaded.files[0].display(),
+                err.message
+            ))
+        })?;
         for l in &links {
             prov.record(l, format!("units (enable {e})"));
         }
@@ -147,7 +187,12 @@ pub fn apply(root: &Rootfs, loaded: &Loaded, prov: &mut Provenance) -> Result<Un
         out.links.push(l);
         out.masked.push(m.clone());
     }
-    let to_verify: Vec<String> = u.install.iter().filter(|i| !i.contains('/')).cloned().collect();
+    let to_verify: Vec<String> = u
+        .install
+        .iter()
+        .filter(|i| !i.contains('/'))
+        .cloned()
+        .collect();
     out.verify = verify(root, &to_verify)?;
     Ok(out)
 }
@@ -165,10 +210,24 @@ fn verify(root: &Rootfs, names: &[String]) -> Result<String> {
     let rootarg = format!("--root={}", root.host_path().display());
     let cmd = sh
         .cmd("systemd-analyze")
-        .args(["verify", &rootarg, "--man=no", "--generators=no", "--recursive-errors=no"])
+        .args([
+            "verify",
+            &rootarg,
+            "--man=no",
+            "--generators=no",
+            "--recursive-errors=no",
+        ])
         .args(names);
-    crate::exec::run(cmd).map_err(|e| Error::config(format!("systemd-analyze verify rejected the units: {}", e.message)))?;
-    Ok(format!("systemd-analyze verify --root passed for {} units", names.len()))
+    crate::exec::run(cmd).map_err(|e| {
+        Error::config(format!(
+            "systemd-analyze verify rejected the units: {}",
+            e.message
+        ))
+    })?;
+    Ok(format!(
+        "systemd-analyze verify --root passed for {} units",
+        names.len()
+    ))
 }
 
 #[cfg(test)]
