@@ -8,8 +8,9 @@ use crate::manifest::{self, Artifact, Manifest};
 use crate::output::{self, Staging};
 use crate::profile::{self, Loaded};
 use crate::progress::Progress;
+use crate::provenance::Provenance;
 use crate::rootfs::Rootfs;
-use crate::{customize, exec, qcow2, scrub, tools};
+use crate::{customize, exec, overlay, qcow2, scrub, tools, unitset};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -78,6 +79,8 @@ pub fn input_hash(loaded: &Loaded, keyring_sha256: &str) -> Result<String> {
         h.update(b"\0");
         h.update(part.as_bytes());
     }
+    overlay::hash_into(&mut h, loaded)?;
+    unitset::hash_into(&mut h, loaded)?;
     Ok(hex::encode(h.finalize()))
 }
 
@@ -89,17 +92,22 @@ pub struct Checked {
     pub keyring: PathBuf,
     /// Input hash.
     pub input_hash: String,
+    /// Overlays loaded and rendered (templates and metadata already checked).
+    pub overlays: Vec<overlay::Overlay>,
 }
 
 /// Load and check the profile and environment (used by `check` and `build`).
 pub fn check(opts: &BuildOptions) -> Result<Checked> {
     let loaded = profile::load(&opts.profile, &opts.profiles_dir, &opts.vars)?;
     let keyring = base::check_keyring(&loaded.profile.base, &loaded.dir)?;
+    unitset::check(&loaded)?;
+    let overlays = overlay::load(&loaded)?;
     let ih = input_hash(&loaded, &loaded.profile.base.keyring_sha256)?;
     Ok(Checked {
         loaded,
         keyring,
         input_hash: ih,
+        overlays,
     })
 }
 
@@ -163,6 +171,23 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let root = Rootfs::open(&base_out.path)?;
     let c = customize::run(&root, p, &ids)?;
     st.done(&format!("{} paths", c.paths.len()));
+    let mut prov = Provenance::default();
+    for path in &c.paths {
+        prov.record(path, "module customize");
+    }
+    let st = progress.stage("overlays", &format!("{} overlays", checked.overlays.len()));
+    let applied = overlay::apply(&root, &checked.overlays, &mut prov)?;
+    st.done(&format!("{} paths", applied.paths.len()));
+    let st = progress.stage(
+        "units",
+        &format!(
+            "{} installed, {} enabled",
+            p.units.install.len(),
+            p.units.enable.len()
+        ),
+    );
+    let units_done = unitset::apply(&root, &checked.loaded, &mut prov)?;
+    st.done(&units_done.verify);
     let st = progress.stage("scrub", "machine-id, host keys, caches, logs");
     let s = scrub::run(&root)?;
     st.done(&format!("{} entries removed", s.removed.len()));
@@ -231,7 +256,20 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         packages: base_out.packages.clone(),
         artifacts,
         rootfs_bytes: asm.rootfs_bytes,
-        extra: Default::default(),
+        extra: [
+            ("provenance".to_string(), prov.to_json()),
+            ("overlays".to_string(), serde_json::json!(p.overlays.list)),
+            (
+                "units".to_string(),
+                serde_json::to_value(&units_done).unwrap_or_default(),
+            ),
+            (
+                "declared_files".to_string(),
+                serde_json::to_value(&applied.declared).unwrap_or_default(),
+            ),
+        ]
+        .into_iter()
+        .collect(),
     };
     manifest.write(staging.path())?;
     st.done("manifest.json, SHA256SUMS");

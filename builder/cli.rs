@@ -108,7 +108,7 @@ enum Cmd {
     },
     /// Print the manifest of a built image (directory, image file or manifest.json).
     #[command(
-        after_help = "Examples:\n  clawimg inspect out/base\n  clawimg inspect out/base/base.qcow2 --json"
+        after_help = "Examples:\n  clawimg inspect out/base\n  clawimg inspect out/base/base.qcow2 --json\n  clawimg inspect out/production --explain /opt/openclaw/docker-compose.yml"
     )]
     Inspect {
         /// Image directory, image file or manifest.json.
@@ -116,6 +116,9 @@ enum Cmd {
         /// Print the raw JSON.
         #[arg(long)]
         json: bool,
+        /// Say which overlay or module produced PATH in the image.
+        #[arg(long, value_name = "PATH")]
+        explain: Option<String>,
     },
 }
 
@@ -212,9 +215,18 @@ fn run(cli: Cli) -> Result<i32> {
             print_summary(&r);
             Ok(0)
         }
-        Cmd::Inspect { image, json } => {
+        Cmd::Inspect {
+            image,
+            json,
+            explain,
+        } => {
             let m = Manifest::read(&image)?;
-            if json {
+            if let Some(path) = explain {
+                println!(
+                    "{}",
+                    crate::provenance::Provenance::explain(&m.extra, &path)
+                );
+            } else if json {
                 println!("{}", serde_json::to_string_pretty(&m).unwrap_or_default());
             } else {
                 println!("profile      {}", m.profile);
@@ -241,6 +253,7 @@ fn run(cli: Cli) -> Result<i32> {
                         );
                     }
                 }
+                crate::declared::print_summary(&m);
                 println!("packages     {}", m.packages.len());
                 for p in &m.packages {
                     println!("  {} {}", p.name, p.version);
@@ -362,11 +375,15 @@ fn test(g: &Global, t: TestArgs) -> Result<i32> {
             None => None,
         };
     let image = resolve_image(g, &t)?;
-    let extra: Vec<Probe> = t
+    let mut extra: Vec<Probe> = t
         .probes
         .iter()
         .map(|c| Probe::new(c, c, Expect::Success))
         .collect();
+    // What the image's manifest declares (units, timers, owners and modes) is probed too.
+    if let Ok(m) = Manifest::read(&image) {
+        extra.splice(0..0, crate::declared::probes(&m));
+    }
     let mut all_ok = true;
     for fw in &t.firmware {
         let run = TestRun {

@@ -28,6 +28,31 @@ pub struct Profile {
     pub image: Image,
     /// Free-form variables for templates; `--var key=value` overrides them.
     pub vars: BTreeMap<String, toml::Value>,
+    /// File trees copied into the image, in order (see `overlay.rs`).
+    pub overlays: Overlays,
+    /// systemd units shipped from `units/`: installed, enabled, masked (see `unitset.rs`).
+    pub units: Units,
+}
+
+/// The `[overlays]` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Overlays {
+    /// Overlay names (`overlays/<name>/`), applied in order; later ones override earlier.
+    pub list: Vec<String>,
+}
+
+/// The `[units]` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Units {
+    /// Files from `units/` installed into /usr/lib/systemd/system: unit names, or
+    /// `NAME.d/FILE.conf` for drop-ins.
+    pub install: Vec<String>,
+    /// Units enabled offline as `systemctl enable` would.
+    pub enable: Vec<String>,
+    /// Units masked (linked to /dev/null).
+    pub mask: Vec<String>,
 }
 
 /// The base stage: what mmdebstrap installs.

@@ -155,6 +155,103 @@ impl Rootfs {
         Ok(removed)
     }
 
+    /// File type and mode of a path without following a final symlink.
+    pub fn lstat(&self, p: &str) -> Option<cap_std::fs::Metadata> {
+        self.dir.symlink_metadata(rel(p)).ok()
+    }
+
+    /// Whether `p` resolves (following symlinks, inside the root) to an executable file.
+    pub fn is_executable(&self, p: &str) -> bool {
+        use cap_std::fs::PermissionsExt as _;
+        let mut cur = rel(p).to_string();
+        // Follow up to 40 links by hand so absolute targets resolve against the image root.
+        for _ in 0..40 {
+            let Ok(md) = self.dir.symlink_metadata(&cur) else {
+                return false;
+            };
+            if md.file_type().is_symlink() {
+                let Ok(t) = self.dir.read_link_contents(&cur) else {
+                    return false;
+                };
+                let t = t.to_string_lossy().into_owned();
+                cur = if let Some(abs) = t.strip_prefix('/') {
+                    abs.to_string()
+                } else {
+                    let parent = Path::new(&cur)
+                        .parent()
+                        .map(|x| x.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    if parent.is_empty() {
+                        t
+                    } else {
+                        format!("{parent}/{t}")
+                    }
+                };
+                continue;
+            }
+            return md.is_file() && md.permissions().mode() & 0o111 != 0;
+        }
+        false
+    }
+
+    /// Split `p` into its parent directory (opened inside the root) and final name.
+    fn parent_of(&self, p: &str) -> Result<(Dir, String)> {
+        let r = Path::new(rel(p));
+        let name = r
+            .file_name()
+            .ok_or_else(|| Error::failed(format!("rootfs: /{} has no file name", r.display())))?
+            .to_string_lossy()
+            .into_owned();
+        let parent = r
+            .parent()
+            .filter(|x| !x.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let d = self
+            .dir
+            .open_dir(parent)
+            .map_err(|e| self.err("open", &parent.to_string_lossy(), e))?;
+        Ok((d, name))
+    }
+
+    /// Set owner and group of `p` (a final symlink itself is changed, never its target).
+    pub fn chown(&self, p: &str, uid: u32, gid: u32) -> Result<()> {
+        let (d, name) = self.parent_of(p)?;
+        let (u, g) = (
+            rustix::fs::Uid::from_raw(uid),
+            rustix::fs::Gid::from_raw(gid),
+        );
+        rustix::fs::chownat(
+            &d,
+            name.as_str(),
+            Some(u),
+            Some(g),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| self.err("chown", p, e.into()))
+    }
+
+    /// Set the mode of a file or directory (refuses symlinks: their mode is meaningless and
+    /// chmod would follow them).
+    pub fn chmod(&self, p: &str, mode: u32) -> Result<()> {
+        let (d, name) = self.parent_of(p)?;
+        let md = d
+            .symlink_metadata(&name)
+            .map_err(|e| self.err("stat", p, e))?;
+        if md.file_type().is_symlink() {
+            return Err(Error::failed(format!(
+                "rootfs: /{} is a symlink, cannot chmod",
+                rel(p)
+            )));
+        }
+        rustix::fs::chmodat(
+            &d,
+            name.as_str(),
+            rustix::fs::Mode::from_raw_mode(mode),
+            rustix::fs::AtFlags::empty(),
+        )
+        .map_err(|e| self.err("chmod", p, e.into()))
+    }
+
     /// Names of the entries of a directory, sorted; empty if it does not exist.
     pub fn list(&self, p: &str) -> Result<Vec<String>> {
         let mut v = vec![];

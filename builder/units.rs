@@ -20,6 +20,8 @@ pub struct Install {
     pub alias: Vec<String>,
     /// `Also=` units enabled together with this one.
     pub also: Vec<String>,
+    /// `DefaultInstance=` of a template unit.
+    pub default_instance: Option<String>,
 }
 
 /// Parse the `[Install]` section of a unit file.
@@ -44,6 +46,9 @@ pub fn parse_install(text: &str) -> Install {
             "RequiredBy" => inst.required_by.extend(vals),
             "Alias" => inst.alias.extend(vals),
             "Also" => inst.also.extend(vals),
+            "DefaultInstance" => {
+                inst.default_instance = Some(v.trim().to_string()).filter(|x| !x.is_empty())
+            }
             _ => {}
         }
     }
@@ -66,6 +71,33 @@ pub fn enable(root: &Rootfs, unit: &str) -> Result<Vec<String>> {
     Ok(made)
 }
 
+/// Expand the specifiers systemctl expands in `[Install]` values for unit `name`.
+fn specifiers(v: &str, name: &str) -> String {
+    let stem = name.rsplit_once('.').map(|(a, _)| a).unwrap_or(name);
+    let (prefix, instance) = stem.split_once('@').unwrap_or((stem, ""));
+    let mut out = String::new();
+    let mut it = v.chars();
+    while let Some(c) = it.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('n') => out.push_str(name),
+            Some('N') => out.push_str(stem),
+            Some('p') => out.push_str(prefix),
+            Some('i') => out.push_str(instance),
+            Some('%') => out.push('%'),
+            Some(o) => {
+                out.push('%');
+                out.push(o);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
 fn enable_inner(
     root: &Rootfs,
     unit: &str,
@@ -76,12 +108,16 @@ fn enable_inner(
         return Ok(());
     }
     seen.push(unit.to_string());
-    let (file_unit, instance) = match unit.split_once('@') {
-        Some((pre, rest)) if !rest.starts_with('.') => {
-            let suffix = rest.rsplit_once('.').map(|(_, s)| s).unwrap_or("service");
-            (format!("{pre}@.{suffix}"), Some(unit.to_string()))
+    // `foo@bar.service` is an instance of the template file `foo@.service`.
+    let (file_unit, mut instance) = match unit.split_once('@') {
+        Some((pre, rest)) => {
+            let (inst, suffix) = rest.rsplit_once('.').unwrap_or((rest, "service"));
+            (
+                format!("{pre}@.{suffix}"),
+                Some(inst.to_string()).filter(|i| !i.is_empty()),
+            )
         }
-        _ => (unit.to_string(), None),
+        None => (unit.to_string(), None),
     };
     let path = find(root, &file_unit).ok_or_else(|| {
         Error::config(format!(
@@ -91,15 +127,36 @@ fn enable_inner(
     })?;
     let text = root.read_to_string(&path)?;
     let inst = parse_install(&text);
-    let link_name = instance.clone().unwrap_or_else(|| unit.to_string());
+    let is_template = file_unit.contains("@.");
+    let explicit_instance = instance.is_some();
+    if is_template && instance.is_none() {
+        instance = inst.default_instance.clone();
+    }
+    let (pre, suffix) = file_unit.split_once("@.").unwrap_or((&file_unit, ""));
+    let link_name = match &instance {
+        Some(i) if is_template => format!("{pre}@{i}.{suffix}"),
+        _ => unit.to_string(),
+    };
     for (targets, kind) in [(&inst.wanted_by, "wants"), (&inst.required_by, "requires")] {
         for t in targets {
+            if is_template && instance.is_none() {
+                return Err(Error::config(format!(
+                    "cannot enable template `{unit}`: no instance given and no DefaultInstance= (systemctl refuses this too)"
+                )));
+            }
+            let t = specifiers(t, &link_name);
             let link = format!("/etc/systemd/system/{t}.{kind}/{link_name}");
             root.symlink(&path, &link)?;
             made.push(link);
         }
     }
     for a in &inst.alias {
+        let a = specifiers(a, &link_name);
+        // A template alias names the instance only when one was asked for explicitly.
+        let a = match (a.split_once("@."), &instance) {
+            (Some((apre, asuf)), Some(i)) if explicit_instance => format!("{apre}@{i}.{asuf}"),
+            _ => a,
+        };
         let link = format!("/etc/systemd/system/{a}");
         if link != path {
             root.symlink(&path, &link)?;
@@ -107,7 +164,7 @@ fn enable_inner(
         }
     }
     for also in &inst.also {
-        enable_inner(root, also, made, seen)?;
+        enable_inner(root, &specifiers(also, &link_name), made, seen)?;
     }
     Ok(())
 }

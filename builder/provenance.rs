@@ -1,0 +1,50 @@
+//! Which overlay or module produced each path in the image; stored in the manifest
+//! (`extra.provenance`) and shown by `clawimg inspect IMAGE --explain PATH`.
+
+use std::collections::BTreeMap;
+
+/// Path in the image -> what wrote it last (later writers replace earlier ones).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Provenance(pub BTreeMap<String, String>);
+
+impl Provenance {
+    /// Record that `by` produced `path`.
+    pub fn record(&mut self, path: &str, by: impl Into<String>) {
+        let p = format!("/{}", path.trim_start_matches('/'));
+        self.0.insert(p, by.into());
+    }
+
+    /// As JSON for the manifest.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.0).unwrap_or_default()
+    }
+
+    /// Explain `path` from a manifest's `extra.provenance`: the exact entry, else the
+    /// entries below it (for a directory), else the base stage.
+    pub fn explain(extra: &BTreeMap<String, serde_json::Value>, path: &str) -> String {
+        let p = format!("/{}", path.trim_start_matches('/').trim_end_matches('/'));
+        let map = extra.get("provenance").and_then(|v| v.as_object());
+        let Some(map) = map else {
+            return format!(
+                "{p}: this manifest records no provenance (built before overlays existed)"
+            );
+        };
+        if let Some(by) = map.get(&p).and_then(|v| v.as_str()) {
+            return format!("{p}: {by}");
+        }
+        let prefix = format!("{p}/");
+        let below: Vec<String> = map
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| format!("  {k}: {}", v.as_str().unwrap_or("")))
+            .collect();
+        if below.is_empty() {
+            format!("{p}: not written by an overlay or module: from the base stage (packages) or absent")
+        } else {
+            format!(
+                "{p}: directory from the base stage; paths below it:\n{}",
+                below.join("\n")
+            )
+        }
+    }
+}
