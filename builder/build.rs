@@ -9,7 +9,7 @@ use crate::output::{self, Staging};
 use crate::profile::{self, Loaded};
 use crate::progress::Progress;
 use crate::rootfs::Rootfs;
-use crate::{customize, exec, qcow2, scrub, tools};
+use crate::{audit, customize, exec, qcow2, scrub, secrets, tools};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -68,7 +68,7 @@ pub fn input_hash(loaded: &Loaded, keyring_sha256: &str) -> Result<String> {
     h.update(json.as_bytes());
     h.update(b"\0");
     h.update(keyring_sha256.as_bytes());
-    for part in [customize::SSH_KEYGEN_UNIT, customize::REPART_ROOT, customize::DHCP_NETWORK] {
+    for part in [customize::SSH_KEYGEN_UNIT, customize::REPART_ROOT, customize::DHCP_NETWORK, secrets::UNIT, secrets::SCRIPT] {
         h.update(b"\0");
         h.update(part.as_bytes());
     }
@@ -142,6 +142,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let root = Rootfs::open(&base_out.path)?;
     let c = customize::run(&root, p, &ids)?;
     st.done(&format!("{} paths", c.paths.len()));
+    let st = progress.stage("secrets", "secret slots (declared only), first-boot unit");
+    let sp = secrets::install(&root, p)?;
+    st.done(&format!("{} slots, {} paths", p.secrets.len(), sp.len()));
     let st = progress.stage("scrub", "machine-id, host keys, caches, logs");
     let s = scrub::run(&root)?;
     st.done(&format!("{} entries removed", s.removed.len()));
@@ -160,6 +163,18 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     };
     let asm = assemble::run(&input, &raw)?;
     st.done(&format!("{} MiB disk", asm.layout.disk_bytes >> 20));
+    // The finished filesystem, not the tree: what ships is what is checked.
+    let st = progress.stage("audit", "no keys, tokens or node state in the root filesystem");
+    let report = audit::audit_image(&raw, None)?;
+    if !report.findings.is_empty() {
+        return Err(Error::failed(format!(
+            "audit: the image must not ship these ({} findings); nothing was written to {}:\n{}",
+            report.findings.len(),
+            target.display(),
+            report.render()
+        )));
+    }
+    st.done(&format!("clean ({} files scanned)", report.files_scanned));
     // The tree is no longer needed; free the space before conversion.
     drop(root);
     let _ = std::fs::remove_dir_all(&rootfs_path);
@@ -195,7 +210,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         packages: base_out.packages.clone(),
         artifacts,
         rootfs_bytes: asm.rootfs_bytes,
-        extra: Default::default(),
+        extra: [("secrets".to_string(), secrets::manifest_json(&p.secrets))].into_iter().collect(),
     };
     manifest.write(staging.path())?;
     st.done("manifest.json, SHA256SUMS");

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod assemble;
+pub mod audit;
 pub mod base;
 pub mod build;
 pub mod cli;
@@ -28,5 +29,7 @@ pub mod qcow2;
 pub mod qemu;
 pub mod rootfs;
 pub mod scrub;
+pub mod secrets;
+pub mod seed;
 pub mod tools;
 pub mod units;

@@ -28,6 +28,9 @@ pub struct Profile {
     pub image: Image,
     /// Free-form variables for templates; `--var key=value` overrides them.
     pub vars: BTreeMap<String, toml::Value>,
+    /// Secret slots by name (declared only: values arrive per node, see `secrets.rs`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, crate::secrets::Slot>,
 }
 
 /// The base stage: what mmdebstrap installs.
@@ -348,6 +351,7 @@ fn validate(l: &Loaded) -> Result<()> {
     if h.is_empty() || h.len() > 63 || !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') || h.starts_with('-') {
         return bad("image.hostname", format!("expected a host name (letters, digits, '-'), found {h:?}"));
     }
+    crate::secrets::validate(l)?;
     Ok(())
 }
 
