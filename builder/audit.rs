@@ -40,7 +40,10 @@ pub struct Report {
 impl Report {
     /// One line per finding.
     pub fn render(&self) -> String {
-        self.findings.iter().map(|f| format!("  {:<14} {}  ({})\n", f.rule, f.path, f.what)).collect()
+        self.findings
+            .iter()
+            .map(|f| format!("  {:<14} {}  ({})\n", f.rule, f.path, f.what))
+            .collect()
     }
 }
 
@@ -51,7 +54,11 @@ struct Range {
 }
 
 impl Ext4Read for Range {
-    fn read(&mut self, start: u64, dst: &mut [u8]) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
+    fn read(
+        &mut self,
+        start: u64,
+        dst: &mut [u8],
+    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
         self.file.seek(SeekFrom::Start(self.offset + start))?;
         self.file.read_exact(dst)?;
         Ok(())
@@ -59,9 +66,18 @@ impl Ext4Read for Range {
 }
 
 const TOKEN_RULES: &[(&str, &str)] = &[
-    (r"\bsk-ant-[A-Za-z0-9_-]{20,}", "Anthropic API key shape (sk-ant-)"),
-    (r"\bsk-(?:proj-)?[A-Za-z0-9][A-Za-z0-9_-]{31,}", "OpenAI-style API key shape (sk-)"),
-    (r"\bgh[pousr]_[A-Za-z0-9]{36}\b|\bgithub_pat_[A-Za-z0-9_]{60,}", "GitHub token shape (ghp_)"),
+    (
+        r"\bsk-ant-[A-Za-z0-9_-]{20,}",
+        "Anthropic API key shape (sk-ant-)",
+    ),
+    (
+        r"\bsk-(?:proj-)?[A-Za-z0-9][A-Za-z0-9_-]{31,}",
+        "OpenAI-style API key shape (sk-)",
+    ),
+    (
+        r"\bgh[pousr]_[A-Za-z0-9]{36}\b|\bgithub_pat_[A-Za-z0-9_]{60,}",
+        "GitHub token shape (ghp_)",
+    ),
     (r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", "AWS access key id shape"),
 ];
 
@@ -83,20 +99,39 @@ impl Rules {
             Regex::new(r#"(?m)^[ \t]*(?:export[ \t]+)?[A-Za-z_][A-Za-z0-9_]*=["']?[0-9a-fA-F]{64}["']?[ \t]*\r?$"#).expect("env regex");
         // Values shorter than 8 bytes would match by accident everywhere.
         let vals: Vec<(String, Vec<u8>)> = secrets
-            .map(|s| s.values().filter(|(_, v)| v.trim().len() >= 8).map(|(k, v)| (k.to_string(), v.trim().as_bytes().to_vec())).collect())
+            .map(|s| {
+                s.values()
+                    .filter(|(_, v)| v.trim().len() >= 8)
+                    .map(|(k, v)| (k.to_string(), v.trim().as_bytes().to_vec()))
+                    .collect()
+            })
             .unwrap_or_default();
         let values = (!vals.is_empty()).then(|| {
-            let alt: Vec<String> = vals.iter().map(|(_, v)| regex::escape(&String::from_utf8_lossy(v))).collect();
-            let re = regex::bytes::RegexBuilder::new(&alt.join("|")).size_limit(64 << 20).build().expect("value regex");
+            let alt: Vec<String> = vals
+                .iter()
+                .map(|(_, v)| regex::escape(&String::from_utf8_lossy(v)))
+                .collect();
+            let re = regex::bytes::RegexBuilder::new(&alt.join("|"))
+                .size_limit(64 << 20)
+                .build()
+                .expect("value regex");
             (re, vals)
         });
-        Rules { private_key, tokens, env_hex, values }
+        Rules {
+            private_key,
+            tokens,
+            env_hex,
+            values,
+        }
     }
 }
 
 fn is_env_file(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or("");
-    name == ".env" || name.ends_with(".env") || path == "/etc/environment" || path.starts_with("/etc/default/")
+    name == ".env"
+        || name.ends_with(".env")
+        || path == "/etc/environment"
+        || path.starts_with("/etc/default/")
 }
 
 /// Node state by path alone (no contents needed).
@@ -111,15 +146,22 @@ fn node_state(path: &str, len: u64) -> Option<&'static str> {
     if path == "/var/lib/systemd/credential.secret" {
         return Some("systemd credential host secret");
     }
-    if (path.starts_with("/var/lib/dhcp/") || path.starts_with("/var/lib/dhclient/") || path.starts_with("/var/lib/systemd/network/"))
+    if (path.starts_with("/var/lib/dhcp/")
+        || path.starts_with("/var/lib/dhclient/")
+        || path.starts_with("/var/lib/systemd/network/"))
         && (name.contains("lease"))
     {
         return Some("DHCP lease");
     }
-    if (path.starts_with("/root/") || path.starts_with("/home/")) && crate::scrub::HISTORY.contains(&name) {
+    if (path.starts_with("/root/") || path.starts_with("/home/"))
+        && crate::scrub::HISTORY.contains(&name)
+    {
         return Some("shell or tool history");
     }
-    if path.starts_with("/var/lib/apt/lists/") && name != "lock" && !path.starts_with("/var/lib/apt/lists/partial/") {
+    if path.starts_with("/var/lib/apt/lists/")
+        && name != "lock"
+        && !path.starts_with("/var/lib/apt/lists/partial/")
+    {
         return Some("apt package list");
     }
     if path.starts_with("/var/cache/apt/") && (name.ends_with(".bin") || name.ends_with(".deb")) {
@@ -134,13 +176,24 @@ fn node_state(path: &str, len: u64) -> Option<&'static str> {
 /// Audit the root filesystem of a raw disk image.
 pub fn audit_image(raw: &Path, secrets: Option<&SecretsFile>) -> Result<Report> {
     let root = crate::seed::find_partition(raw, ROOT_TYPE)?;
-    let file = std::fs::File::open(raw).map_err(|e| Error::config(format!("{}: {e}", raw.display())))?;
-    let fs = Ext4::load(Box::new(Range { file, offset: root.extent.offset() }))
-        .map_err(|e| Error::failed(format!("{}: cannot read the root ext4 filesystem: {e}", raw.display())))?;
+    let file =
+        std::fs::File::open(raw).map_err(|e| Error::config(format!("{}: {e}", raw.display())))?;
+    let fs = Ext4::load(Box::new(Range {
+        file,
+        offset: root.extent.offset(),
+    }))
+    .map_err(|e| {
+        Error::failed(format!(
+            "{}: cannot read the root ext4 filesystem: {e}",
+            raw.display()
+        ))
+    })?;
     let rules = Rules::new(secrets);
     let mut report = Report::default();
     let mut stack = vec![ExtPath::new("/")];
-    let ext_err = |p: &ExtPath, e: ext4_view::Ext4Error| Error::failed(format!("audit: {}: {e}", p.display()));
+    let ext_err = |p: &ExtPath, e: ext4_view::Ext4Error| {
+        Error::failed(format!("audit: {}: {e}", p.display()))
+    };
     while let Some(dir) = stack.pop() {
         for ent in fs.read_dir(&dir).map_err(|e| ext_err(&dir, e))? {
             let ent = ent.map_err(|e| ext_err(&dir, e))?;
@@ -156,10 +209,19 @@ pub fn audit_image(raw: &Path, secrets: Option<&SecretsFile>) -> Result<Report> 
                 continue;
             }
             let mut add = |rule: &'static str, what: &str| {
-                report.findings.push(Finding { path: ps.clone(), rule, what: what.to_string() })
+                report.findings.push(Finding {
+                    path: ps.clone(),
+                    rule,
+                    what: what.to_string(),
+                })
             };
-            if ps.starts_with("/etc/ssh/") && ps.rsplit('/').next().unwrap_or("").starts_with("ssh_host_") {
-                add("ssh-host-key", "SSH host key (each node makes its own on first boot)");
+            if ps.starts_with("/etc/ssh/")
+                && ps.rsplit('/').next().unwrap_or("").starts_with("ssh_host_")
+            {
+                add(
+                    "ssh-host-key",
+                    "SSH host key (each node makes its own on first boot)",
+                );
             }
             if !ft.is_regular_file() {
                 continue;
@@ -173,8 +235,13 @@ pub fn audit_image(raw: &Path, secrets: Option<&SecretsFile>) -> Result<Report> 
             }
             let data = fs.read(&p).map_err(|e| ext_err(&p, e))?;
             report.files_scanned += 1;
-            if (ps == "/etc/machine-id" || ps == "/var/lib/dbus/machine-id") && !data.trim_ascii().is_empty() {
-                add("machine-id", "non-empty machine-id (must be empty: systemd makes one per node)");
+            if (ps == "/etc/machine-id" || ps == "/var/lib/dbus/machine-id")
+                && !data.trim_ascii().is_empty()
+            {
+                add(
+                    "machine-id",
+                    "non-empty machine-id (must be empty: systemd makes one per node)",
+                );
             }
             if rules.private_key.is_match(&data) {
                 add("private-key", "PEM/OpenSSH private key block");
@@ -187,14 +254,26 @@ pub fn audit_image(raw: &Path, secrets: Option<&SecretsFile>) -> Result<Report> 
             }
             if let Some((re, vals)) = &rules.values {
                 if let Some(m) = re.find(&data) {
-                    let slot = vals.iter().find(|(_, v)| v.as_slice() == m.as_bytes()).map(|(k, _)| k.as_str()).unwrap_or("?");
+                    let slot = vals
+                        .iter()
+                        .find(|(_, v)| v.as_slice() == m.as_bytes())
+                        .map(|(k, _)| k.as_str())
+                        .unwrap_or("?");
                     let whole = data.trim_ascii() == m.as_bytes();
-                    add("secret-value", &format!("{} the value of slot `{slot}` from --secrets", if whole { "equals" } else { "contains" }));
+                    add(
+                        "secret-value",
+                        &format!(
+                            "{} the value of slot `{slot}` from --secrets",
+                            if whole { "equals" } else { "contains" }
+                        ),
+                    );
                 }
             }
         }
     }
-    report.findings.sort_by(|a, b| (&a.path, a.rule).cmp(&(&b.path, b.rule)));
+    report
+        .findings
+        .sort_by(|a, b| (&a.path, a.rule).cmp(&(&b.path, b.rule)));
     Ok(report)
 }
 
@@ -210,19 +289,37 @@ mod tests {
         let enc = b"-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,AB\n\nMIIEowIBAAKCAQEAx7y0l3b4Zs0h5yq9ZQmF1nq6cFzqJ8k2v0m4d8cQy5k3Jq1H\n";
         assert!(r.private_key.is_match(enc));
         // A binary carrying only the marker string (like ssh-keygen) is not a key.
-        assert!(!r.private_key.is_match(b"\0-----BEGIN OPENSSH PRIVATE KEY-----\0%s\n\0"));
-        assert!(r.tokens.is_match(b"ANTHROPIC_API_KEY=sk-ant-api03-abcdefghijklmnopqrstuvwxyz"));
-        assert!(r.tokens.is_match(b"token: ghp_0123456789abcdefghijABCDEFGHIJ012345"));
+        assert!(!r
+            .private_key
+            .is_match(b"\0-----BEGIN OPENSSH PRIVATE KEY-----\0%s\n\0"));
+        assert!(r
+            .tokens
+            .is_match(b"ANTHROPIC_API_KEY=sk-ant-api03-abcdefghijklmnopqrstuvwxyz"));
+        assert!(r
+            .tokens
+            .is_match(b"token: ghp_0123456789abcdefghijABCDEFGHIJ012345"));
         assert!(r.tokens.is_match(b"aws=AKIAIOSFODNN7EXAMPLE;"));
-        assert!(!r.tokens.is_match(b"task-schedulerqueuelengthlimitforall and ask-me"));
-        assert!(r.env_hex.is_match(format!("A=1\nTOKEN={}\n", "ab".repeat(32)).as_bytes()));
-        assert!(!r.env_hex.is_match(format!("SUM={}0\n", "ab".repeat(32)).as_bytes()));
+        assert!(!r
+            .tokens
+            .is_match(b"task-schedulerqueuelengthlimitforall and ask-me"));
+        assert!(r
+            .env_hex
+            .is_match(format!("A=1\nTOKEN={}\n", "ab".repeat(32)).as_bytes()));
+        assert!(!r
+            .env_hex
+            .is_match(format!("SUM={}0\n", "ab".repeat(32)).as_bytes()));
     }
 
     #[test]
     fn node_state_paths() {
-        assert_eq!(node_state("/var/lib/systemd/random-seed", 512), Some("random seed"));
-        assert_eq!(node_state("/root/.bash_history", 3), Some("shell or tool history"));
+        assert_eq!(
+            node_state("/var/lib/systemd/random-seed", 512),
+            Some("random seed")
+        );
+        assert_eq!(
+            node_state("/root/.bash_history", 3),
+            Some("shell or tool history")
+        );
         assert_eq!(node_state("/var/lib/apt/lists/lock", 0), None);
         assert_eq!(node_state("/var/log/syslog", 10), Some("log file"));
         assert_eq!(node_state("/var/log/README", 0), None);

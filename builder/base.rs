@@ -104,7 +104,10 @@ pub fn run(input: &BaseInput, target: &Path) -> Result<BaseRootfs> {
     }
     exec::run(cmd)?;
     let packages = read_dpkg_status(&target.join("var/lib/dpkg/status"))?;
-    Ok(BaseRootfs { path: target.to_path_buf(), packages })
+    Ok(BaseRootfs {
+        path: target.to_path_buf(),
+        packages,
+    })
 }
 
 /// Installed packages from a dpkg status file, sorted by name.
@@ -130,7 +133,11 @@ pub fn parse_dpkg_status(text: &str) -> Vec<Package> {
             }
         }
         if let (Some(name), Some(version), true) = (name, version, installed) {
-            out.push(Package { name, version, arch: arch.unwrap_or_default() });
+            out.push(Package {
+                name,
+                version,
+                arch: arch.unwrap_or_default(),
+            });
         }
     }
     out.sort();

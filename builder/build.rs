@@ -54,7 +54,9 @@ pub fn default_cache_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("XDG_CACHE_HOME") {
         return PathBuf::from(p).join("clawimg");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
     home.join(".cache/clawimg")
 }
 
@@ -68,7 +70,13 @@ pub fn input_hash(loaded: &Loaded, keyring_sha256: &str) -> Result<String> {
     h.update(json.as_bytes());
     h.update(b"\0");
     h.update(keyring_sha256.as_bytes());
-    for part in [customize::SSH_KEYGEN_UNIT, customize::REPART_ROOT, customize::DHCP_NETWORK, secrets::UNIT, secrets::SCRIPT] {
+    for part in [
+        customize::SSH_KEYGEN_UNIT,
+        customize::REPART_ROOT,
+        customize::DHCP_NETWORK,
+        secrets::UNIT,
+        secrets::SCRIPT,
+    ] {
         h.update(b"\0");
         h.update(part.as_bytes());
     }
@@ -90,7 +98,11 @@ pub fn check(opts: &BuildOptions) -> Result<Checked> {
     let loaded = profile::load(&opts.profile, &opts.profiles_dir, &opts.vars)?;
     let keyring = base::check_keyring(&loaded.profile.base, &loaded.dir)?;
     let ih = input_hash(&loaded, &loaded.profile.base.keyring_sha256)?;
-    Ok(Checked { loaded, keyring, input_hash: ih })
+    Ok(Checked {
+        loaded,
+        keyring,
+        input_hash: ih,
+    })
 }
 
 struct WorkDir(PathBuf);
@@ -131,9 +143,20 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     std::fs::create_dir_all(&work.0).ctx(|| format!("create {}", work.0.display()))?;
 
     // base
-    let st = progress.stage("base", &format!("mmdebstrap {} ({} packages requested)", p.base.suite, p.base.packages.len()));
+    let st = progress.stage(
+        "base",
+        &format!(
+            "mmdebstrap {} ({} packages requested)",
+            p.base.suite,
+            p.base.packages.len()
+        ),
+    );
     let rootfs_path = work.0.join("rootfs");
-    let base_in = BaseInput { base: p.base.clone(), keyring: checked.keyring.clone(), mirror: opts.mirror.clone() };
+    let base_in = BaseInput {
+        base: p.base.clone(),
+        keyring: checked.keyring.clone(),
+        mirror: opts.mirror.clone(),
+    };
     let base_out = base::run(&base_in, &rootfs_path)?;
     st.done(&format!("{} packages installed", base_out.packages.len()));
 
@@ -164,7 +187,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let asm = assemble::run(&input, &raw)?;
     st.done(&format!("{} MiB disk", asm.layout.disk_bytes >> 20));
     // The finished filesystem, not the tree: what ships is what is checked.
-    let st = progress.stage("audit", "no keys, tokens or node state in the root filesystem");
+    let st = progress.stage(
+        "audit",
+        "no keys, tokens or node state in the root filesystem",
+    );
     let report = audit::audit_image(&raw, None)?;
     if !report.findings.is_empty() {
         return Err(Error::failed(format!(
@@ -194,13 +220,26 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let qcow_sum = sha256_file(&qcow, &indicatif::ProgressBar::hidden())?;
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let artifacts = vec![
-        Artifact { file: format!("{name}.raw"), bytes: size(&raw), sha256: raw_sum },
-        Artifact { file: format!("{name}.qcow2"), bytes: size(&qcow), sha256: qcow_sum },
+        Artifact {
+            file: format!("{name}.raw"),
+            bytes: size(&raw),
+            sha256: raw_sum,
+        },
+        Artifact {
+            file: format!("{name}.qcow2"),
+            bytes: size(&qcow),
+            sha256: qcow_sum,
+        },
     ];
     let manifest = Manifest {
         manifest_version: 1,
         profile: name.clone(),
-        profile_files: checked.loaded.files.iter().map(|f| f.display().to_string()).collect(),
+        profile_files: checked
+            .loaded
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect(),
         input_hash: checked.input_hash.clone(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         suite: p.base.suite.clone(),
@@ -210,7 +249,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         packages: base_out.packages.clone(),
         artifacts,
         rootfs_bytes: asm.rootfs_bytes,
-        extra: [("secrets".to_string(), secrets::manifest_json(&p.secrets))].into_iter().collect(),
+        extra: [("secrets".to_string(), secrets::manifest_json(&p.secrets))]
+            .into_iter()
+            .collect(),
     };
     manifest.write(staging.path())?;
     st.done("manifest.json, SHA256SUMS");
@@ -221,5 +262,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             timings.push((format!("  tool: {}", c.command), c.took));
         }
     }
-    Ok(BuildResult { dir, manifest, timings, total: started.elapsed() })
+    Ok(BuildResult {
+        dir,
+        manifest,
+        timings,
+        total: started.elapsed(),
+    })
 }

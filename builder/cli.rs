@@ -14,7 +14,11 @@ use std::time::Duration;
 /// clawimg builds immutable, reproducible Ubuntu 24.04 disk images (raw + qcow2, BIOS and
 /// UEFI) from declarative profiles, and proves them by booting them in QEMU.
 #[derive(Parser, Debug)]
-#[command(name = "clawimg", version, after_help = "Examples:\n  clawimg check base\n  clawimg build base\n  clawimg test out/base/base.raw\n  clawimg inspect out/base")]
+#[command(
+    name = "clawimg",
+    version,
+    after_help = "Examples:\n  clawimg check base\n  clawimg build base\n  clawimg test out/base/base.raw\n  clawimg inspect out/base"
+)]
 pub struct Cli {
     #[command(flatten)]
     global: Global,
@@ -25,7 +29,12 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 struct Global {
     /// Directory holding the profiles.
-    #[arg(long, global = true, default_value = "profiles", env = "CLAWIMG_PROFILES")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "profiles",
+        env = "CLAWIMG_PROFILES"
+    )]
     profiles_dir: PathBuf,
     /// Output directory; each image goes to OUT/PROFILE/.
     #[arg(long, global = true, default_value = "out", env = "CLAWIMG_OUT")]
@@ -60,21 +69,29 @@ enum Cmd {
     /// Needs root (mmdebstrap in root mode). Nothing is written to OUT before the profile,
     /// keyring and host tools pass their checks; the previous output stays in place until the
     /// new one is complete.
-    #[command(after_help = "Examples:\n  clawimg build base\n  clawimg build test --var hostname=lab1\n  CLAWIMG_MIRROR=http://mirror.example/ubuntu clawimg build base")]
+    #[command(
+        after_help = "Examples:\n  clawimg build base\n  clawimg build test --var hostname=lab1\n  CLAWIMG_MIRROR=http://mirror.example/ubuntu clawimg build base"
+    )]
     Build(ProfileArgs),
     /// Validate PROFILE (schema, inheritance, keyring pin, host tools) without building.
-    #[command(after_help = "Examples:\n  clawimg check base\n  clawimg check ./my-profile.toml --var ssh_port=2222")]
+    #[command(
+        after_help = "Examples:\n  clawimg check base\n  clawimg check ./my-profile.toml --var ssh_port=2222"
+    )]
     Check(ProfileArgs),
     /// Boot an image (or build PROFILE first) in QEMU and run the probes over SSH.
     ///
     /// The image is never modified: QEMU writes to a throwaway overlay. A fresh SSH key pair
     /// is made per run; its public half reaches the guest as the systemd credential
     /// `ssh.authorized_keys.root` (SMBIOS), so no key is baked into the image.
-    #[command(after_help = "Examples:\n  clawimg test out/base/base.raw\n  clawimg test out/test --firmware uefi --disk nvme\n  clawimg test out/test/test.qcow2 --resize 20GiB\n  clawimg test test            # build profiles/test.toml, then boot it")]
+    #[command(
+        after_help = "Examples:\n  clawimg test out/base/base.raw\n  clawimg test out/test --firmware uefi --disk nvme\n  clawimg test out/test/test.qcow2 --resize 20GiB\n  clawimg test test            # build profiles/test.toml, then boot it"
+    )]
     Test(TestArgs),
     /// Make a node's disk: copy IMAGE and write the secrets and node name into its seed
     /// partition (the root partition stays byte-identical). Checks everything first.
-    #[command(after_help = "Examples:\n  clawimg seal out/production --secrets node1.toml --node node1 -o node1.raw\n\nThe secrets file must be mode 0600; see `clawimg secrets template PROFILE`.")]
+    #[command(
+        after_help = "Examples:\n  clawimg seal out/production --secrets node1.toml --node node1 -o node1.raw\n\nThe secrets file must be mode 0600; see `clawimg secrets template PROFILE`."
+    )]
     Seal(SealArgs),
     /// Secret slot helpers: an empty secrets file, or a user-data bundle.
     #[command(subcommand)]
@@ -82,7 +99,9 @@ enum Cmd {
     /// Scan the root filesystem of a built image for keys, tokens, node state and secrets.
     ///
     /// Exit 0 when clean, 1 with one line per finding (path and rule, never the value).
-    #[command(after_help = "Examples:\n  clawimg audit out/production\n  clawimg audit node1.raw --secrets node1.toml")]
+    #[command(
+        after_help = "Examples:\n  clawimg audit out/production\n  clawimg audit node1.raw --secrets node1.toml"
+    )]
     Audit {
         /// Raw image file or image directory.
         image: PathBuf,
@@ -91,7 +110,9 @@ enum Cmd {
         secrets: Option<PathBuf>,
     },
     /// Print the manifest of a built image (directory, image file or manifest.json).
-    #[command(after_help = "Examples:\n  clawimg inspect out/base\n  clawimg inspect out/base/base.qcow2 --json")]
+    #[command(
+        after_help = "Examples:\n  clawimg inspect out/base\n  clawimg inspect out/base/base.qcow2 --json"
+    )]
     Inspect {
         /// Image directory, image file or manifest.json.
         image: PathBuf,
@@ -119,13 +140,17 @@ struct SealArgs {
 #[derive(Subcommand, Debug)]
 enum SecretsCmd {
     /// Print an empty, documented secrets file for PROFILE.
-    #[command(after_help = "Example:\n  clawimg secrets template production > node1.toml && chmod 600 node1.toml")]
+    #[command(
+        after_help = "Example:\n  clawimg secrets template production > node1.toml && chmod 600 node1.toml"
+    )]
     Template {
         /// Profile name or path.
         profile: String,
     },
     /// Write the bundle for cloud-init NoCloud / config-drive user data (mode 0600).
-    #[command(after_help = "Example:\n  clawimg secrets bundle out/production --secrets node1.toml --node node1 -o user-data")]
+    #[command(
+        after_help = "Example:\n  clawimg secrets bundle out/production --secrets node1.toml --node node1 -o user-data"
+    )]
     Bundle {
         /// Raw image file or image directory.
         image: PathBuf,
@@ -209,7 +234,16 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Check(p) => {
             let c = build::check(&options(&g, &p))?;
             let found = tools::check(tools::BUILD)?;
-            println!("profile {} ok ({})", c.loaded.name, c.loaded.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" <- "));
+            println!(
+                "profile {} ok ({})",
+                c.loaded.name,
+                c.loaded
+                    .files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" <- ")
+            );
             println!("  input hash  {}", c.input_hash);
             println!("  keyring     {} (sha256 pinned)", c.keyring.display());
             println!("  packages    {}", c.loaded.profile.base.packages.join(" "));
@@ -236,11 +270,22 @@ fn run(cli: Cli) -> Result<i32> {
                 println!("suite        {}", m.suite);
                 println!("cmdline      {}", m.kernel_cmdline);
                 for a in &m.artifacts {
-                    println!("artifact     {:<24} {:>6} MiB  sha256:{}", a.file, a.bytes >> 20, a.sha256);
+                    println!(
+                        "artifact     {:<24} {:>6} MiB  sha256:{}",
+                        a.file,
+                        a.bytes >> 20,
+                        a.sha256
+                    );
                 }
                 if let Some(parts) = m.partitions["partitions"].as_array() {
                     for p in parts {
-                        println!("partition    {} {:<11} {:>6} MiB  {}", p["number"], p["name"].as_str().unwrap_or(""), p["bytes"].as_u64().unwrap_or(0) >> 20, p["guid"].as_str().unwrap_or(""));
+                        println!(
+                            "partition    {} {:<11} {:>6} MiB  {}",
+                            p["number"],
+                            p["name"].as_str().unwrap_or(""),
+                            p["bytes"].as_u64().unwrap_or(0) >> 20,
+                            p["guid"].as_str().unwrap_or("")
+                        );
                     }
                 }
                 println!("packages     {}", m.packages.len());
@@ -252,7 +297,12 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Test(t) => test(&g, t),
         Cmd::Seal(a) => {
-            let req = crate::seed::SealRequest { image: a.image, secrets: a.secrets, node: a.node, output: a.output };
+            let req = crate::seed::SealRequest {
+                image: a.image,
+                secrets: a.secrets,
+                node: a.node,
+                output: a.output,
+            };
             let out = crate::seed::seal(&req)?;
             println!("sealed node {} -> {}", req.node, out.display());
             Ok(0)
@@ -262,20 +312,37 @@ fn run(cli: Cli) -> Result<i32> {
             print!("{}", crate::secrets::template(&l.name, &l.profile.secrets));
             Ok(0)
         }
-        Cmd::Secrets(SecretsCmd::Bundle { image, secrets, node, output }) => {
+        Cmd::Secrets(SecretsCmd::Bundle {
+            image,
+            secrets,
+            node,
+            output,
+        }) => {
             crate::seed::write_bundle(&image, &secrets, node.as_deref(), &output)?;
             println!("wrote {} (user data; mode 0600)", output.display());
             Ok(0)
         }
         Cmd::Audit { image, secrets } => {
             let raw = crate::seed::raw_image(&image)?;
-            let s = secrets.as_deref().map(crate::secrets::SecretsFile::load).transpose()?;
+            let s = secrets
+                .as_deref()
+                .map(crate::secrets::SecretsFile::load)
+                .transpose()?;
             let r = crate::audit::audit_image(&raw, s.as_ref())?;
             if r.findings.is_empty() {
-                println!("audit: {} clean ({} files scanned)", raw.display(), r.files_scanned);
+                println!(
+                    "audit: {} clean ({} files scanned)",
+                    raw.display(),
+                    r.files_scanned
+                );
                 Ok(0)
             } else {
-                println!("audit: {} findings in {}:\n{}", r.findings.len(), raw.display(), r.render());
+                println!(
+                    "audit: {} findings in {}:\n{}",
+                    r.findings.len(),
+                    raw.display(),
+                    r.render()
+                );
                 Ok(1)
             }
         }
@@ -284,9 +351,19 @@ fn run(cli: Cli) -> Result<i32> {
 
 fn print_summary(r: &build::BuildResult) {
     let m = &r.manifest;
-    println!("built {} in {:.1}s -> {}", m.profile, r.total.as_secs_f64(), r.dir.display());
+    println!(
+        "built {} in {:.1}s -> {}",
+        m.profile,
+        r.total.as_secs_f64(),
+        r.dir.display()
+    );
     for a in &m.artifacts {
-        println!("  {:<20} {:>8.1} MiB  sha256:{}", a.file, a.bytes as f64 / 1048576.0, a.sha256);
+        println!(
+            "  {:<20} {:>8.1} MiB  sha256:{}",
+            a.file,
+            a.bytes as f64 / 1048576.0,
+            a.sha256
+        );
     }
     println!("  packages             {}", m.packages.len());
     println!("  input hash           {}", m.input_hash);
@@ -303,11 +380,23 @@ fn resolve_image(g: &Global, t: &TestArgs) -> Result<PathBuf> {
     }
     if p.is_dir() {
         let m = Manifest::read(p)?;
-        let raw = m.artifacts.iter().find(|a| a.file.ends_with(".raw")).map(|a| p.join(&a.file));
-        return raw.ok_or_else(|| Error::config(format!("{}: manifest lists no raw image", p.display())));
+        let raw = m
+            .artifacts
+            .iter()
+            .find(|a| a.file.ends_with(".raw"))
+            .map(|a| p.join(&a.file));
+        return raw
+            .ok_or_else(|| Error::config(format!("{}: manifest lists no raw image", p.display())));
     }
     if profile::resolve(&t.target, &g.profiles_dir).is_file() {
-        let opts = options(g, &ProfileArgs { profile: t.target.clone(), vars: t.vars.clone(), mirror: std::env::var("CLAWIMG_MIRROR").ok() });
+        let opts = options(
+            g,
+            &ProfileArgs {
+                profile: t.target.clone(),
+                vars: t.vars.clone(),
+                mirror: std::env::var("CLAWIMG_MIRROR").ok(),
+            },
+        );
         let r = build::build(&opts)?;
         print_summary(&r);
         return Ok(r.dir.join(format!("{}.raw", r.manifest.profile)));
@@ -321,12 +410,19 @@ fn resolve_image(g: &Global, t: &TestArgs) -> Result<PathBuf> {
 
 fn test(g: &Global, t: TestArgs) -> Result<i32> {
     tools::check(tools::TEST)?;
-    let disk_size = match &t.resize {
-        Some(s) => Some(profile::parse_size(s).ok_or_else(|| Error::config(format!("--resize {s}: expected a size like 20GiB")))?),
-        None => None,
-    };
+    let disk_size =
+        match &t.resize {
+            Some(s) => Some(profile::parse_size(s).ok_or_else(|| {
+                Error::config(format!("--resize {s}: expected a size like 20GiB"))
+            })?),
+            None => None,
+        };
     let image = resolve_image(g, &t)?;
-    let extra: Vec<Probe> = t.probes.iter().map(|c| Probe::new(c, c, Expect::Success)).collect();
+    let extra: Vec<Probe> = t
+        .probes
+        .iter()
+        .map(|c| Probe::new(c, c, Expect::Success))
+        .collect();
     let mut all_ok = true;
     for fw in &t.firmware {
         let run = TestRun {

@@ -25,7 +25,8 @@ pub fn tree_size(root: &Path) -> Result<TreeSize> {
     while let Some(dir) = stack.pop() {
         s.inodes += 1;
         s.bytes += BLOCK;
-        let rd = std::fs::read_dir(&dir).map_err(|e| crate::error::Error::failed(format!("read {}: {e}", dir.display())))?;
+        let rd = std::fs::read_dir(&dir)
+            .map_err(|e| crate::error::Error::failed(format!("read {}: {e}", dir.display())))?;
         for ent in rd {
             let ent = ent?;
             let md = ent.metadata()?;
@@ -63,7 +64,17 @@ pub fn make(disk: &Path, offset: u64, size: u64, tree: &Path, ids: &Identity) ->
     let uuid = ids.root_fs.to_string();
     let mut cmd = sh
         .cmd("mkfs.ext4")
-        .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-L", "cloudimg-rootfs", "-U"])
+        .args([
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-b",
+            "4096",
+            "-L",
+            "cloudimg-rootfs",
+            "-U",
+        ])
         .arg(&uuid)
         .arg("-E")
         .arg(&ext)

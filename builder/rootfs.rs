@@ -23,7 +23,10 @@ impl Rootfs {
     pub fn open(path: &Path) -> Result<Self> {
         let dir = Dir::open_ambient_dir(path, ambient_authority())
             .map_err(|e| Error::failed(format!("cannot open rootfs {}: {e}", path.display())))?;
-        Ok(Rootfs { dir, path: path.to_path_buf() })
+        Ok(Rootfs {
+            dir,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Host path of the tree (for tools such as `mkfs.ext4 -d` that take a directory).
@@ -32,7 +35,11 @@ impl Rootfs {
     }
 
     fn err(&self, what: &str, p: &str, e: std::io::Error) -> Error {
-        Error::failed(format!("rootfs {}: {what} /{}: {e}", self.path.display(), rel(p)))
+        Error::failed(format!(
+            "rootfs {}: {what} /{}: {e}",
+            self.path.display(),
+            rel(p)
+        ))
     }
 
     /// Whether a path exists (without following a final symlink).
@@ -42,22 +49,33 @@ impl Rootfs {
 
     /// Whether a path is a directory (a symlink to one is not).
     pub fn is_dir(&self, p: &str) -> bool {
-        self.dir.symlink_metadata(rel(p)).map(|m| m.is_dir()).unwrap_or(false)
+        self.dir
+            .symlink_metadata(rel(p))
+            .map(|m| m.is_dir())
+            .unwrap_or(false)
     }
 
     /// Size of a regular file; `None` for anything else (symlinks are not followed).
     pub fn file_len(&self, p: &str) -> Option<u64> {
-        self.dir.symlink_metadata(rel(p)).ok().filter(|m| m.is_file()).map(|m| m.len())
+        self.dir
+            .symlink_metadata(rel(p))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
     }
 
     /// Read a file as text.
     pub fn read_to_string(&self, p: &str) -> Result<String> {
-        self.dir.read_to_string(rel(p)).map_err(|e| self.err("read", p, e))
+        self.dir
+            .read_to_string(rel(p))
+            .map_err(|e| self.err("read", p, e))
     }
 
     /// Create a directory and its parents (mode 0755 for new ones).
     pub fn mkdir_all(&self, p: &str) -> Result<()> {
-        self.dir.create_dir_all(rel(p)).map_err(|e| self.err("mkdir", p, e))
+        self.dir
+            .create_dir_all(rel(p))
+            .map_err(|e| self.err("mkdir", p, e))
     }
 
     /// Write a file atomically-enough for a build tree: replaces any existing entry
@@ -66,21 +84,28 @@ impl Rootfs {
         let r = rel(p);
         if let Some(parent) = Path::new(r).parent() {
             if !parent.as_os_str().is_empty() {
-                self.dir.create_dir_all(parent).map_err(|e| self.err("mkdir", p, e))?;
+                self.dir
+                    .create_dir_all(parent)
+                    .map_err(|e| self.err("mkdir", p, e))?;
             }
         }
         if let Ok(md) = self.dir.symlink_metadata(r) {
             if md.is_dir() {
-                return Err(Error::failed(format!("rootfs: /{r} is a directory, expected a file")));
+                return Err(Error::failed(format!(
+                    "rootfs: /{r} is a directory, expected a file"
+                )));
             }
-            self.dir.remove_file(r).map_err(|e| self.err("replace", p, e))?;
+            self.dir
+                .remove_file(r)
+                .map_err(|e| self.err("replace", p, e))?;
         }
         let mut f = self
             .dir
             .open_with(r, OpenOptions::new().write(true).create_new(true))
             .map_err(|e| self.err("create", p, e))?;
         f.write_all(data).map_err(|e| self.err("write", p, e))?;
-        f.set_permissions(Permissions::from_mode(mode)).map_err(|e| self.err("chmod", p, e))?;
+        f.set_permissions(Permissions::from_mode(mode))
+            .map_err(|e| self.err("chmod", p, e))?;
         Ok(())
     }
 
@@ -89,14 +114,20 @@ impl Rootfs {
         let r = rel(p);
         if let Some(parent) = Path::new(r).parent() {
             if !parent.as_os_str().is_empty() {
-                self.dir.create_dir_all(parent).map_err(|e| self.err("mkdir", p, e))?;
+                self.dir
+                    .create_dir_all(parent)
+                    .map_err(|e| self.err("mkdir", p, e))?;
             }
         }
         if self.dir.symlink_metadata(r).is_ok() {
-            self.dir.remove_file(r).map_err(|e| self.err("replace", p, e))?;
+            self.dir
+                .remove_file(r)
+                .map_err(|e| self.err("replace", p, e))?;
         }
         // Absolute targets are fine here: they are only ever resolved inside the image.
-        self.dir.symlink_contents(target, r).map_err(|e| self.err("symlink", p, e))
+        self.dir
+            .symlink_contents(target, r)
+            .map_err(|e| self.err("symlink", p, e))
     }
 
     /// Remove a file or symlink if present.
@@ -110,20 +141,7 @@ impl Rootfs {
 
     /// Empty a directory (keep the directory itself); missing is fine.
     pub fn clear_dir(&self, p: &str) -> Result<()> {
-        let r = rel(p);
-        let entries = match self.dir.read_dir(r) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(self.err("list", p, e)),
-        };
-        for ent in entries {
-            let ent = ent.map_err(|e| self.err("list", p, e))?;
-            let name = Path::new(r).join(ent.file_name());
-            let ft = ent.file_type().map_err(|e| self.err("stat", p, e))?;
-            let res = if ft.is_dir() { self.dir.remove_dir_all(&name) } else { self.dir.remove_file(&name) };
-            res.map_err(|e| self.err("remove", &name.to_string_lossy(), e))?;
-        }
-        Ok(())
+        self.remove_matching(p, |_| true).map(|_| ())
     }
 
     /// Remove every entry directly under `p` whose name satisfies `pred`.
@@ -141,7 +159,11 @@ impl Rootfs {
             if pred(&name) {
                 let full = Path::new(r).join(&name);
                 let ft = ent.file_type().map_err(|e| self.err("stat", p, e))?;
-                let res = if ft.is_dir() { self.dir.remove_dir_all(&full) } else { self.dir.remove_file(&full) };
+                let res = if ft.is_dir() {
+                    self.dir.remove_dir_all(&full)
+                } else {
+                    self.dir.remove_file(&full)
+                };
                 res.map_err(|e| self.err("remove", &full.to_string_lossy(), e))?;
                 removed.push(format!("/{}", full.display()));
             }

@@ -95,20 +95,27 @@ impl Slot {
 pub type Slots = BTreeMap<String, Slot>;
 
 fn is_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn is_user(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 32
-        && s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
 fn is_env_key(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with(|c: char| c.is_ascii_digit())
-        && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// Check a generate spec; returns an error text.
@@ -117,14 +124,20 @@ pub fn check_generate(spec: &str) -> std::result::Result<(), String> {
         return Ok(());
     }
     let Some((kind, n)) = spec.split_once(':') else {
-        return Err(format!("expected \"hex:N\", \"base64:N\", \"alnum:N\" or \"uuid\", found {spec:?}"));
+        return Err(format!(
+            "expected \"hex:N\", \"base64:N\", \"alnum:N\" or \"uuid\", found {spec:?}"
+        ));
     };
     if !matches!(kind, "hex" | "base64" | "alnum") {
-        return Err(format!("unknown recipe {kind:?}: expected hex, base64, alnum or uuid"));
+        return Err(format!(
+            "unknown recipe {kind:?}: expected hex, base64, alnum or uuid"
+        ));
     }
     match n.parse::<u32>() {
         Ok(n) if (8..=4096).contains(&n) => Ok(()),
-        _ => Err(format!("expected a length of 8..=4096 after `{kind}:`, found {n:?}")),
+        _ => Err(format!(
+            "expected a length of 8..=4096 after `{kind}:`, found {n:?}"
+        )),
     }
 }
 
@@ -136,37 +149,71 @@ pub fn validate(l: &Loaded) -> Result<()> {
     for (name, s) in &l.profile.secrets {
         let k = |f: &str| format!("secrets.{name}.{f}");
         if !is_name(name) {
-            return bad(format!("secrets.{name}"), "slot names are lowercase letters, digits and '_'".into());
+            return bad(
+                format!("secrets.{name}"),
+                "slot names are lowercase letters, digits and '_'".into(),
+            );
         }
         let clean = s.file.starts_with('/')
             && !s.file.ends_with('/')
             && !s.file.contains(['|', '\n', '\\', ' '])
             && s.file.split('/').all(|c| c != ".." && c != ".");
         if !clean {
-            return bad(k("file"), format!("expected an absolute file path without '..', spaces or '|', found {:?}", s.file));
+            return bad(
+                k("file"),
+                format!(
+                    "expected an absolute file path without '..', spaces or '|', found {:?}",
+                    s.file
+                ),
+            );
         }
-        if ["/proc/", "/sys/", "/dev/", "/run/", "/tmp/"].iter().any(|p| s.file.starts_with(p)) {
-            return bad(k("file"), format!("{:?} does not survive a reboot: use a path on the root filesystem", s.file));
+        if ["/proc/", "/sys/", "/dev/", "/run/", "/tmp/"]
+            .iter()
+            .any(|p| s.file.starts_with(p))
+        {
+            return bad(
+                k("file"),
+                format!(
+                    "{:?} does not survive a reboot: use a path on the root filesystem",
+                    s.file
+                ),
+            );
         }
         if let Some(e) = &s.env {
             if !is_env_key(e) {
-                return bad(k("env"), format!("expected an environment variable name (A-Z, 0-9, _), found {e:?}"));
+                return bad(
+                    k("env"),
+                    format!("expected an environment variable name (A-Z, 0-9, _), found {e:?}"),
+                );
             }
         }
         if !is_user(&s.owner) {
-            return bad(k("owner"), format!("expected a user name, found {:?}", s.owner));
+            return bad(
+                k("owner"),
+                format!("expected a user name, found {:?}", s.owner),
+            );
         }
         if !is_user(&s.group) {
-            return bad(k("group"), format!("expected a group name, found {:?}", s.group));
+            return bad(
+                k("group"),
+                format!("expected a group name, found {:?}", s.group),
+            );
         }
         if s.mode > 0o777 {
-            return bad(k("mode"), format!("expected permission bits like 0o600, found {:#o}", s.mode));
+            return bad(
+                k("mode"),
+                format!("expected permission bits like 0o600, found {:#o}", s.mode),
+            );
         }
         if s.mode & 0o007 != 0 {
             return bad(k("mode"), format!("{:#o} lets every user on the node read or change the secret: use 0o600 or 0o640", s.mode));
         }
         if s.required && s.generate.is_some() {
-            return bad(k("generate"), "a slot is either `required` (the operator supplies it) or generated, not both".into());
+            return bad(
+                k("generate"),
+                "a slot is either `required` (the operator supplies it) or generated, not both"
+                    .into(),
+            );
         }
         if let Some(g) = &s.generate {
             if let Err(m) = check_generate(g) {
@@ -176,7 +223,10 @@ pub fn validate(l: &Loaded) -> Result<()> {
         for u in &s.units {
             let ok = u.contains('.') && !u.contains(['/', ' ', '|']) && !u.starts_with('.');
             if !ok {
-                return bad(k("units"), format!("expected unit names like \"openclaw.service\", found {u:?}"));
+                return bad(
+                    k("units"),
+                    format!("expected unit names like \"openclaw.service\", found {u:?}"),
+                );
             }
         }
         by_file.entry(s.file.as_str()).or_default().push((name, s));
@@ -192,10 +242,21 @@ pub fn validate(l: &Loaded) -> Result<()> {
                 return bad(format!("secrets.{n}.file"), format!("{path} is also slot `{n0}`: only env-line slots (`env = \"KEY\"`) can share a file"));
             }
             if (&s.owner, &s.group, s.mode) != (&s0.owner, &s0.group, s0.mode) {
-                return bad(format!("secrets.{n}.mode"), format!("{path} is shared with slot `{n0}`: owner, group and mode must be the same"));
+                return bad(
+                    format!("secrets.{n}.mode"),
+                    format!(
+                        "{path} is shared with slot `{n0}`: owner, group and mode must be the same"
+                    ),
+                );
             }
             if s.env == s0.env {
-                return bad(format!("secrets.{n}.env"), format!("{path} {} is already slot `{n0}`", s.env.as_deref().unwrap_or("")));
+                return bad(
+                    format!("secrets.{n}.env"),
+                    format!(
+                        "{path} {} is already slot `{n0}`",
+                        s.env.as_deref().unwrap_or("")
+                    ),
+                );
             }
         }
     }
@@ -204,7 +265,9 @@ pub fn validate(l: &Loaded) -> Result<()> {
 
 /// The slot table shipped in the image: `name|file|env|owner|group|mode|kind|units`.
 pub fn slot_table(slots: &Slots) -> String {
-    let mut s = String::from("# Written by clawimg: secret slots (no values). name|file|env|owner|group|mode|kind\n");
+    let mut s = String::from(
+        "# Written by clawimg: secret slots (no values). name|file|env|owner|group|mode|kind\n",
+    );
     for (name, slot) in slots {
         let kind = match (&slot.generate, slot.required) {
             (Some(g), _) => g.clone(),
@@ -232,10 +295,18 @@ pub fn install(root: &Rootfs, profile: &Profile) -> Result<Vec<String>> {
     let mut paths = vec![];
     root.write(SCRIPT_PATH, SCRIPT.as_bytes(), 0o755)?;
     root.write(SLOTS_PATH, slot_table(&profile.secrets).as_bytes(), 0o644)?;
-    root.write("/usr/lib/systemd/system/clawimg-secrets.service", UNIT.as_bytes(), 0o644)?;
+    root.write(
+        "/usr/lib/systemd/system/clawimg-secrets.service",
+        UNIT.as_bytes(),
+        0o644,
+    )?;
     paths.extend([SCRIPT_PATH.to_string(), SLOTS_PATH.to_string()]);
     paths.extend(units::enable(root, "clawimg-secrets.service")?);
-    let mut needing: Vec<&str> = profile.secrets.values().flat_map(|s| s.units.iter().map(String::as_str)).collect();
+    let mut needing: Vec<&str> = profile
+        .secrets
+        .values()
+        .flat_map(|s| s.units.iter().map(String::as_str))
+        .collect();
     needing.sort();
     needing.dedup();
     for u in needing {
@@ -255,8 +326,11 @@ pub fn manifest_json(slots: &Slots) -> serde_json::Value {
 pub fn from_manifest(m: &crate::manifest::Manifest) -> Result<Slots> {
     match m.extra.get("secrets") {
         None => Ok(Slots::new()),
-        Some(v) => serde_json::from_value(v.clone())
-            .map_err(|e| Error::config(format!("manifest: `secrets` section is not a slot table: {e}"))),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+            Error::config(format!(
+                "manifest: `secrets` section is not a slot table: {e}"
+            ))
+        }),
     }
 }
 
@@ -271,7 +345,10 @@ pub struct SecretsFile {
 impl std::fmt::Debug for SecretsFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Names only: a value must never reach a log through Debug.
-        f.debug_struct("SecretsFile").field("path", &self.path).field("slots", &self.values.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("SecretsFile")
+            .field("path", &self.path)
+            .field("slots", &self.values.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -287,9 +364,13 @@ impl SecretsFile {
     /// the file, line and key, never a value.
     pub fn load(path: &Path) -> Result<SecretsFile> {
         use std::os::unix::fs::PermissionsExt;
-        let md = std::fs::metadata(path).map_err(|e| Error::config(format!("--secrets {}: {e}", path.display())))?;
+        let md = std::fs::metadata(path)
+            .map_err(|e| Error::config(format!("--secrets {}: {e}", path.display())))?;
         if !md.is_file() {
-            return Err(Error::config(format!("--secrets {}: not a regular file", path.display())));
+            return Err(Error::config(format!(
+                "--secrets {}: not a regular file",
+                path.display()
+            )));
         }
         let mode = md.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
@@ -299,28 +380,48 @@ impl SecretsFile {
                 path.display()
             )));
         }
-        let text = std::fs::read_to_string(path).map_err(|e| Error::config(format!("--secrets {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config(format!("--secrets {}: {e}", path.display())))?;
         let de = toml::Deserializer::parse(&text).map_err(|e| Self::err(path, &text, &e))?;
         let parsed: SecretsToml = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
-            let (line, col) = inner.span().map(|s| crate::profile::line_col(&text, s.start)).unwrap_or((1, 1));
+            let (line, col) = inner
+                .span()
+                .map(|s| crate::profile::line_col(&text, s.start))
+                .unwrap_or((1, 1));
             // toml's message can quote the offending value: keep only the kind of problem.
             let what = if inner.message().contains("unknown field") {
                 "unknown key: expected only the table [slots]".to_string()
             } else {
                 "expected a string value (slot = \"...\")".to_string()
             };
-            Error::config(format!("{}:{line}:{col}: key `{key}`: {what}", path.display()))
+            Error::config(format!(
+                "{}:{line}:{col}: key `{key}`: {what}",
+                path.display()
+            ))
         })?;
-        let values = parsed.slots.into_iter().filter(|(_, v)| !v.is_empty()).collect();
-        Ok(SecretsFile { path: path.to_path_buf(), values })
+        let values = parsed
+            .slots
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        Ok(SecretsFile {
+            path: path.to_path_buf(),
+            values,
+        })
     }
 
     fn err(path: &Path, text: &str, e: &toml::de::Error) -> Error {
-        let (line, col) = e.span().map(|s| crate::profile::line_col(text, s.start)).unwrap_or((1, 1));
+        let (line, col) = e
+            .span()
+            .map(|s| crate::profile::line_col(text, s.start))
+            .unwrap_or((1, 1));
         // The parser's own message may echo the bad line; say where only.
-        Error::config(format!("{}:{line}:{col}: not valid TOML (see the format: clawimg secrets template PROFILE)", path.display()))
+        Error::config(format!(
+            "{}:{line}:{col}: not valid TOML (see the format: clawimg secrets template PROFILE)",
+            path.display()
+        ))
     }
 
     /// Slot names that have a value.
@@ -336,7 +437,12 @@ impl SecretsFile {
     /// Check the values against the image's slots: unknown names, missing required slots,
     /// values an env file cannot hold. Messages name slots, never values.
     pub fn check(&self, slots: &Slots) -> Result<()> {
-        let unknown: Vec<&str> = self.values.keys().filter(|k| !slots.contains_key(*k)).map(String::as_str).collect();
+        let unknown: Vec<&str> = self
+            .values
+            .keys()
+            .filter(|k| !slots.contains_key(*k))
+            .map(String::as_str)
+            .collect();
         if !unknown.is_empty() {
             return Err(Error::config(format!(
                 "{}: unknown slot(s) {} (the image declares: {})",
@@ -345,8 +451,11 @@ impl SecretsFile {
                 slots.keys().cloned().collect::<Vec<_>>().join(", ")
             )));
         }
-        let missing: Vec<&str> =
-            slots.iter().filter(|(n, s)| s.required && !self.values.contains_key(*n)).map(|(n, _)| n.as_str()).collect();
+        let missing: Vec<&str> = slots
+            .iter()
+            .filter(|(n, s)| s.required && !self.values.contains_key(*n))
+            .map(|(n, _)| n.as_str())
+            .collect();
         if !missing.is_empty() {
             return Err(Error::config(format!(
                 "{}: missing required secret slot(s): {} (nothing was written)",
@@ -375,7 +484,9 @@ pub fn check_node(node: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::config(format!("--node {node:?}: expected a host name (letters, digits, '-', at most 63)")))
+        Err(Error::config(format!(
+            "--node {node:?}: expected a host name (letters, digits, '-', at most 63)"
+        )))
     }
 }
 
@@ -459,7 +570,10 @@ mod tests {
         let f = SecretsFile::load(&p).unwrap();
         assert!(f.names().is_empty());
         let e = f.check(&slots()).unwrap_err();
-        assert!(e.message.contains("missing required secret slot(s): api"), "{e}");
+        assert!(
+            e.message.contains("missing required secret slot(s): api"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -472,12 +586,18 @@ mod tests {
     #[test]
     fn errors_never_echo_values() {
         let e = secrets("[slots]\napi = 12345678\n", 0o600).unwrap_err();
-        assert!(!e.message.contains("12345678") && e.message.contains("slots.api"), "{e}");
+        assert!(
+            !e.message.contains("12345678") && e.message.contains("slots.api"),
+            "{e}"
+        );
         let e = secrets("[slots]\napi = \"sk-verysecret\nx\"\n", 0o600).unwrap_err();
         assert!(!e.message.contains("verysecret"), "{e}");
         let f = secrets("[slots]\napi = \"it's-secret\"\n", 0o600).unwrap();
         let e = f.check(&slots()).unwrap_err();
-        assert!(!e.message.contains("secret\"") && e.message.contains("`api`"), "{e}");
+        assert!(
+            !e.message.contains("secret\"") && e.message.contains("`api`"),
+            "{e}"
+        );
         assert!(!format!("{f:?}").contains("it's"));
     }
 
@@ -497,9 +617,18 @@ mod tests {
     #[test]
     fn slot_table_lines() {
         let t = slot_table(&slots());
-        assert!(t.contains("api|/opt/x/.env|API|root|root|0600|required\n"), "{t}");
-        assert!(t.contains("tok|/opt/x/.env|TOK|root|root|0600|hex:32\n"), "{t}");
-        assert!(t.contains("pem|/etc/x.pem|-|root|root|0600|optional\n"), "{t}");
+        assert!(
+            t.contains("api|/opt/x/.env|API|root|root|0600|required\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("tok|/opt/x/.env|TOK|root|root|0600|hex:32\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("pem|/etc/x.pem|-|root|root|0600|optional\n"),
+            "{t}"
+        );
     }
 
     #[test]
@@ -512,12 +641,24 @@ mod tests {
 
     #[test]
     fn openclaw_fragment_is_valid() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/fragments/secrets-openclaw.toml")).unwrap();
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/profiles/fragments/secrets-openclaw.toml"
+        ))
+        .unwrap();
         let p: Profile = toml::from_str(&text).unwrap();
         assert!(p.secrets.len() >= 8);
-        let l = Loaded { name: "f".into(), dir: ".".into(), files: vec!["f.toml".into()], profile: p };
+        let l = Loaded {
+            name: "f".into(),
+            dir: ".".into(),
+            files: vec!["f.toml".into()],
+            profile: p,
+        };
         validate(&l).unwrap();
         assert!(l.profile.secrets["anthropic_api_key"].required);
-        assert_eq!(l.profile.secrets["litellm_master_key"].generate.as_deref(), Some("hex:32"));
+        assert_eq!(
+            l.profile.secrets["litellm_master_key"].generate.as_deref(),
+            Some("hex:32")
+        );
     }
 }

@@ -29,11 +29,17 @@ pub struct SealRequest {
 pub fn raw_image(p: &Path) -> Result<PathBuf> {
     if p.is_dir() {
         let m = Manifest::read(p)?;
-        let raw = m.artifacts.iter().find(|a| a.file.ends_with(".raw")).map(|a| p.join(&a.file));
-        return raw.ok_or_else(|| Error::config(format!("{}: manifest lists no raw image", p.display())));
+        let raw = m
+            .artifacts
+            .iter()
+            .find(|a| a.file.ends_with(".raw"))
+            .map(|a| p.join(&a.file));
+        return raw
+            .ok_or_else(|| Error::config(format!("{}: manifest lists no raw image", p.display())));
     }
     let mut magic = [0u8; 4];
-    let mut f = std::fs::File::open(p).map_err(|e| Error::config(format!("image {}: {e}", p.display())))?;
+    let mut f =
+        std::fs::File::open(p).map_err(|e| Error::config(format!("image {}: {e}", p.display())))?;
     let _ = std::io::Read::read(&mut f, &mut magic);
     if &magic == b"QFI\xfb" {
         return Err(Error::config(format!(
@@ -53,7 +59,9 @@ pub struct Found {
 
 /// Find a partition by type GUID in the image's GPT (not trusting the manifest).
 pub fn find_partition(raw: &Path, type_guid: &str) -> Result<Found> {
-    let want: uuid::Uuid = type_guid.parse().map_err(|e| Error::failed(format!("type GUID {type_guid}: {e}")))?;
+    let want: uuid::Uuid = type_guid
+        .parse()
+        .map_err(|e| Error::failed(format!("type GUID {type_guid}: {e}")))?;
     let disk = gpt::GptConfig::new()
         .writable(false)
         .open(raw)
@@ -62,14 +70,26 @@ pub fn find_partition(raw: &Path, type_guid: &str) -> Result<Found> {
         .partitions()
         .values()
         .find(|p| p.part_type_guid.guid == want)
-        .ok_or_else(|| Error::config(format!("{}: no partition of type {type_guid} in its GPT", raw.display())))?;
-    Ok(Found { extent: Extent { first_lba: p.first_lba, last_lba: p.last_lba } })
+        .ok_or_else(|| {
+            Error::config(format!(
+                "{}: no partition of type {type_guid} in its GPT",
+                raw.display()
+            ))
+        })?;
+    Ok(Found {
+        extent: Extent {
+            first_lba: p.first_lba,
+            last_lba: p.last_lba,
+        },
+    })
 }
 
 /// The seed partition of an image (by type GUID; its name must be `clawimg-seed`).
 pub fn seed_partition(raw: &Path) -> Result<Extent> {
     let f = find_partition(raw, SEED_TYPE).map_err(|e| {
-        Error::config(format!("{e}: the image has no {SEED_LABEL} partition (built by an older clawimg?)"))
+        Error::config(format!(
+            "{e}: the image has no {SEED_LABEL} partition (built by an older clawimg?)"
+        ))
     })?;
     Ok(f.extent)
 }
@@ -93,15 +113,26 @@ pub fn seal(req: &SealRequest) -> Result<PathBuf> {
         )));
     }
     if req.output.exists() {
-        return Err(Error::config(format!("-o {}: already exists; refusing to overwrite", req.output.display())));
+        return Err(Error::config(format!(
+            "-o {}: already exists; refusing to overwrite",
+            req.output.display()
+        )));
     }
     if raw.canonicalize().ok() == req.output.canonicalize().ok() {
         return Err(Error::config("-o must not be the image itself".to_string()));
     }
 
     // Checks done: write a temporary file beside the output, rename when complete.
-    let dir = req.output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = req.output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = req
+        .output
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = req
+        .output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.clawimg-{}", std::process::id()));
     let guard = TmpFile(tmp.clone());
     // Owner-only from the start: the copy will hold secrets.
@@ -112,11 +143,16 @@ pub fn seal(req: &SealRequest) -> Result<PathBuf> {
         .open(&tmp)
         .ctx(|| format!("create {}", tmp.display()))?;
     copy_sparse(&raw, &tmp)?;
-    let mut f = std::fs::OpenOptions::new().write(true).open(&tmp).ctx(|| format!("open {}", tmp.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&tmp)
+        .ctx(|| format!("open {}", tmp.display()))?;
     let mut data = bundle;
     data.resize(seed.bytes() as usize, 0);
-    f.seek(SeekFrom::Start(seed.first_lba * SECTOR)).ctx(|| "seek to the seed partition".into())?;
-    f.write_all(&data).ctx(|| "write the seed partition".into())?;
+    f.seek(SeekFrom::Start(seed.first_lba * SECTOR))
+        .ctx(|| "seek to the seed partition".into())?;
+    f.write_all(&data)
+        .ctx(|| "write the seed partition".into())?;
     data.fill(0);
     f.sync_all().ctx(|| "sync".into())?;
     std::fs::rename(&tmp, &req.output).ctx(|| format!("rename to {}", req.output.display()))?;
@@ -134,12 +170,22 @@ impl Drop for TmpFile {
 /// Copy `src` over the existing (empty) `dst`: reflink when the filesystem can, else sparse.
 fn copy_sparse(src: &Path, dst: &Path) -> Result<()> {
     let sh = crate::exec::shell()?;
-    crate::exec::run(sh.cmd("cp").args(["--reflink=auto", "--sparse=always"]).arg(src).arg(dst))?;
+    crate::exec::run(
+        sh.cmd("cp")
+            .args(["--reflink=auto", "--sparse=always"])
+            .arg(src)
+            .arg(dst),
+    )?;
     Ok(())
 }
 
 /// `clawimg secrets bundle`: the same bundle as user data (cloud-init NoCloud / config drive).
-pub fn write_bundle(image: &Path, secrets_path: &Path, node: Option<&str>, output: &Path) -> Result<()> {
+pub fn write_bundle(
+    image: &Path,
+    secrets_path: &Path,
+    node: Option<&str>,
+    output: &Path,
+) -> Result<()> {
     let raw = raw_image(image)?;
     let manifest = Manifest::read(&raw)?;
     let slots = secrets::from_manifest(&manifest)?;
@@ -155,6 +201,7 @@ pub fn write_bundle(image: &Path, secrets_path: &Path, node: Option<&str>, outpu
         .mode(0o600)
         .open(output)
         .map_err(|e| Error::config(format!("-o {}: {e}", output.display())))?;
-    f.write_all(&data).ctx(|| format!("write {}", output.display()))?;
+    f.write_all(&data)
+        .ctx(|| format!("write {}", output.display()))?;
     Ok(())
 }

@@ -31,8 +31,16 @@ fn secrets_file(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
 }
 
 fn partition(name: &str) -> (u64, u64) {
-    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(image().join("manifest.json")).unwrap()).unwrap();
-    let p = m["partitions"]["partitions"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone();
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(image().join("manifest.json")).unwrap())
+            .unwrap();
+    let p = m["partitions"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap()
+        .clone();
     (p["offset"].as_u64().unwrap(), p["bytes"].as_u64().unwrap())
 }
 
@@ -46,7 +54,11 @@ fn range_sha256(file: &Path, (off, len): (u64, u64)) -> String {
 }
 
 fn out(o: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -58,32 +70,68 @@ fn template_and_seal_refusals() {
     });
     let t = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "{t}");
-    for slot in ["api_key = \"\"", "db_password = \"\"", "gateway_token = \"\"", "[slots]"] {
+    for slot in [
+        "api_key = \"\"",
+        "db_password = \"\"",
+        "gateway_token = \"\"",
+        "[slots]",
+    ] {
         assert!(t.contains(slot), "template lacks {slot}:\n{t}");
     }
 
     let dir = scratch("seal-refusals");
     let node = dir.join("node.raw");
     // A required slot missing: refused with its name, nothing written.
-    let s = secrets_file(&dir, "missing.toml", "[slots]\napi_key = \"value-one-xyz\"\n", 0o600);
+    let s = secrets_file(
+        &dir,
+        "missing.toml",
+        "[slots]\napi_key = \"value-one-xyz\"\n",
+        0o600,
+    );
     let o = run({
         let mut c = clawimg();
-        c.arg("seal").arg(image()).arg("--secrets").arg(&s).args(["--node", "n1", "-o"]).arg(&node);
+        c.arg("seal")
+            .arg(image())
+            .arg("--secrets")
+            .arg(&s)
+            .args(["--node", "n1", "-o"])
+            .arg(&node);
         c
     });
     assert_eq!(o.status.code(), Some(2), "{}", out(&o));
-    assert!(out(&o).contains("missing required secret slot(s): db_password"), "{}", out(&o));
-    assert!(!out(&o).contains("value-one-xyz"), "a value leaked into the output");
+    assert!(
+        out(&o).contains("missing required secret slot(s): db_password"),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        !out(&o).contains("value-one-xyz"),
+        "a value leaked into the output"
+    );
     // A group-readable secrets file: refused.
-    let s2 = secrets_file(&dir, "open.toml", "[slots]\napi_key = \"v1234567\"\ndb_password = \"p1234567\"\n", 0o644);
+    let s2 = secrets_file(
+        &dir,
+        "open.toml",
+        "[slots]\napi_key = \"v1234567\"\ndb_password = \"p1234567\"\n",
+        0o644,
+    );
     let o = run({
         let mut c = clawimg();
-        c.arg("seal").arg(image()).arg("--secrets").arg(&s2).args(["--node", "n1", "-o"]).arg(&node);
+        c.arg("seal")
+            .arg(image())
+            .arg("--secrets")
+            .arg(&s2)
+            .args(["--node", "n1", "-o"])
+            .arg(&node);
         c
     });
     assert_eq!(o.status.code(), Some(2), "{}", out(&o));
     assert!(out(&o).contains("group or others"), "{}", out(&o));
-    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(left.len(), 2, "seal left files behind: {left:?}");
 }
 
@@ -110,7 +158,13 @@ fn plant(disk: &Path, root_offset: u64, files: &[(&str, Vec<u8>)], work: &Path) 
     let cmdfile = work.join("debugfs.cmds");
     std::fs::write(&cmdfile, cmds).unwrap();
     let spec = format!("{}?offset={root_offset}", disk.display());
-    let o = Command::new("debugfs").arg("-w").arg("-f").arg(&cmdfile).arg(&spec).output().unwrap();
+    let o = Command::new("debugfs")
+        .arg("-w")
+        .arg("-f")
+        .arg(&cmdfile)
+        .arg(&spec)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "debugfs: {}", out(&o));
 }
 
@@ -123,30 +177,87 @@ fn audit_rules_fire_on_planted_files_and_stay_silent_on_the_clean_image() {
         c.arg("audit").arg(image());
         c
     });
-    assert!(o.status.success() && out(&o).contains("clean"), "{}", out(&o));
+    assert!(
+        o.status.success() && out(&o).contains("clean"),
+        "{}",
+        out(&o)
+    );
 
     let copy = dir.join("planted.raw");
-    let st = Command::new("cp").arg("--sparse=always").arg(raw()).arg(&copy).status().unwrap();
+    let st = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(raw())
+        .arg(&copy)
+        .status()
+        .unwrap();
     assert!(st.success());
-    Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(dir.join("k")).status().unwrap();
+    Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(dir.join("k"))
+        .status()
+        .unwrap();
     let key = std::fs::read(dir.join("k")).unwrap();
-    let rsa = Command::new("openssl").args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"]).output();
+    let rsa = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:1024",
+        ])
+        .output();
     let hex64 = "0123456789abcdef".repeat(4);
     let planted_value = "correct-horse-battery-staple-42";
     let mut files: Vec<(&str, Vec<u8>, &str)> = vec![
         ("/root/.ssh/id_ed25519", key.clone(), "private-key"),
         ("/etc/ssh/ssh_host_ed25519_key", key, "ssh-host-key"),
-        ("/etc/machine-id", b"0123456789abcdef0123456789abcdef\n".to_vec(), "machine-id"),
-        ("/opt/app/config.yaml", b"llm:\n  key: sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWx\n".to_vec(), "token-shape"),
-        ("/opt/app/openai.json", b"{\"k\": \"sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789\"}".to_vec(), "token-shape"),
-        ("/home/dev/notes.txt", b"token ghp_0123456789abcdefghijABCDEFGHIJ012345 here\n".to_vec(), "token-shape"),
-        ("/etc/aws.conf", b"aws_access_key_id = AKIAIOSFODNN7EXAMPLE\n".to_vec(), "token-shape"),
-        ("/opt/app/.env", format!("PORT=8080\nGATEWAY_TOKEN={hex64}\n").into_bytes(), "env-hex-token"),
-        ("/etc/app/password", format!("{planted_value}\n").into_bytes(), "secret-value"),
+        (
+            "/etc/machine-id",
+            b"0123456789abcdef0123456789abcdef\n".to_vec(),
+            "machine-id",
+        ),
+        (
+            "/opt/app/config.yaml",
+            b"llm:\n  key: sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWx\n".to_vec(),
+            "token-shape",
+        ),
+        (
+            "/opt/app/openai.json",
+            b"{\"k\": \"sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789\"}".to_vec(),
+            "token-shape",
+        ),
+        (
+            "/home/dev/notes.txt",
+            b"token ghp_0123456789abcdefghijABCDEFGHIJ012345 here\n".to_vec(),
+            "token-shape",
+        ),
+        (
+            "/etc/aws.conf",
+            b"aws_access_key_id = AKIAIOSFODNN7EXAMPLE\n".to_vec(),
+            "token-shape",
+        ),
+        (
+            "/opt/app/.env",
+            format!("PORT=8080\nGATEWAY_TOKEN={hex64}\n").into_bytes(),
+            "env-hex-token",
+        ),
+        (
+            "/etc/app/password",
+            format!("{planted_value}\n").into_bytes(),
+            "secret-value",
+        ),
         ("/var/lib/systemd/random-seed", vec![7u8; 512], "node-state"),
         ("/root/.bash_history", b"ls\n".to_vec(), "node-state"),
-        ("/var/log/syslog", b"Nov 25 build log\n".to_vec(), "node-state"),
-        ("/var/lib/apt/lists/archive_dists_noble_InRelease", b"Origin: Ubuntu\n".to_vec(), "node-state"),
+        (
+            "/var/log/syslog",
+            b"Nov 25 build log\n".to_vec(),
+            "node-state",
+        ),
+        (
+            "/var/lib/apt/lists/archive_dists_noble_InRelease",
+            b"Origin: Ubuntu\n".to_vec(),
+            "node-state",
+        ),
     ];
     if let Ok(o) = rsa {
         if o.status.success() {
@@ -156,7 +267,12 @@ fn audit_rules_fire_on_planted_files_and_stay_silent_on_the_clean_image() {
     let (root_off, _) = partition("root");
     let plain: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, d, _)| (*p, d.clone())).collect();
     plant(&copy, root_off, &plain, &dir);
-    let s = secrets_file(&dir, "s.toml", &format!("[slots]\ndb_password = \"{planted_value}\"\n"), 0o600);
+    let s = secrets_file(
+        &dir,
+        "s.toml",
+        &format!("[slots]\ndb_password = \"{planted_value}\"\n"),
+        0o600,
+    );
     let o = run({
         let mut c = clawimg();
         c.arg("audit").arg(&copy).arg("--secrets").arg(&s);
@@ -171,19 +287,36 @@ fn audit_rules_fire_on_planted_files_and_stay_silent_on_the_clean_image() {
         );
     }
     // Exactly the planted paths (plus nothing else from the clean image).
-    let flagged: std::collections::BTreeSet<&str> =
-        text.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|p| p.starts_with('/')).collect();
+    let flagged: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|p| p.starts_with('/'))
+        .collect();
     let planted: std::collections::BTreeSet<&str> = files.iter().map(|(p, _, _)| *p).collect();
     assert_eq!(flagged, planted, "{text}");
-    for secret in [planted_value, &hex64, "sk-ant-api03", "AKIAIOSFODNN7EXAMPLE", "BEGIN OPENSSH"] {
-        assert!(!text.contains(secret), "the audit printed a value ({secret}):\n{text}");
+    for secret in [
+        planted_value,
+        &hex64,
+        "sk-ant-api03",
+        "AKIAIOSFODNN7EXAMPLE",
+        "BEGIN OPENSSH",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "the audit printed a value ({secret}):\n{text}"
+        );
     }
 }
 
 /// Run a command in the guest; must succeed.
 fn sh(vm: &Vm, cmd: &str) -> String {
     let o = vm.ssh(cmd, Duration::from_secs(300)).unwrap();
-    assert!(o.status.success(), "guest command failed: {cmd}\n{}\n--- serial ---\n{}", out(&o), vm.serial_tail(30));
+    assert!(
+        o.status.success(),
+        "guest command failed: {cmd}\n{}\n--- serial ---\n{}",
+        out(&o),
+        vm.serial_tail(30)
+    );
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
@@ -193,7 +326,12 @@ const STATE: &str = "cd / && hostname && cat /etc/hostname && cat /etc/machine-i
     for f in /opt/demo/.env /etc/demo/db-password /var/lib/demo/backup.key /etc/demo/tls.key /var/lib/clawimg/secrets.done; do \
       if [ -e $f ]; then echo \"$f $(stat -c '%U:%G %a %s' $f) $(sha256sum < $f | cut -c1-64)\"; else echo \"$f absent\"; fi; done";
 
-fn boot_node(disk: &Path, extra: Vec<PathBuf>, work: &Path, fw: Firmware) -> (Vm, BTreeMap<&'static str, String>) {
+fn boot_node(
+    disk: &Path,
+    extra: Vec<PathBuf>,
+    work: &Path,
+    fw: Firmware,
+) -> (Vm, BTreeMap<&'static str, String>) {
     let (key, public) = throwaway_key(work).unwrap();
     let spec = VmSpec {
         image: disk.to_path_buf(),
@@ -206,19 +344,45 @@ fn boot_node(disk: &Path, extra: Vec<PathBuf>, work: &Path, fw: Firmware) -> (Vm
         work: work.join("vm"),
     };
     let mut vm = Vm::start_with(&spec, &key, "root", &extra).unwrap();
-    vm.wait_ssh(Duration::from_secs(900)).unwrap_or_else(|e| panic!("{}: {e}", disk.display()));
+    vm.wait_ssh(Duration::from_secs(900))
+        .unwrap_or_else(|e| panic!("{}: {e}", disk.display()));
     let mut r = BTreeMap::new();
-    let running = vm.ssh("timeout 300 systemctl is-system-running --wait", Duration::from_secs(320)).unwrap();
-    let failed = sh(&vm, "systemctl --failed --no-legend --plain; journalctl -b -u clawimg-secrets --no-pager");
-    assert_eq!(String::from_utf8_lossy(&running.stdout).trim(), "running", "{}: {failed}", disk.display());
+    let running = vm
+        .ssh(
+            "timeout 300 systemctl is-system-running --wait",
+            Duration::from_secs(320),
+        )
+        .unwrap();
+    let failed = sh(
+        &vm,
+        "systemctl --failed --no-legend --plain; journalctl -b -u clawimg-secrets --no-pager",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&running.stdout).trim(),
+        "running",
+        "{}: {failed}",
+        disk.display()
+    );
     r.insert("api_key", sh(&vm, "grep '^API_KEY=' /opt/demo/.env"));
-    r.insert("gateway_token", sh(&vm, "sed -n 's/^GATEWAY_TOKEN=//p' /opt/demo/.env"));
+    r.insert(
+        "gateway_token",
+        sh(&vm, "sed -n 's/^GATEWAY_TOKEN=//p' /opt/demo/.env"),
+    );
     r.insert("db_password", sh(&vm, "cat /etc/demo/db-password"));
     r.insert("backup_key", sh(&vm, "cat /var/lib/demo/backup.key"));
-    r.insert("modes", sh(&vm, "stat -c '%n %U:%G %a' /opt/demo/.env /etc/demo/db-password /var/lib/demo/backup.key"));
+    r.insert(
+        "modes",
+        sh(
+            &vm,
+            "stat -c '%n %U:%G %a' /opt/demo/.env /etc/demo/db-password /var/lib/demo/backup.key",
+        ),
+    );
     r.insert("tls_key", sh(&vm, "if [ -e /etc/demo/tls.key ]; then stat -c '%U:%G %a' /etc/demo/tls.key; cat /etc/demo/tls.key; else echo absent; fi"));
     r.insert("machine_id", sh(&vm, "cat /etc/machine-id"));
-    r.insert("host_key", sh(&vm, "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub"));
+    r.insert(
+        "host_key",
+        sh(&vm, "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub"),
+    );
     r.insert("hostname", sh(&vm, "hostname; cat /etc/hostname"));
     r.insert("seed_zeroed", sh(&vm, "d=/dev/disk/by-partlabel/clawimg-seed; cmp -n $(blockdev --getsize64 $d) $d /dev/zero && echo zeroed"));
     r.insert("dependent", sh(&vm, "systemctl is-active systemd-timesyncd; systemctl show -p Requires --value systemd-timesyncd"));
@@ -230,8 +394,18 @@ fn boot_node(disk: &Path, extra: Vec<PathBuf>, work: &Path, fw: Firmware) -> (Vm
 #[test]
 fn two_sealed_nodes_boot_with_their_own_secrets_and_identity() {
     let dir = scratch("nodes");
-    let a = secrets_file(&dir, "a.toml", "[slots]\napi_key = \"alpha-api-key-1\"\ndb_password = \"alpha db pass\"\n", 0o600);
-    let b = secrets_file(&dir, "b.toml", "[slots]\napi_key = \"bravo-api-key-2\"\ndb_password = \"bravo-db-pass\"\n", 0o600);
+    let a = secrets_file(
+        &dir,
+        "a.toml",
+        "[slots]\napi_key = \"alpha-api-key-1\"\ndb_password = \"alpha db pass\"\n",
+        0o600,
+    );
+    let b = secrets_file(
+        &dir,
+        "b.toml",
+        "[slots]\napi_key = \"bravo-api-key-2\"\ndb_password = \"bravo-db-pass\"\n",
+        0o600,
+    );
     // Node B also gets user data: its tls_key arrives that way; the sealed slots win.
     let c = secrets_file(
         &dir,
@@ -242,12 +416,20 @@ fn two_sealed_nodes_boot_with_their_own_secrets_and_identity() {
     let seal = |s: &Path, node: &str| {
         let o = run({
             let mut c = clawimg();
-            c.arg("seal").arg(image()).arg("--secrets").arg(s).args(["--node", node, "-o"]).arg(dir.join(format!("{node}.raw")));
+            c.arg("seal")
+                .arg(image())
+                .arg("--secrets")
+                .arg(s)
+                .args(["--node", node, "-o"])
+                .arg(dir.join(format!("{node}.raw")));
             c
         });
         assert!(o.status.success(), "{}", out(&o));
         let text = out(&o);
-        assert!(!text.contains("alpha") && !text.contains("bravo"), "a value leaked: {text}");
+        assert!(
+            !text.contains("alpha") && !text.contains("bravo"),
+            "a value leaked: {text}"
+        );
         dir.join(format!("{node}.raw"))
     };
     let na = seal(&a, "node-a");
@@ -255,15 +437,36 @@ fn two_sealed_nodes_boot_with_their_own_secrets_and_identity() {
     let ud = dir.join("user-data");
     let o = run({
         let mut cmd = clawimg();
-        cmd.args(["secrets", "bundle"]).arg(image()).arg("--secrets").arg(&c).arg("-o").arg(&ud);
+        cmd.args(["secrets", "bundle"])
+            .arg(image())
+            .arg("--secrets")
+            .arg(&c)
+            .arg("-o")
+            .arg(&ud);
         cmd
     });
     assert!(o.status.success(), "{}", out(&o));
-    assert_eq!(std::fs::metadata(&ud).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&ud).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let cidata = dir.join("cidata.img");
     for cmd in [
-        vec!["mkfs.vfat", "-n", "CIDATA", "-C", cidata.to_str().unwrap(), "2048"],
-        vec!["mcopy", "-i", cidata.to_str().unwrap(), ud.to_str().unwrap(), "::user-data"],
+        vec![
+            "mkfs.vfat",
+            "-n",
+            "CIDATA",
+            "-C",
+            cidata.to_str().unwrap(),
+            "2048",
+        ],
+        vec![
+            "mcopy",
+            "-i",
+            cidata.to_str().unwrap(),
+            ud.to_str().unwrap(),
+            "::user-data",
+        ],
     ] {
         let o = Command::new(cmd[0]).args(&cmd[1..]).output().unwrap();
         assert!(o.status.success(), "{cmd:?}: {}", out(&o));
@@ -273,8 +476,16 @@ fn two_sealed_nodes_boot_with_their_own_secrets_and_identity() {
     let root = partition("root");
     let seed = partition("clawimg-seed");
     let r0 = range_sha256(&raw(), root);
-    assert_eq!(range_sha256(&na, root), r0, "node A's root differs from the image's");
-    assert_eq!(range_sha256(&nb, root), r0, "node B's root differs from the image's");
+    assert_eq!(
+        range_sha256(&na, root),
+        r0,
+        "node A's root differs from the image's"
+    );
+    assert_eq!(
+        range_sha256(&nb, root),
+        r0,
+        "node B's root differs from the image's"
+    );
     let zero_seed = range_sha256(&raw(), seed);
     assert_ne!(range_sha256(&na, seed), zero_seed);
     assert_ne!(range_sha256(&na, seed), range_sha256(&nb, seed));
@@ -323,7 +534,10 @@ fn two_sealed_nodes_boot_with_their_own_secrets_and_identity() {
 
     // Each slot holds its node's value, with the declared owner and mode.
     assert_eq!(a1["api_key"], "API_KEY=alpha-api-key-1");
-    assert_eq!(rb["api_key"], "API_KEY=bravo-api-key-2", "the sealed value must win over user data");
+    assert_eq!(
+        rb["api_key"], "API_KEY=bravo-api-key-2",
+        "the sealed value must win over user data"
+    );
     assert_eq!(a1["db_password"], "alpha db pass");
     assert_eq!(rb["db_password"], "bravo-db-pass");
     for r in [&a1, &rb] {
@@ -335,11 +549,21 @@ fn two_sealed_nodes_boot_with_their_own_secrets_and_identity() {
         assert!(r["gateway_token"].chars().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(r["backup_key"].len(), 44, "base64 of 32 bytes: {r:?}");
         assert_eq!(r["seed_zeroed"], "zeroed");
-        assert!(r["dependent"].starts_with("active\n") && r["dependent"].contains("clawimg-secrets.service"), "{r:?}");
-        assert_eq!(r["journal_values"], "0", "a secret value reached the journal");
+        assert!(
+            r["dependent"].starts_with("active\n")
+                && r["dependent"].contains("clawimg-secrets.service"),
+            "{r:?}"
+        );
+        assert_eq!(
+            r["journal_values"], "0",
+            "a secret value reached the journal"
+        );
     }
     assert_eq!(a1["tls_key"], "absent");
-    assert_eq!(rb["tls_key"], "root:root 600\ncharlie-tls-key-material", "user data slot");
+    assert_eq!(
+        rb["tls_key"], "root:root 600\ncharlie-tls-key-material",
+        "user data slot"
+    );
     // Generated slots and identity differ between the nodes.
     assert_ne!(a1["gateway_token"], rb["gateway_token"]);
     assert_ne!(a1["backup_key"], rb["backup_key"]);
@@ -351,6 +575,12 @@ fn two_sealed_nodes_boot_with_their_own_secrets_and_identity() {
     assert_eq!(a1["state"], a_state2, "second boot changed the node");
     assert_eq!(a_cond, "no\nactive", "{a_cond}");
     // A missing required slot fails the unit with its name and holds the dependent unit.
-    assert!(a_fail.contains("secrets-failed") && a_fail.contains("dependent-held"), "{a_fail}");
-    assert!(a_fail.contains("missing required secret slots: db_password"), "{a_fail}");
+    assert!(
+        a_fail.contains("secrets-failed") && a_fail.contains("dependent-held"),
+        "{a_fail}"
+    );
+    assert!(
+        a_fail.contains("missing required secret slots: db_password"),
+        "{a_fail}"
+    );
 }
