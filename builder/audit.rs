@@ -81,11 +81,14 @@ const TOKEN_RULES: &[(&str, &str)] = &[
     (r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", "AWS access key id shape"),
 ];
 
+/// The `--secrets` cross-check: one regex over every value, and (slot, value) to name a match.
+type ValueMatcher = (Regex, Vec<(String, Vec<u8>)>);
+
 struct Rules {
     private_key: Regex,
     tokens: RegexSet,
     env_hex: Regex,
-    values: Option<(Regex, Vec<(String, Vec<u8>)>)>,
+    values: Option<ValueMatcher>,
 }
 
 impl Rules {
