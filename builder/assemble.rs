@@ -62,7 +62,7 @@ pub fn run(input: &AssembleInput<'_>, raw: &Path) -> Result<Assembled> {
         "auto" => ext4::plan_size(tree, input.image.headroom_percent, input.image.min_free_mib),
         s => {
             let total = crate::profile::parse_size(s).unwrap_or(0);
-            let fixed = (2 + gpt::BIOS_BOOT_MIB + input.image.esp_mib) << 20;
+            let fixed = (2 + gpt::BIOS_BOOT_MIB + gpt::SEED_MIB + input.image.esp_mib) << 20;
             let root = total.saturating_sub(fixed);
             let need = ext4::plan_size(tree, 0, 64);
             if root < need {

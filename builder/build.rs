@@ -10,7 +10,7 @@ use crate::profile::{self, Loaded};
 use crate::progress::Progress;
 use crate::provenance::Provenance;
 use crate::rootfs::Rootfs;
-use crate::{customize, exec, overlay, qcow2, scrub, tools, unitset};
+use crate::{audit, customize, exec, overlay, qcow2, scrub, secrets, tools, unitset};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -75,6 +75,8 @@ pub fn input_hash(loaded: &Loaded, keyring_sha256: &str) -> Result<String> {
         customize::SSH_KEYGEN_UNIT,
         customize::REPART_ROOT,
         customize::DHCP_NETWORK,
+        secrets::UNIT,
+        secrets::SCRIPT,
     ] {
         h.update(b"\0");
         h.update(part.as_bytes());
@@ -188,6 +190,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     );
     let units_done = unitset::apply(&root, &checked.loaded, &mut prov)?;
     st.done(&units_done.verify);
+    let st = progress.stage("secrets", "secret slots (declared only), first-boot unit");
+    let sp = secrets::install(&root, p)?;
+    st.done(&format!("{} slots, {} paths", p.secrets.len(), sp.len()));
     let st = progress.stage("scrub", "machine-id, host keys, caches, logs");
     let s = scrub::run(&root)?;
     st.done(&format!("{} entries removed", s.removed.len()));
@@ -206,6 +211,21 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     };
     let asm = assemble::run(&input, &raw)?;
     st.done(&format!("{} MiB disk", asm.layout.disk_bytes >> 20));
+    // The finished filesystem, not the tree: what ships is what is checked.
+    let st = progress.stage(
+        "audit",
+        "no keys, tokens or node state in the root filesystem",
+    );
+    let report = audit::audit_image(&raw, None)?;
+    if !report.findings.is_empty() {
+        return Err(Error::failed(format!(
+            "audit: the image must not ship these ({} findings); nothing was written to {}:\n{}",
+            report.findings.len(),
+            target.display(),
+            report.render()
+        )));
+    }
+    st.done(&format!("clean ({} files scanned)", report.files_scanned));
     // The tree is no longer needed; free the space before conversion.
     drop(root);
     let _ = std::fs::remove_dir_all(&rootfs_path);
@@ -267,6 +287,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
                 "declared_files".to_string(),
                 serde_json::to_value(&applied.declared).unwrap_or_default(),
             ),
+            ("secrets".to_string(), secrets::manifest_json(&p.secrets)),
         ]
         .into_iter()
         .collect(),

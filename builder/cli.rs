@@ -106,6 +106,28 @@ enum Cmd {
         #[arg(long)]
         yes: bool,
     },
+    /// Make a node's disk: copy IMAGE and write the secrets and node name into its seed
+    /// partition (the root partition stays byte-identical). Checks everything first.
+    #[command(
+        after_help = "Examples:\n  clawimg seal out/production --secrets node1.toml --node node1 -o node1.raw\n\nThe secrets file must be mode 0600; see `clawimg secrets template PROFILE`."
+    )]
+    Seal(SealArgs),
+    /// Secret slot helpers: an empty secrets file, or a user-data bundle.
+    #[command(subcommand)]
+    Secrets(SecretsCmd),
+    /// Scan the root filesystem of a built image for keys, tokens, node state and secrets.
+    ///
+    /// Exit 0 when clean, 1 with one line per finding (path and rule, never the value).
+    #[command(
+        after_help = "Examples:\n  clawimg audit out/production\n  clawimg audit node1.raw --secrets node1.toml"
+    )]
+    Audit {
+        /// Raw image file or image directory.
+        image: PathBuf,
+        /// Also report files containing a value from this secrets file.
+        #[arg(long, value_name = "FILE")]
+        secrets: Option<PathBuf>,
+    },
     /// Print the manifest of a built image (directory, image file or manifest.json).
     #[command(
         after_help = "Examples:\n  clawimg inspect out/base\n  clawimg inspect out/base/base.qcow2 --json\n  clawimg inspect out/production --explain /opt/openclaw/docker-compose.yml"
@@ -119,6 +141,50 @@ enum Cmd {
         /// Say which overlay or module produced PATH in the image.
         #[arg(long, value_name = "PATH")]
         explain: Option<String>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct SealArgs {
+    /// Raw image file or image directory (OUT/PROFILE).
+    image: PathBuf,
+    /// Secrets file (TOML, mode 0600).
+    #[arg(long, value_name = "FILE")]
+    secrets: PathBuf,
+    /// Node name: becomes the host name.
+    #[arg(long, value_name = "NAME")]
+    node: String,
+    /// Output raw disk for this node (must not exist).
+    #[arg(short, long, value_name = "NODE.raw")]
+    output: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum SecretsCmd {
+    /// Print an empty, documented secrets file for PROFILE.
+    #[command(
+        after_help = "Example:\n  clawimg secrets template production > node1.toml && chmod 600 node1.toml"
+    )]
+    Template {
+        /// Profile name or path.
+        profile: String,
+    },
+    /// Write the bundle for cloud-init NoCloud / config-drive user data (mode 0600).
+    #[command(
+        after_help = "Example:\n  clawimg secrets bundle out/production --secrets node1.toml --node node1 -o user-data"
+    )]
+    Bundle {
+        /// Raw image file or image directory.
+        image: PathBuf,
+        /// Secrets file (TOML, mode 0600).
+        #[arg(long, value_name = "FILE")]
+        secrets: PathBuf,
+        /// Node name (host name); optional for user data.
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+        /// Output file (must not exist).
+        #[arg(short, long)]
+        output: PathBuf,
     },
 }
 
@@ -285,6 +351,56 @@ fn run(cli: Cli) -> Result<i32> {
             }
             println!("  read-back verified: sha256 {}", r.readback_sha256);
             Ok(0)
+        }
+        Cmd::Seal(a) => {
+            let req = crate::seed::SealRequest {
+                image: a.image,
+                secrets: a.secrets,
+                node: a.node,
+                output: a.output,
+            };
+            let out = crate::seed::seal(&req)?;
+            println!("sealed node {} -> {}", req.node, out.display());
+            Ok(0)
+        }
+        Cmd::Secrets(SecretsCmd::Template { profile: name }) => {
+            let l = profile::load(&name, &g.profiles_dir, &[])?;
+            print!("{}", crate::secrets::template(&l.name, &l.profile.secrets));
+            Ok(0)
+        }
+        Cmd::Secrets(SecretsCmd::Bundle {
+            image,
+            secrets,
+            node,
+            output,
+        }) => {
+            crate::seed::write_bundle(&image, &secrets, node.as_deref(), &output)?;
+            println!("wrote {} (user data; mode 0600)", output.display());
+            Ok(0)
+        }
+        Cmd::Audit { image, secrets } => {
+            let raw = crate::seed::raw_image(&image)?;
+            let s = secrets
+                .as_deref()
+                .map(crate::secrets::SecretsFile::load)
+                .transpose()?;
+            let r = crate::audit::audit_image(&raw, s.as_ref())?;
+            if r.findings.is_empty() {
+                println!(
+                    "audit: {} clean ({} files scanned)",
+                    raw.display(),
+                    r.files_scanned
+                );
+                Ok(0)
+            } else {
+                println!(
+                    "audit: {} findings in {}:\n{}",
+                    r.findings.len(),
+                    raw.display(),
+                    r.render()
+                );
+                Ok(1)
+            }
         }
     }
 }

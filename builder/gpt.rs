@@ -1,5 +1,7 @@
 //! The GPT partition table and protective MBR, written by clawimg itself (no sgdisk, no
-//! loop device): BIOS boot, EFI system and root partitions with GUIDs from the input hash.
+//! loop device): BIOS boot, EFI system, secrets seed and root partitions with GUIDs from the
+//! input hash. The seed sits *before* the root so systemd-repart can grow the root into the
+//! free space after it; it keeps table number 4 so partitions 1-3 are numbered as before.
 
 use crate::error::{Context, Error, Result};
 use crate::identity::Identity;
@@ -15,6 +17,12 @@ pub const SECTOR: u64 = 512;
 const MIB: u64 = 1 << 20;
 /// Size of the BIOS boot partition (holds GRUB's core image).
 pub const BIOS_BOOT_MIB: u64 = 4;
+/// Size of the secrets seed partition (see `seed.rs`).
+pub const SEED_MIB: u64 = 1;
+/// GPT partition name of the seed partition (`/dev/disk/by-partlabel/clawimg-seed`).
+pub const SEED_LABEL: &str = "clawimg-seed";
+/// Partition type GUID of the seed partition (clawimg's own).
+pub const SEED_TYPE: &str = "13930FA3-6C38-4A27-8059-5D2EC4C41F30";
 
 /// One partition's place on the disk (LBA ranges are inclusive, like GPT's).
 #[derive(Debug, Clone, Copy, serde::Serialize, PartialEq, Eq)]
@@ -47,6 +55,8 @@ pub struct Layout {
     pub esp: Extent,
     /// Partition 3: ext4 root.
     pub root: Extent,
+    /// Partition 4: secrets seed, between the ESP and the root on disk.
+    pub seed: Extent,
 }
 
 /// Plan a layout: 1 MiB alignment, partitions in order, 1 MiB tail for the backup GPT.
@@ -58,13 +68,15 @@ pub fn plan(esp_mib: u64, root_bytes: u64) -> Layout {
     };
     let bios = ext(1, BIOS_BOOT_MIB);
     let esp = ext(1 + BIOS_BOOT_MIB, esp_mib);
-    let root = ext(1 + BIOS_BOOT_MIB + esp_mib, root_mib);
-    let disk_bytes = (1 + BIOS_BOOT_MIB + esp_mib + root_mib + 1) * MIB;
+    let seed = ext(1 + BIOS_BOOT_MIB + esp_mib, SEED_MIB);
+    let root = ext(1 + BIOS_BOOT_MIB + esp_mib + SEED_MIB, root_mib);
+    let disk_bytes = (1 + BIOS_BOOT_MIB + esp_mib + SEED_MIB + root_mib + 1) * MIB;
     Layout {
         disk_bytes,
         bios,
         esp,
         root,
+        seed,
     }
 }
 
@@ -142,6 +154,16 @@ pub fn write(file: &File, layout: &Layout, ids: &Identity, bootcode: [u8; 440]) 
             0,
         ),
     );
+    let seed_type = partition_types::Type {
+        guid: SEED_TYPE
+            .parse()
+            .map_err(|e| Error::failed(format!("seed type GUID: {e}")))?,
+        os: partition_types::OperatingSystem::Custom("clawimg".into()),
+    };
+    parts.insert(
+        4,
+        part(seed_type, ids.seed_part, layout.seed, SEED_LABEL, 0),
+    );
     disk.update_partitions(parts)
         .ctx(|| "set GPT partitions".into())?;
     let dev = disk.write().ctx(|| "write GPT".into())?;
@@ -180,7 +202,9 @@ mod tests {
         write(&f, &l, &ids, [0x90; 440]).unwrap();
         let d = gpt::GptConfig::new().open(&p).unwrap();
         assert_eq!(*d.guid(), ids.disk_guid);
-        assert_eq!(d.partitions().len(), 3);
+        assert_eq!(d.partitions().len(), 4);
+        assert_eq!(d.partitions()[&4].name, SEED_LABEL);
+        assert!(d.partitions()[&4].last_lba < d.partitions()[&3].first_lba);
         assert_eq!(d.partitions()[&3].part_guid, ids.root_part);
         let raw = std::fs::read(&p).unwrap();
         assert_eq!(&raw[510..512], &[0x55, 0xaa]);

@@ -15,6 +15,8 @@ pub struct Identity {
     pub esp_part: Uuid,
     /// Root partition GUID (kernel `root=PARTUUID=`).
     pub root_part: Uuid,
+    /// Secrets seed partition GUID.
+    pub seed_part: Uuid,
     /// ext4 filesystem UUID of the root.
     pub root_fs: Uuid,
     /// ext4 directory hash seed.
@@ -44,6 +46,7 @@ impl Identity {
             bios_part: derive(input_hash, "part-bios"),
             esp_part: derive(input_hash, "part-esp"),
             root_part: derive(input_hash, "part-root"),
+            seed_part: derive(input_hash, "part-seed"),
             root_fs: derive(input_hash, "fs-root"),
             root_hash_seed: derive(input_hash, "fs-root-hash-seed"),
             esp_volume_id: u32::from_le_bytes(

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod assemble;
+pub mod audit;
 pub mod base;
 pub mod bmap;
 pub mod build;
@@ -33,6 +34,8 @@ pub mod qcow2;
 pub mod qemu;
 pub mod rootfs;
 pub mod scrub;
+pub mod secrets;
+pub mod seed;
 pub mod tools;
 pub mod units;
 pub mod unitset;

@@ -67,6 +67,7 @@ pub fn partitions_json(layout: &Layout, ids: &Identity) -> serde_json::Value {
             p(1, "BIOS boot", "21686148-6449-6E6F-744E-656564454649", &layout.bios, &ids.bios_part),
             p(2, "EFI System", "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", &layout.esp, &ids.esp_part),
             p(3, "root", "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", &layout.root, &ids.root_part),
+            p(4, crate::gpt::SEED_LABEL, crate::gpt::SEED_TYPE, &layout.seed, &ids.seed_part),
         ],
     })
 }

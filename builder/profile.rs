@@ -28,6 +28,9 @@ pub struct Profile {
     pub image: Image,
     /// Free-form variables for templates; `--var key=value` overrides them.
     pub vars: BTreeMap<String, toml::Value>,
+    /// Secret slots by name (declared only: values arrive per node, see `secrets.rs`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, crate::secrets::Slot>,
     /// File trees copied into the image, in order (see `overlay.rs`).
     pub overlays: Overlays,
     /// systemd units shipped from `units/`: installed, enabled, masked (see `unitset.rs`).
@@ -445,6 +448,7 @@ fn validate(l: &Loaded) -> Result<()> {
             format!("expected a host name (letters, digits, '-'), found {h:?}"),
         );
     }
+    crate::secrets::validate(l)?;
     Ok(())
 }
 

@@ -147,6 +147,17 @@ fn image_format(p: &Path) -> Result<&'static str> {
 impl Vm {
     /// Start QEMU; `key` is the private key matching `spec.authorized_key`.
     pub fn start(spec: &VmSpec, key: &Path, user: &str) -> Result<Vm> {
+        Self::start_with(spec, key, user, &[])
+    }
+
+    /// Like [`Vm::start`], with extra raw disks attached read-only as virtio-blk (e.g. a
+    /// cloud-init NoCloud `CIDATA` volume).
+    pub fn start_with(
+        spec: &VmSpec,
+        key: &Path,
+        user: &str,
+        extra_disks: &[PathBuf],
+    ) -> Result<Vm> {
         let accel = resolve_accel(spec.accel)?;
         std::fs::create_dir_all(&spec.work).ctx(|| format!("create {}", spec.work.display()))?;
         let image = spec
@@ -195,6 +206,13 @@ impl Vm {
             DiskBus::Virtio => cmd.args(["-device", "virtio-blk-pci,drive=d0"]),
             DiskBus::Nvme => cmd.args(["-device", "nvme,drive=d0,serial=clawimg0"]),
         };
+        for (i, d) in extra_disks.iter().enumerate() {
+            cmd.arg("-drive").arg(format!(
+                "if=none,id=x{i},file={},format=raw,readonly=on",
+                d.display()
+            ));
+            cmd.args(["-device", &format!("virtio-blk-pci,drive=x{i}")]);
+        }
         cmd.args([
             "-netdev",
             &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"),

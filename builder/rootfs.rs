@@ -47,6 +47,23 @@ impl Rootfs {
         self.dir.symlink_metadata(rel(p)).is_ok()
     }
 
+    /// Whether a path is a directory (a symlink to one is not).
+    pub fn is_dir(&self, p: &str) -> bool {
+        self.dir
+            .symlink_metadata(rel(p))
+            .map(|m| m.is_dir())
+            .unwrap_or(false)
+    }
+
+    /// Size of a regular file; `None` for anything else (symlinks are not followed).
+    pub fn file_len(&self, p: &str) -> Option<u64> {
+        self.dir
+            .symlink_metadata(rel(p))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+    }
+
     /// Read a file as text.
     pub fn read_to_string(&self, p: &str) -> Result<String> {
         self.dir
