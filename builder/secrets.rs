@@ -640,25 +640,19 @@ mod tests {
     }
 
     #[test]
-    fn openclaw_fragment_is_valid() {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/profiles/fragments/secrets-openclaw.toml"
-        ))
-        .unwrap();
-        let p: Profile = toml::from_str(&text).unwrap();
-        assert!(p.secrets.len() >= 8);
-        let l = Loaded {
-            name: "f".into(),
-            dir: ".".into(),
-            files: vec!["f.toml".into()],
-            profile: p,
-        };
+    fn production_slots_are_valid() {
+        let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles"));
+        let l = crate::profile::load("production", dir, &[]).unwrap();
+        assert!(l.profile.secrets.len() >= 8);
         validate(&l).unwrap();
         assert!(l.profile.secrets["anthropic_api_key"].required);
         assert_eq!(
             l.profile.secrets["litellm_master_key"].generate.as_deref(),
             Some("hex:32")
         );
+        assert!(l.profile.secrets["anthropic_api_key"]
+            .units
+            .iter()
+            .any(|u| u == "openclaw-stack.service"));
     }
 }
