@@ -27,6 +27,8 @@ pub struct BuildOptions {
     pub cache_dir: PathBuf,
     /// `--var key=value` overrides.
     pub vars: Vec<String>,
+    /// `--set dotted.key=TOML_VALUE` overrides of the merged profile.
+    pub sets: Vec<String>,
     /// Package mirror override.
     pub mirror: Option<String>,
     /// No progress output.
@@ -83,14 +85,20 @@ pub struct Checked {
     pub keyring: PathBuf,
     /// Input hash.
     pub input_hash: String,
+    /// Hardening sections, resolved and linted (hardening.rs).
+    pub plan: crate::hardening::Plan,
+    /// Lint findings the profile acknowledged.
+    pub acknowledged: Vec<crate::lints::Finding>,
 }
 
 /// Load and check the profile and environment (used by `check` and `build`).
 pub fn check(opts: &BuildOptions) -> Result<Checked> {
-    let loaded = profile::load(&opts.profile, &opts.profiles_dir, &opts.vars)?;
+    let loaded = profile::load_with_sets(&opts.profile, &opts.profiles_dir, &opts.vars, &opts.sets)?;
     let keyring = base::check_keyring(&loaded.profile.base, &loaded.dir)?;
+    // Firewall CIDR list files are pinned by sha256 in the profile, so the hash covers them.
+    let (plan, acknowledged) = crate::hardening::check(&loaded)?;
     let ih = input_hash(&loaded, &loaded.profile.base.keyring_sha256)?;
-    Ok(Checked { loaded, keyring, input_hash: ih })
+    Ok(Checked { loaded, keyring, input_hash: ih, plan, acknowledged })
 }
 
 struct WorkDir(PathBuf);
@@ -142,6 +150,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let root = Rootfs::open(&base_out.path)?;
     let c = customize::run(&root, p, &ids)?;
     st.done(&format!("{} paths", c.paths.len()));
+    if !checked.plan.is_empty() {
+        let st = progress.stage("harden", "users, ssh, firewall, fail2ban, sysctl, docker, updates, swap, …");
+        let hp = crate::hardening::apply(&root, &checked.plan)?;
+        st.done(&format!("{} paths", hp.len()));
+    }
     let st = progress.stage("scrub", "machine-id, host keys, caches, logs");
     let s = scrub::run(&root)?;
     st.done(&format!("{} entries removed", s.removed.len()));
@@ -195,7 +208,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         packages: base_out.packages.clone(),
         artifacts,
         rootfs_bytes: asm.rootfs_bytes,
-        extra: Default::default(),
+        extra: if checked.plan.is_empty() {
+            Default::default()
+        } else {
+            [("hardening".to_string(), serde_json::to_value(&checked.plan).ctx(|| "hardening plan".into())?)].into_iter().collect()
+        },
     };
     manifest.write(staging.path())?;
     st.done("manifest.json, SHA256SUMS");

@@ -108,6 +108,8 @@ pub struct VmSpec {
     pub memory_mib: u32,
     /// Public key for root, passed as the systemd credential `ssh.authorized_keys.root`.
     pub authorized_key: String,
+    /// Guest port sshd listens on (forwarded from a free host port on 127.0.0.1).
+    pub guest_ssh_port: u16,
     /// Scratch directory (overlay, firmware vars, serial log).
     pub work: PathBuf,
 }
@@ -115,7 +117,7 @@ pub struct VmSpec {
 /// A running VM.
 pub struct Vm {
     child: Option<Child>,
-    /// Host port forwarded to the guest's port 22.
+    /// Host port forwarded to the guest's SSH port.
     pub ssh_port: u16,
     /// Serial console log.
     pub serial_log: PathBuf,
@@ -168,7 +170,7 @@ impl Vm {
             DiskBus::Virtio => cmd.args(["-device", "virtio-blk-pci,drive=d0"]),
             DiskBus::Nvme => cmd.args(["-device", "nvme,drive=d0,serial=clawimg0"]),
         };
-        cmd.args(["-netdev", &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22")]);
+        cmd.args(["-netdev", &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:{}", spec.guest_ssh_port)]);
         cmd.args(["-device", "virtio-net-pci,netdev=n0"]);
         cmd.args(["-device", "virtio-rng-pci"]);
         let cred = {
@@ -218,14 +220,20 @@ impl Vm {
 
     /// Run a command over SSH in the guest (no stdin; output captured).
     pub fn ssh(&self, command: &str, timeout: Duration) -> Result<Output> {
+        self.ssh_as(&self.user, &[], command, timeout)
+    }
+
+    /// Like [`Vm::ssh`], as another user and with extra `ssh` options (for login refusal checks).
+    pub fn ssh_as(&self, user: &str, options: &[&str], command: &str, timeout: Duration) -> Result<Output> {
         let mut cmd = Command::new("ssh");
+        cmd.args(options);
         cmd.args([
             "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes",
             "-o", &format!("ConnectTimeout={}", timeout.as_secs().clamp(1, 30)),
             "-o", "ServerAliveInterval=10", "-i",
         ]);
-        cmd.arg(&self.key).args(["-p", &self.ssh_port.to_string()]).arg(format!("{}@127.0.0.1", self.user)).arg(command);
+        cmd.arg(&self.key).args(["-p", &self.ssh_port.to_string()]).arg(format!("{user}@127.0.0.1")).arg(command);
         cmd.stdin(Stdio::null());
         let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().ctx(|| "run ssh".into())?;
         wait_with_timeout(child, timeout)

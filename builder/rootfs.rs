@@ -140,6 +140,39 @@ impl Rootfs {
         Ok(removed)
     }
 
+    /// Read a file as bytes.
+    pub fn read(&self, p: &str) -> Result<Vec<u8>> {
+        self.dir.read(rel(p)).map_err(|e| self.err("read", p, e))
+    }
+
+    /// Set the mode of a file or directory.
+    pub fn chmod(&self, p: &str, mode: u32) -> Result<()> {
+        self.dir.set_permissions(rel(p), Permissions::from_mode(mode)).map_err(|e| self.err("chmod", p, e))
+    }
+
+    /// Change the owner of `p` without following a final symlink. The parent directory is
+    /// opened through the rooted handle, so no component can lead outside the image.
+    pub fn chown(&self, p: &str, uid: u32, gid: u32) -> Result<()> {
+        use std::os::fd::{AsFd, AsRawFd};
+        use std::os::unix::ffi::OsStrExt;
+        let path = Path::new(rel(p));
+        let parent = match path.parent() {
+            Some(pp) if !pp.as_os_str().is_empty() => self.dir.open_dir(pp).map_err(|e| self.err("open", p, e))?,
+            _ => self.dir.try_clone().map_err(|e| self.err("open", p, e))?,
+        };
+        let name = match path.file_name() {
+            Some(n) => std::ffi::CString::new(n.as_bytes()).map_err(|_| Error::failed(format!("rootfs: bad path {p:?}")))?,
+            // The root itself.
+            None => std::ffi::CString::new(".").unwrap_or_default(),
+        };
+        // SAFETY: fchownat on a directory fd we own with a NUL-terminated single component.
+        let rc = unsafe { libc::fchownat(parent.as_fd().as_raw_fd(), name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) };
+        if rc != 0 {
+            return Err(self.err("chown", p, std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
     /// Names of the entries of a directory, sorted; empty if it does not exist.
     pub fn list(&self, p: &str) -> Result<Vec<String>> {
         let mut v = vec![];
