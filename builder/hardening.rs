@@ -79,6 +79,8 @@ fn required_packages(p: &Profile) -> Vec<(&'static str, &'static [&'static str])
     }
     if p.updates.is_some() {
         v.push(("updates", &["unattended-upgrades"]));
+        // Ubuntu's `required` variant has no apt; unattended-upgrades needs it.
+        v.push(("updates", &["apt"]));
     }
     if p.time.as_ref().is_some_and(|t| t.sync) {
         v.push(("time.sync", &["systemd-timesyncd"]));
@@ -169,6 +171,9 @@ pub fn apply(root: &Rootfs, plan: &Plan) -> Result<Vec<String>> {
     }
     if !plan.sysctl.is_empty() {
         paths.extend(sysctl::apply(root, &plan.sysctl)?);
+        if plan.firewall.is_some() {
+            paths.extend(sysctl::align_ufw(root, &plan.sysctl)?);
+        }
     }
     if let Some(d) = &plan.docker {
         paths.extend(docker::apply(root, d)?);

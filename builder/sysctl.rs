@@ -42,6 +42,32 @@ pub fn apply(root: &Rootfs, table: &BTreeMap<String, toml::Value>) -> Result<Vec
     Ok(vec![FILE.into()])
 }
 
+/// UFW applies `/etc/ufw/sysctl.conf` when it starts, after systemd-sysctl, and the
+/// package's file sets e.g. `log_martians=0`: give its keys the profile's values.
+pub fn align_ufw(root: &Rootfs, table: &BTreeMap<String, toml::Value>) -> Result<Vec<String>> {
+    const F: &str = "/etc/ufw/sysctl.conf";
+    let Ok(text) = root.read_to_string(F) else { return Ok(vec![]) };
+    let mut changed = false;
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let key = l.split('=').next().unwrap_or("").trim().replace('/', ".");
+            match (l.starts_with('#'), table.get(&key).and_then(value)) {
+                (false, Some(v)) if l.contains('=') => {
+                    changed = true;
+                    format!("{}={v}", l.split('=').next().unwrap_or("").trim())
+                }
+                _ => l.to_string(),
+            }
+        })
+        .collect();
+    if !changed {
+        return Ok(vec![]);
+    }
+    root.write(F, (out.join("\n") + "\n").as_bytes(), 0o644)?;
+    Ok(vec![F.into()])
+}
+
 /// Probes: each key has the declared value in the running kernel.
 pub fn probes(table: &BTreeMap<String, toml::Value>) -> Vec<Probe> {
     table
@@ -51,4 +77,21 @@ pub fn probes(table: &BTreeMap<String, toml::Value>) -> Vec<Probe> {
             Some(Probe::new(&format!("sysctl {k}"), &format!("sysctl -n {k} | tr -s '\\t ' '  '"), Expect::Equals(val)))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ufw_sysctl_follows_the_profile() {
+        let t = tempfile::tempdir().unwrap();
+        let r = Rootfs::open(t.path()).unwrap();
+        r.write("/etc/ufw/sysctl.conf", b"# c\nnet/ipv4/conf/all/log_martians=0\nnet/ipv4/icmp_echo_ignore_all=0\n", 0o644).unwrap();
+        let mut m = BTreeMap::new();
+        m.insert("net.ipv4.conf.all.log_martians".to_string(), toml::Value::Integer(1));
+        assert_eq!(align_ufw(&r, &m).unwrap().len(), 1);
+        assert_eq!(r.read_to_string("/etc/ufw/sysctl.conf").unwrap(), "# c\nnet/ipv4/conf/all/log_martians=1\nnet/ipv4/icmp_echo_ignore_all=0\n");
+        assert!(render(&m).unwrap().contains("net.ipv4.conf.all.log_martians = 1\n"));
+    }
 }
