@@ -22,22 +22,34 @@ pub struct Directory {
 
 impl Default for Directory {
     fn default() -> Self {
-        Directory { owner: "root".into(), group: None, mode: "0755".into() }
+        Directory {
+            owner: "root".into(),
+            group: None,
+            mode: "0755".into(),
+        }
     }
 }
 
 fn valid_path(p: &str) -> bool {
-    p.starts_with('/') && p.len() > 1 && !p.split('/').any(|c| c == ".." || c == ".") && !p.contains(['\n', '\'', '"', ' '])
+    p.starts_with('/')
+        && p.len() > 1
+        && !p.split('/').any(|c| c == ".." || c == ".")
+        && !p.contains(['\n', '\'', '"', ' '])
 }
 
 /// Validate the table (paths and modes) without an image.
 pub fn validate(dirs: &BTreeMap<String, Directory>) -> Result<()> {
     for (p, d) in dirs {
         if !valid_path(p) {
-            return Err(Error::config(format!("key `directories.\"{p}\"`: expected an absolute path without '..' or spaces")));
+            return Err(Error::config(format!(
+                "key `directories.\"{p}\"`: expected an absolute path without '..' or spaces"
+            )));
         }
         if parse_mode(&d.mode).is_none() {
-            return Err(Error::config(format!("key `directories.\"{p}\".mode`: expected an octal mode like \"0700\", found {:?}", d.mode)));
+            return Err(Error::config(format!(
+                "key `directories.\"{p}\".mode`: expected an octal mode like \"0700\", found {:?}",
+                d.mode
+            )));
         }
     }
     Ok(())
@@ -48,10 +60,18 @@ pub fn apply(root: &Rootfs, dirs: &BTreeMap<String, Directory>) -> Result<Vec<St
     validate(dirs)?;
     let mut paths = vec![];
     for (p, d) in dirs {
-        let (uid, pgid) = lookup_user(root, &d.owner)
-            .ok_or_else(|| Error::config(format!("key `directories.\"{p}\".owner`: no user `{}` in the image", d.owner)))?;
+        let (uid, pgid) = lookup_user(root, &d.owner).ok_or_else(|| {
+            Error::config(format!(
+                "key `directories.\"{p}\".owner`: no user `{}` in the image",
+                d.owner
+            ))
+        })?;
         let gid = match &d.group {
-            Some(g) => lookup_group(root, g).ok_or_else(|| Error::config(format!("key `directories.\"{p}\".group`: no group `{g}` in the image")))?,
+            Some(g) => lookup_group(root, g).ok_or_else(|| {
+                Error::config(format!(
+                    "key `directories.\"{p}\".group`: no group `{g}` in the image"
+                ))
+            })?,
             None => pgid,
         };
         root.mkdir_all(p)?;
@@ -66,9 +86,19 @@ pub fn apply(root: &Rootfs, dirs: &BTreeMap<String, Directory>) -> Result<Vec<St
 pub fn probes(dirs: &BTreeMap<String, Directory>) -> Vec<Probe> {
     dirs.iter()
         .map(|(p, d)| {
-            let group = d.group.clone().unwrap_or_else(|| if d.owner == "root" { "root".into() } else { d.owner.clone() });
+            let group = d.group.clone().unwrap_or_else(|| {
+                if d.owner == "root" {
+                    "root".into()
+                } else {
+                    d.owner.clone()
+                }
+            });
             let mode = parse_mode(&d.mode).unwrap_or(0);
-            Probe::new(&format!("dir {p}"), &format!("sudo -n stat -c '%U:%G %a' '{p}'"), Expect::Equals(format!("{}:{group} {mode:o}", d.owner)))
+            Probe::new(
+                &format!("dir {p}"),
+                &format!("sudo -n stat -c '%U:%G %a' '{p}'"),
+                Expect::Equals(format!("{}:{group} {mode:o}", d.owner)),
+            )
         })
         .collect()
 }

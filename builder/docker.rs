@@ -53,12 +53,23 @@ impl Default for Docker {
     fn default() -> Self {
         Docker {
             log_driver: "json-file".into(),
-            log_opts: [("max-size", "50m"), ("max-file", "5")].into_iter().map(|(a, b)| (a.into(), b.into())).collect(),
+            log_opts: [("max-size", "50m"), ("max-file", "5")]
+                .into_iter()
+                .map(|(a, b)| (a.into(), b.into()))
+                .collect(),
             storage_driver: "overlay2".into(),
             live_restore: true,
             userland_proxy: false,
             no_new_privileges: true,
-            default_ulimits: [("nofile".to_string(), Ulimit { soft: 65536, hard: 65536 })].into_iter().collect(),
+            default_ulimits: [(
+                "nofile".to_string(),
+                Ulimit {
+                    soft: 65536,
+                    hard: 65536,
+                },
+            )]
+            .into_iter()
+            .collect(),
             dns: vec![],
             max_concurrent_downloads: None,
             max_concurrent_uploads: None,
@@ -70,30 +81,106 @@ impl Default for Docker {
 /// Top-level daemon.json keys dockerd accepts (Docker Engine 27-29, `dockerd --help` and the
 /// daemon.json reference).
 pub const KNOWN_KEYS: &[&str] = &[
-    "allow-nondistributable-artifacts", "api-cors-header", "authorization-plugins", "bip", "bip6", "bridge",
-    "builder", "cdi-spec-dirs", "cgroup-parent", "containerd", "containerd-namespace",
-    "containerd-plugins-namespace", "data-root", "debug", "default-address-pools", "default-cgroupns-mode",
-    "default-gateway", "default-gateway-v6", "default-ipc-mode", "default-network-opts", "default-runtime",
-    "default-shm-size", "default-ulimits", "dns", "dns-opts", "dns-search", "exec-opts", "exec-root",
-    "experimental", "features", "fixed-cidr", "fixed-cidr-v6", "group", "host-gateway-ip", "host-gateway-ips",
-    "hosts", "http-proxy", "https-proxy", "icc", "init", "init-path", "insecure-registries", "ip", "ip-forward",
-    "ip-forward-no-drop", "ip-masq", "ip6tables", "iptables", "ipv6", "labels", "live-restore", "log-driver",
-    "log-format", "log-level", "log-opts", "max-concurrent-downloads", "max-concurrent-uploads",
-    "max-download-attempts", "metrics-addr", "min-api-version", "mtu", "no-new-privileges", "no-proxy",
-    "node-generic-resources", "oom-score-adjust", "pidfile", "raw-logs", "registry-mirrors", "runtimes",
-    "seccomp-profile", "selinux-enabled", "shutdown-timeout", "storage-driver", "storage-opts", "swarm-default-advertise-addr",
-    "tls", "tlscacert", "tlscert", "tlskey", "tlsverify", "userland-proxy", "userland-proxy-path", "userns-remap",
+    "allow-nondistributable-artifacts",
+    "api-cors-header",
+    "authorization-plugins",
+    "bip",
+    "bip6",
+    "bridge",
+    "builder",
+    "cdi-spec-dirs",
+    "cgroup-parent",
+    "containerd",
+    "containerd-namespace",
+    "containerd-plugins-namespace",
+    "data-root",
+    "debug",
+    "default-address-pools",
+    "default-cgroupns-mode",
+    "default-gateway",
+    "default-gateway-v6",
+    "default-ipc-mode",
+    "default-network-opts",
+    "default-runtime",
+    "default-shm-size",
+    "default-ulimits",
+    "dns",
+    "dns-opts",
+    "dns-search",
+    "exec-opts",
+    "exec-root",
+    "experimental",
+    "features",
+    "fixed-cidr",
+    "fixed-cidr-v6",
+    "group",
+    "host-gateway-ip",
+    "host-gateway-ips",
+    "hosts",
+    "http-proxy",
+    "https-proxy",
+    "icc",
+    "init",
+    "init-path",
+    "insecure-registries",
+    "ip",
+    "ip-forward",
+    "ip-forward-no-drop",
+    "ip-masq",
+    "ip6tables",
+    "iptables",
+    "ipv6",
+    "labels",
+    "live-restore",
+    "log-driver",
+    "log-format",
+    "log-level",
+    "log-opts",
+    "max-concurrent-downloads",
+    "max-concurrent-uploads",
+    "max-download-attempts",
+    "metrics-addr",
+    "min-api-version",
+    "mtu",
+    "no-new-privileges",
+    "no-proxy",
+    "node-generic-resources",
+    "oom-score-adjust",
+    "pidfile",
+    "raw-logs",
+    "registry-mirrors",
+    "runtimes",
+    "seccomp-profile",
+    "selinux-enabled",
+    "shutdown-timeout",
+    "storage-driver",
+    "storage-opts",
+    "swarm-default-advertise-addr",
+    "tls",
+    "tlscacert",
+    "tlscert",
+    "tlskey",
+    "tlsverify",
+    "userland-proxy",
+    "userland-proxy-path",
+    "userns-remap",
 ];
 
 fn to_json(v: &toml::Value) -> serde_json::Value {
     match v {
         toml::Value::String(s) => s.clone().into(),
         toml::Value::Integer(i) => (*i).into(),
-        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map(serde_json::Value::Number).unwrap_or_default(),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(serde_json::Value::Number)
+            .unwrap_or_default(),
         toml::Value::Boolean(b) => (*b).into(),
         toml::Value::Datetime(d) => d.to_string().into(),
         toml::Value::Array(a) => a.iter().map(to_json).collect(),
-        toml::Value::Table(t) => t.iter().map(|(k, v)| (k.clone(), to_json(v))).collect::<serde_json::Map<_, _>>().into(),
+        toml::Value::Table(t) => t
+            .iter()
+            .map(|(k, v)| (k.clone(), to_json(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
     }
 }
 
@@ -103,7 +190,10 @@ impl Docker {
         let mut m = serde_json::Map::new();
         m.insert("log-driver".into(), self.log_driver.clone().into());
         if !self.log_opts.is_empty() {
-            m.insert("log-opts".into(), serde_json::to_value(&self.log_opts).unwrap_or_default());
+            m.insert(
+                "log-opts".into(),
+                serde_json::to_value(&self.log_opts).unwrap_or_default(),
+            );
         }
         m.insert("storage-driver".into(), self.storage_driver.clone().into());
         m.insert("live-restore".into(), self.live_restore.into());
@@ -113,7 +203,12 @@ impl Docker {
             let u: serde_json::Map<_, _> = self
                 .default_ulimits
                 .iter()
-                .map(|(n, l)| (n.clone(), serde_json::json!({"Name": n, "Hard": l.hard, "Soft": l.soft})))
+                .map(|(n, l)| {
+                    (
+                        n.clone(),
+                        serde_json::json!({"Name": n, "Hard": l.hard, "Soft": l.soft}),
+                    )
+                })
                 .collect();
             m.insert("default-ulimits".into(), u.into());
         }
@@ -136,9 +231,13 @@ impl Docker {
 /// Write daemon.json; returns the paths written.
 pub fn apply(root: &Rootfs, d: &Docker) -> Result<Vec<String>> {
     if !root.exists("/usr/bin/dockerd") {
-        return Err(Error::config("the docker section needs a Docker engine package (e.g. `docker.io`) in base.packages"));
+        return Err(Error::config(
+            "the docker section needs a Docker engine package (e.g. `docker.io`) in base.packages",
+        ));
     }
-    let text = serde_json::to_string_pretty(&d.json()).map_err(|e| Error::failed(format!("daemon.json: {e}")))? + "\n";
+    let text = serde_json::to_string_pretty(&d.json())
+        .map_err(|e| Error::failed(format!("daemon.json: {e}")))?
+        + "\n";
     root.write(DAEMON_JSON, text.as_bytes(), 0o644)?;
     Ok(vec![DAEMON_JSON.into()])
 }
@@ -152,14 +251,30 @@ pub fn probes(d: &Docker) -> Vec<Probe> {
         on_failure: Some("sudo -n journalctl -b -u docker --no-pager | tail -20".into()),
     };
     let mut v = vec![
-        info("docker live-restore", "{{.LiveRestoreEnabled}}", d.live_restore.to_string()),
-        info("docker log driver", "{{.LoggingDriver}}", d.log_driver.clone()),
-        info("docker storage driver", "{{.Driver}}", d.storage_driver.clone()),
+        info(
+            "docker live-restore",
+            "{{.LiveRestoreEnabled}}",
+            d.live_restore.to_string(),
+        ),
+        info(
+            "docker log driver",
+            "{{.LoggingDriver}}",
+            d.log_driver.clone(),
+        ),
+        info(
+            "docker storage driver",
+            "{{.Driver}}",
+            d.storage_driver.clone(),
+        ),
     ];
     v.push(Probe::new(
         "docker no-new-privileges",
         "sudo -n docker info --format '{{json .SecurityOptions}}'",
-        if d.no_new_privileges { Expect::Contains("name=no-new-privileges".into()) } else { Expect::Success },
+        if d.no_new_privileges {
+            Expect::Contains("name=no-new-privileges".into())
+        } else {
+            Expect::Success
+        },
     ));
     v
 }

@@ -29,7 +29,13 @@ pub struct Fail2ban {
 
 impl Default for Fail2ban {
     fn default() -> Self {
-        Fail2ban { bantime: "1h".into(), findtime: "10m".into(), maxretry: 5, backend: "systemd".into(), jails: BTreeMap::new() }
+        Fail2ban {
+            bantime: "1h".into(),
+            findtime: "10m".into(),
+            maxretry: 5,
+            backend: "systemd".into(),
+            jails: BTreeMap::new(),
+        }
     }
 }
 
@@ -51,12 +57,20 @@ pub struct Jail {
 
 impl Default for Jail {
     fn default() -> Self {
-        Jail { enabled: true, port: None, maxretry: None, bantime: None, findtime: None }
+        Jail {
+            enabled: true,
+            port: None,
+            maxretry: None,
+            bantime: None,
+            findtime: None,
+        }
     }
 }
 
 fn check_time(key: &str, v: &str) -> Result<()> {
-    let ok = !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && v.starts_with(|c: char| c.is_ascii_digit() || c == '-');
+    let ok = !v.is_empty()
+        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && v.starts_with(|c: char| c.is_ascii_digit() || c == '-');
     if ok {
         Ok(())
     } else {
@@ -66,7 +80,9 @@ fn check_time(key: &str, v: &str) -> Result<()> {
 
 /// fail2ban's own parsing of `1h`, `10m`, `3600` to seconds (for probes).
 pub fn seconds(v: &str) -> Option<i64> {
-    let idx = v.find(|c: char| !c.is_ascii_digit() && c != '-').unwrap_or(v.len());
+    let idx = v
+        .find(|c: char| !c.is_ascii_digit() && c != '-')
+        .unwrap_or(v.len());
     let n: i64 = v[..idx].parse().ok()?;
     let mul = match &v[idx..] {
         "" | "s" => 1,
@@ -89,11 +105,21 @@ impl Fail2ban {
             self.bantime, self.findtime, self.maxretry, self.backend
         );
         for (name, j) in &self.jails {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(Error::config(format!("key `fail2ban.jails.{name}`: jail names are letters, digits, '-' and '_'")));
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(Error::config(format!(
+                    "key `fail2ban.jails.{name}`: jail names are letters, digits, '-' and '_'"
+                )));
             }
             s.push_str(&format!("\n[{name}]\nenabled = {}\n", j.enabled));
-            let port = j.port.clone().or_else(|| (name == "sshd").then(|| ssh_port.map(|p| p.to_string())).flatten());
+            let port = j.port.clone().or_else(|| {
+                (name == "sshd")
+                    .then(|| ssh_port.map(|p| p.to_string()))
+                    .flatten()
+            });
             if let Some(p) = port {
                 s.push_str(&format!("port = {p}\n"));
             }
@@ -114,7 +140,9 @@ impl Fail2ban {
 /// Write jail.local; returns the paths written.
 pub fn apply(root: &Rootfs, f: &Fail2ban, ssh_port: Option<u16>) -> Result<Vec<String>> {
     if !root.exists("/etc/fail2ban") {
-        return Err(Error::config("the fail2ban section needs package `fail2ban` in base.packages"));
+        return Err(Error::config(
+            "the fail2ban section needs package `fail2ban` in base.packages",
+        ));
     }
     root.write(JAIL_LOCAL, f.render(ssh_port)?.as_bytes(), 0o644)?;
     Ok(vec![JAIL_LOCAL.into()])
@@ -131,9 +159,17 @@ pub fn probes(f: &Fail2ban) -> Vec<Probe> {
             on_failure: Some("sudo -n journalctl -b -u fail2ban --no-pager | tail -20".into()),
         });
         let maxretry = j.maxretry.unwrap_or(f.maxretry);
-        v.push(Probe::new(&format!("fail2ban {name} maxretry"), &format!("sudo -n fail2ban-client get {name} maxretry"), Expect::Equals(maxretry.to_string())));
+        v.push(Probe::new(
+            &format!("fail2ban {name} maxretry"),
+            &format!("sudo -n fail2ban-client get {name} maxretry"),
+            Expect::Equals(maxretry.to_string()),
+        ));
         if let Some(b) = seconds(j.bantime.as_deref().unwrap_or(&f.bantime)) {
-            v.push(Probe::new(&format!("fail2ban {name} bantime"), &format!("sudo -n fail2ban-client get {name} bantime"), Expect::Equals(b.to_string())));
+            v.push(Probe::new(
+                &format!("fail2ban {name} bantime"),
+                &format!("sudo -n fail2ban-client get {name} bantime"),
+                Expect::Equals(b.to_string()),
+            ));
         }
     }
     v
@@ -146,9 +182,19 @@ mod tests {
     #[test]
     fn sshd_jail_takes_the_ssh_port() {
         let mut f = Fail2ban::default();
-        f.jails.insert("sshd".into(), Jail { maxretry: Some(3), bantime: Some("24h".into()), ..Default::default() });
+        f.jails.insert(
+            "sshd".into(),
+            Jail {
+                maxretry: Some(3),
+                bantime: Some("24h".into()),
+                ..Default::default()
+            },
+        );
         let s = f.render(Some(222)).unwrap();
-        assert!(s.contains("[sshd]\nenabled = true\nport = 222\nmaxretry = 3\nbantime = 24h\n"), "{s}");
+        assert!(
+            s.contains("[sshd]\nenabled = true\nport = 222\nmaxretry = 3\nbantime = 24h\n"),
+            "{s}"
+        );
         assert!(s.contains("backend = systemd"));
         assert_eq!(seconds("24h"), Some(86400));
         f.bantime = "1 hour; rm".into();

@@ -58,7 +58,11 @@ pub struct Plan {
 impl Plan {
     /// Whether the profile declares any hardening section.
     pub fn is_empty(&self) -> bool {
-        *self == Plan { acknowledged: self.acknowledged.clone(), ..Default::default() }
+        *self
+            == Plan {
+                acknowledged: self.acknowledged.clone(),
+                ..Default::default()
+            }
     }
 }
 
@@ -85,7 +89,11 @@ fn required_packages(p: &Profile) -> Vec<(&'static str, &'static [&'static str])
     if p.time.as_ref().is_some_and(|t| t.sync) {
         v.push(("time.sync", &["systemd-timesyncd"]));
     }
-    if p.users.as_ref().and_then(|u| u.admin.as_ref()).is_some_and(|a| a.sudo_nopasswd) {
+    if p.users
+        .as_ref()
+        .and_then(|u| u.admin.as_ref())
+        .is_some_and(|a| a.sudo_nopasswd)
+    {
         v.push(("users.admin.sudo_nopasswd", &["sudo"]));
     }
     v
@@ -101,7 +109,10 @@ pub fn check(l: &Loaded) -> Result<(Plan, Vec<Finding>)> {
         if !pkgs.iter().any(|x| p.base.packages.iter().any(|y| y == x)) {
             return Err(Error::config(format!(
                 "{file}: key `base.packages`: [{key}] needs package {} (add it to base.packages)",
-                pkgs.iter().map(|x| format!("`{x}`")).collect::<Vec<_>>().join(" or ")
+                pkgs.iter()
+                    .map(|x| format!("`{x}`"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
             )));
         }
     }
@@ -127,11 +138,21 @@ pub fn check(l: &Loaded) -> Result<(Plan, Vec<Finding>)> {
     sysctl::render(&p.sysctl).map_err(cfg)?;
     directories::validate(&p.directories).map_err(cfg)?;
     if let Some(s) = &p.ssh {
-        if s.listen.is_empty() || s.listen.iter().any(|a| a.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_err()) {
-            return Err(Error::config(format!("{file}: key `ssh.listen`: expected addresses such as \"0.0.0.0\" and \"::\"")));
+        if s.listen.is_empty()
+            || s.listen.iter().any(|a| {
+                a.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_err()
+            })
+        {
+            return Err(Error::config(format!(
+                "{file}: key `ssh.listen`: expected addresses such as \"0.0.0.0\" and \"::\""
+            )));
         }
         if s.port == 0 {
-            return Err(Error::config(format!("{file}: key `ssh.port`: expected 1-65535")));
+            return Err(Error::config(format!(
+                "{file}: key `ssh.port`: expected 1-65535"
+            )));
         }
     }
     let acked = lints::enforce(p, &file)?;
@@ -149,7 +170,10 @@ pub fn check(l: &Loaded) -> Result<(Plan, Vec<Finding>)> {
         journald: p.journald.clone(),
         shell: p.shell.clone(),
         directories: p.directories.clone(),
-        acknowledged: acked.iter().map(|f| format!("{}: {}", f.id, f.acknowledged.clone().unwrap_or_default())).collect(),
+        acknowledged: acked
+            .iter()
+            .map(|f| format!("{}: {}", f.id, f.acknowledged.clone().unwrap_or_default()))
+            .collect(),
     };
     Ok((plan, acked))
 }

@@ -27,7 +27,10 @@ pub struct Time {
 
 impl Default for Time {
     fn default() -> Self {
-        Time { sync: true, servers: vec![] }
+        Time {
+            sync: true,
+            servers: vec![],
+        }
     }
 }
 
@@ -47,7 +50,12 @@ pub struct Journald {
 
 impl Default for Journald {
     fn default() -> Self {
-        Journald { system_max_use: "500M".into(), system_keep_free: "1G".into(), runtime_max_use: "100M".into(), max_retention: "1month".into() }
+        Journald {
+            system_max_use: "500M".into(),
+            system_keep_free: "1G".into(),
+            runtime_max_use: "100M".into(),
+            max_retention: "1month".into(),
+        }
     }
 }
 
@@ -63,13 +71,18 @@ pub struct Shell {
 
 impl Default for Shell {
     fn default() -> Self {
-        Shell { histcontrol: "ignoreboth".into(), environment: BTreeMap::new() }
+        Shell {
+            histcontrol: "ignoreboth".into(),
+            environment: BTreeMap::new(),
+        }
     }
 }
 
 fn plain(key: &str, v: &str) -> Result<()> {
     if v.contains(['\n', '\r', '"', '\'', '\\', '$', '`']) {
-        return Err(Error::config(format!("key `{key}`: {v:?} may not contain quotes, '$', '`', '\\' or newlines")));
+        return Err(Error::config(format!(
+            "key `{key}`: {v:?} may not contain quotes, '$', '`', '\\' or newlines"
+        )));
     }
     Ok(())
 }
@@ -77,7 +90,9 @@ fn plain(key: &str, v: &str) -> Result<()> {
 impl Journald {
     /// The drop-in text.
     pub fn render(&self) -> Result<String> {
-        let mut s = String::from("# Written by clawimg from the profile's [journald] section.\n[Journal]\n");
+        let mut s = String::from(
+            "# Written by clawimg from the profile's [journald] section.\n[Journal]\n",
+        );
         for (k, key, v) in [
             ("SystemMaxUse", "system_max_use", &self.system_max_use),
             ("SystemKeepFree", "system_keep_free", &self.system_keep_free),
@@ -88,7 +103,9 @@ impl Journald {
                 continue;
             }
             if !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') {
-                return Err(Error::config(format!("key `journald.{key}`: expected a size or time such as \"500M\", found {v:?}")));
+                return Err(Error::config(format!(
+                    "key `journald.{key}`: expected a size or time such as \"500M\", found {v:?}"
+                )));
             }
             s.push_str(&format!("{k}={v}\n"));
         }
@@ -104,13 +121,23 @@ pub fn apply_time(root: &Rootfs, t: &Time) -> Result<Vec<String>> {
         return Ok(paths);
     }
     if units::find(root, "systemd-timesyncd.service").is_none() {
-        return Err(Error::config("time.sync needs package `systemd-timesyncd` in base.packages"));
+        return Err(Error::config(
+            "time.sync needs package `systemd-timesyncd` in base.packages",
+        ));
     }
     if !t.servers.is_empty() {
         for s in &t.servers {
             plain("time.servers", s)?;
         }
-        root.write(TIMESYNCD, format!("# Written by clawimg.\n[Time]\nNTP={}\n", t.servers.join(" ")).as_bytes(), 0o644)?;
+        root.write(
+            TIMESYNCD,
+            format!(
+                "# Written by clawimg.\n[Time]\nNTP={}\n",
+                t.servers.join(" ")
+            )
+            .as_bytes(),
+            0o644,
+        )?;
         paths.push(TIMESYNCD.into());
     }
     paths.extend(units::enable(root, "systemd-timesyncd.service")?);
@@ -133,11 +160,19 @@ pub fn apply_shell(root: &Rootfs, s: &Shell) -> Result<Vec<String>> {
     root.write(PROFILE_D, text.as_bytes(), 0o644)?;
     let mut env = root.read_to_string("/etc/environment").unwrap_or_default();
     for (k, v) in &s.environment {
-        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || k.starts_with(|c: char| c.is_ascii_digit()) {
-            return Err(Error::config(format!("key `shell.environment.{k}`: not a valid variable name")));
+        if k.is_empty()
+            || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || k.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(Error::config(format!(
+                "key `shell.environment.{k}`: not a valid variable name"
+            )));
         }
         plain(&format!("shell.environment.{k}"), v)?;
-        let kept: Vec<&str> = env.lines().filter(|l| !l.starts_with(&format!("{k}="))).collect();
+        let kept: Vec<&str> = env
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{k}=")))
+            .collect();
         env = kept.join("\n");
         if !env.is_empty() {
             env.push('\n');
@@ -151,22 +186,39 @@ pub fn apply_shell(root: &Rootfs, s: &Shell) -> Result<Vec<String>> {
 /// Probes for `[time]`.
 pub fn time_probes(t: &Time) -> Vec<Probe> {
     if !t.sync {
-        return vec![Probe::new("time sync off", "timedatectl show -p NTP --value", Expect::Equals("no".into()))];
+        return vec![Probe::new(
+            "time sync off",
+            "timedatectl show -p NTP --value",
+            Expect::Equals("no".into()),
+        )];
     }
     vec![
-        Probe::new("time sync service active", "systemctl is-active systemd-timesyncd", Expect::Equals("active".into())),
-        Probe::new("time sync (NTP) on", "timedatectl show -p NTP --value", Expect::Equals("yes".into())),
+        Probe::new(
+            "time sync service active",
+            "systemctl is-active systemd-timesyncd",
+            Expect::Equals("active".into()),
+        ),
+        Probe::new(
+            "time sync (NTP) on",
+            "timedatectl show -p NTP --value",
+            Expect::Equals("yes".into()),
+        ),
     ]
 }
 
 /// Probes for `[journald]`: the effective configuration has the caps.
 pub fn journald_probes(j: &Journald) -> Vec<Probe> {
     let mut v = vec![];
-    for (k, val) in [("SystemMaxUse", &j.system_max_use), ("RuntimeMaxUse", &j.runtime_max_use)] {
+    for (k, val) in [
+        ("SystemMaxUse", &j.system_max_use),
+        ("RuntimeMaxUse", &j.runtime_max_use),
+    ] {
         if !val.is_empty() {
             v.push(Probe::new(
                 &format!("journald {k}"),
-                &format!("systemd-analyze cat-config systemd/journald.conf | grep -E '^{k}=' | tail -1"),
+                &format!(
+                    "systemd-analyze cat-config systemd/journald.conf | grep -E '^{k}=' | tail -1"
+                ),
                 Expect::Equals(format!("{k}={val}")),
             ));
         }
@@ -178,10 +230,18 @@ pub fn journald_probes(j: &Journald) -> Vec<Probe> {
 pub fn shell_probes(s: &Shell) -> Vec<Probe> {
     let mut v = vec![];
     if !s.histcontrol.is_empty() {
-        v.push(Probe::new("shell HISTCONTROL", "bash -lc 'echo $HISTCONTROL'", Expect::Equals(s.histcontrol.clone())));
+        v.push(Probe::new(
+            "shell HISTCONTROL",
+            "bash -lc 'echo $HISTCONTROL'",
+            Expect::Equals(s.histcontrol.clone()),
+        ));
     }
     for (k, val) in &s.environment {
-        v.push(Probe::new(&format!("env {k}"), &format!("printenv {k}"), Expect::Equals(val.clone())));
+        v.push(Probe::new(
+            &format!("env {k}"),
+            &format!("printenv {k}"),
+            Expect::Equals(val.clone()),
+        ));
     }
     v
 }

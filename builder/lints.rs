@@ -75,7 +75,11 @@ impl std::fmt::Display for Finding {
         if let Some(l) = l {
             write!(f, "\n    why: {}", l.why)?;
             if l.acknowledgeable && self.acknowledged.is_none() {
-                write!(f, "\n    if this is intended: [lints.acknowledge] {} = \"<reason>\"", self.id)?;
+                write!(
+                    f,
+                    "\n    if this is intended: [lints.acknowledge] {} = \"<reason>\"",
+                    self.id
+                )?;
             }
         }
         if let Some(r) = &self.acknowledged {
@@ -89,7 +93,12 @@ impl std::fmt::Display for Finding {
 pub fn run(p: &Profile) -> Vec<Finding> {
     let mut v: Vec<Finding> = vec![];
     let mut add = |id: &'static str, key: &str, message: String| {
-        v.push(Finding { id, key: key.to_string(), message, acknowledged: None })
+        v.push(Finding {
+            id,
+            key: key.to_string(),
+            message,
+            acknowledged: None,
+        })
     };
     let fw = p.firewall.as_ref().filter(|f| f.enabled);
     if let Some(ssh) = &p.ssh {
@@ -98,7 +107,11 @@ pub fn run(p: &Profile) -> Vec<Finding> {
                 add("ssh-port-not-allowed", "firewall.rules", format!("no allow or limit rule admits TCP port {} (ssh.port); the first boot would lock everyone out", ssh.port));
             }
             if ssh.port != 22 && fw.admits_tcp(22) {
-                add("ssh-port-22-open", "firewall.rules", format!("SSH moved to {} but a rule still admits port 22", ssh.port));
+                add(
+                    "ssh-port-22-open",
+                    "firewall.rules",
+                    format!("SSH moved to {} but a rule still admits port 22", ssh.port),
+                );
             }
         }
         if ssh.port != 22 && !ssh.socket_override {
@@ -112,27 +125,63 @@ pub fn run(p: &Profile) -> Vec<Finding> {
         for u in &ssh.allow_users {
             let declared = users.map(|x| x.names()).unwrap_or_default();
             if !declared.contains(u) {
-                add("ssh-allowusers-unknown", "ssh.allow_users", format!("AllowUsers names `{u}`, but [users] declares {}", if declared.is_empty() { "no user".to_string() } else { declared.join(", ") }));
+                add(
+                    "ssh-allowusers-unknown",
+                    "ssh.allow_users",
+                    format!(
+                        "AllowUsers names `{u}`, but [users] declares {}",
+                        if declared.is_empty() {
+                            "no user".to_string()
+                        } else {
+                            declared.join(", ")
+                        }
+                    ),
+                );
             } else if !admin.is_some_and(|a| &a.name == u && !a.authorized_keys.is_empty()) {
                 add("ssh-allowusers-no-key", "ssh.allow_users", format!("AllowUsers names `{u}`, who has no authorized key in the profile (set users.admin.authorized_keys, e.g. --set 'users.admin.authorized_keys=[\"ssh-ed25519 AAAA... you\"]')"));
             }
         }
         if ssh.permit_root_login != "no" {
-            add("ssh-root-login", "ssh.permit_root_login", format!("PermitRootLogin {}", ssh.permit_root_login));
+            add(
+                "ssh-root-login",
+                "ssh.permit_root_login",
+                format!("PermitRootLogin {}", ssh.permit_root_login),
+            );
         }
         if ssh.password_authentication || ssh.kbd_interactive_authentication {
-            add("ssh-password-auth", "ssh.password_authentication", "password or keyboard-interactive login is enabled".into());
+            add(
+                "ssh-password-auth",
+                "ssh.password_authentication",
+                "password or keyboard-interactive login is enabled".into(),
+            );
         }
-        let public = ssh.listen.iter().any(|a| a == "0.0.0.0" || a == "::" || a == "[::]");
+        let public = ssh
+            .listen
+            .iter()
+            .any(|a| a == "0.0.0.0" || a == "::" || a == "[::]");
         if public && fw.is_none() {
-            add("firewall-inactive", "firewall.enabled", format!("sshd listens on all addresses (port {}) and UFW is not active", ssh.port));
+            add(
+                "firewall-inactive",
+                "firewall.enabled",
+                format!(
+                    "sshd listens on all addresses (port {}) and UFW is not active",
+                    ssh.port
+                ),
+            );
         }
     }
     if let Some(f) = &p.fail2ban {
         if let (Some(ssh), Some(j)) = (&p.ssh, f.jails.get("sshd")) {
             if let Some(port) = &j.port {
                 if !port.split(',').any(|x| x.trim() == ssh.port.to_string()) {
-                    add("fail2ban-ssh-port", "fail2ban.jails.sshd.port", format!("the sshd jail watches port {port}, SSH listens on {}", ssh.port));
+                    add(
+                        "fail2ban-ssh-port",
+                        "fail2ban.jails.sshd.port",
+                        format!(
+                            "the sshd jail watches port {port}, SSH listens on {}",
+                            ssh.port
+                        ),
+                    );
                 }
             }
         }
@@ -145,7 +194,11 @@ pub fn run(p: &Profile) -> Vec<Finding> {
     if let Some(d) = &p.docker {
         for k in d.extra.keys() {
             if !docker::KNOWN_KEYS.contains(&k.as_str()) {
-                add("docker-unknown-key", &format!("docker.extra.{k}"), format!("daemon.json key `{k}` is not a key Docker knows"));
+                add(
+                    "docker-unknown-key",
+                    &format!("docker.extra.{k}"),
+                    format!("daemon.json key `{k}` is not a key Docker knows"),
+                );
             }
         }
     }
@@ -161,14 +214,26 @@ pub fn enforce(p: &Profile, file: &str) -> Result<Vec<Finding>> {
     for (id, reason) in &p.lints.acknowledge {
         match lint(id) {
             None => {
-                let ids: Vec<&str> = LINTS.iter().filter(|l| l.acknowledgeable).map(|l| l.id).collect();
-                return Err(Error::config(format!("{file}: key `lints.acknowledge.{id}`: no such lint (acknowledgeable: {})", ids.join(", "))));
+                let ids: Vec<&str> = LINTS
+                    .iter()
+                    .filter(|l| l.acknowledgeable)
+                    .map(|l| l.id)
+                    .collect();
+                return Err(Error::config(format!(
+                    "{file}: key `lints.acknowledge.{id}`: no such lint (acknowledgeable: {})",
+                    ids.join(", ")
+                )));
             }
             Some(l) if !l.acknowledgeable => {
-                return Err(Error::config(format!("{file}: key `lints.acknowledge.{id}`: lint {id} cannot be acknowledged ({})", l.why)));
+                return Err(Error::config(format!(
+                    "{file}: key `lints.acknowledge.{id}`: lint {id} cannot be acknowledged ({})",
+                    l.why
+                )));
             }
             _ if reason.trim().is_empty() => {
-                return Err(Error::config(format!("{file}: key `lints.acknowledge.{id}`: give the reason the finding is accepted")));
+                return Err(Error::config(format!(
+                    "{file}: key `lints.acknowledge.{id}`: give the reason the finding is accepted"
+                )));
             }
             _ => {}
         }
@@ -177,7 +242,11 @@ pub fn enforce(p: &Profile, file: &str) -> Result<Vec<Finding>> {
     let open: Vec<&Finding> = all.iter().filter(|f| f.acknowledged.is_none()).collect();
     if !open.is_empty() {
         let list: Vec<String> = open.iter().map(|f| format!("  error{f}")).collect();
-        return Err(Error::config(format!("{file}: {} lint error(s), nothing was built:\n{}", open.len(), list.join("\n"))));
+        return Err(Error::config(format!(
+            "{file}: {} lint error(s), nothing was built:\n{}",
+            open.len(),
+            list.join("\n")
+        )));
     }
     Ok(all)
 }
@@ -192,17 +261,36 @@ mod tests {
     /// The hardened shape: everything passes.
     fn good() -> Profile {
         let mut fw = Firewall::default();
-        fw.rules.insert("ssh".into(), Rule { ports: vec![222], ..Default::default() });
+        fw.rules.insert(
+            "ssh".into(),
+            Rule {
+                ports: vec![222],
+                ..Default::default()
+            },
+        );
         Profile {
-            ssh: Some(Ssh { allow_users: vec!["adminclaw".into()], ..Default::default() }),
+            ssh: Some(Ssh {
+                allow_users: vec!["adminclaw".into()],
+                ..Default::default()
+            }),
             firewall: Some(fw),
-            users: Some(Users { admin: Some(Admin { authorized_keys: vec!["ssh-ed25519 AAAA k".into()], ..Default::default() }), runtime: None }),
+            users: Some(Users {
+                admin: Some(Admin {
+                    authorized_keys: vec!["ssh-ed25519 AAAA k".into()],
+                    ..Default::default()
+                }),
+                runtime: None,
+            }),
             ..Default::default()
         }
     }
 
     fn ids(p: &Profile) -> Vec<&'static str> {
-        run(p).into_iter().filter(|f| f.acknowledged.is_none()).map(|f| f.id).collect()
+        run(p)
+            .into_iter()
+            .filter(|f| f.acknowledged.is_none())
+            .map(|f| f.id)
+            .collect()
     }
 
     #[test]
@@ -214,11 +302,23 @@ mod tests {
     #[test]
     fn ssh_port_not_allowed() {
         let mut p = good();
-        p.firewall.as_mut().unwrap().rules.get_mut("ssh").unwrap().ports = vec![2222];
+        p.firewall
+            .as_mut()
+            .unwrap()
+            .rules
+            .get_mut("ssh")
+            .unwrap()
+            .ports = vec![2222];
         assert_eq!(ids(&p), ["ssh-port-not-allowed"]);
         // A limit rule admits too.
         let mut p = good();
-        p.firewall.as_mut().unwrap().rules.get_mut("ssh").unwrap().action = "limit".into();
+        p.firewall
+            .as_mut()
+            .unwrap()
+            .rules
+            .get_mut("ssh")
+            .unwrap()
+            .action = "limit".into();
         assert!(ids(&p).is_empty());
     }
 
@@ -230,7 +330,13 @@ mod tests {
         let mut p = good();
         p.ssh.as_mut().unwrap().port = 22;
         p.ssh.as_mut().unwrap().socket_override = false;
-        p.firewall.as_mut().unwrap().rules.get_mut("ssh").unwrap().ports = vec![22];
+        p.firewall
+            .as_mut()
+            .unwrap()
+            .rules
+            .get_mut("ssh")
+            .unwrap()
+            .ports = vec![22];
         assert!(ids(&p).is_empty());
     }
 
@@ -239,8 +345,13 @@ mod tests {
         let mut p = good();
         p.ssh.as_mut().unwrap().use_pam = false;
         assert_eq!(ids(&p), ["ssh-usepam-no"]);
-        p.lints.acknowledge.insert("ssh-usepam-no".into(), "because".into());
-        assert!(enforce(&p, "p.toml").unwrap_err().message.contains("cannot be acknowledged"));
+        p.lints
+            .acknowledge
+            .insert("ssh-usepam-no".into(), "because".into());
+        assert!(enforce(&p, "p.toml")
+            .unwrap_err()
+            .message
+            .contains("cannot be acknowledged"));
     }
 
     #[test]
@@ -253,12 +364,21 @@ mod tests {
     #[test]
     fn ssh_allowusers_no_key() {
         let mut p = good();
-        p.users.as_mut().unwrap().admin.as_mut().unwrap().authorized_keys.clear();
+        p.users
+            .as_mut()
+            .unwrap()
+            .admin
+            .as_mut()
+            .unwrap()
+            .authorized_keys
+            .clear();
         assert_eq!(ids(&p), ["ssh-allowusers-no-key"]);
         let e = enforce(&p, "p.toml").unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.message.contains("permanent lockout"), "{}", e.message);
-        p.lints.acknowledge.insert("ssh-allowusers-no-key".into(), "key sealed per node".into());
+        p.lints
+            .acknowledge
+            .insert("ssh-allowusers-no-key".into(), "key sealed per node".into());
         assert!(enforce(&p, "p.toml").is_ok());
     }
 
@@ -295,7 +415,13 @@ mod tests {
     #[test]
     fn ssh_port_22_open() {
         let mut p = good();
-        p.firewall.as_mut().unwrap().rules.get_mut("ssh").unwrap().ports = vec![22, 222];
+        p.firewall
+            .as_mut()
+            .unwrap()
+            .rules
+            .get_mut("ssh")
+            .unwrap()
+            .ports = vec![22, 222];
         assert_eq!(ids(&p), ["ssh-port-22-open"]);
     }
 
@@ -303,7 +429,13 @@ mod tests {
     fn fail2ban_ssh_port() {
         let mut p = good();
         let mut f = crate::fail2ban::Fail2ban::default();
-        f.jails.insert("sshd".into(), crate::fail2ban::Jail { port: Some("22".into()), ..Default::default() });
+        f.jails.insert(
+            "sshd".into(),
+            crate::fail2ban::Jail {
+                port: Some("22".into()),
+                ..Default::default()
+            },
+        );
         p.fail2ban = Some(f.clone());
         assert_eq!(ids(&p), ["fail2ban-ssh-port"]);
         f.jails.get_mut("sshd").unwrap().port = None;
@@ -314,9 +446,11 @@ mod tests {
     #[test]
     fn sysctl_key_format() {
         let mut p = good();
-        p.sysctl.insert("net.ipv4.tcp_syncookies".into(), toml::Value::Integer(1));
+        p.sysctl
+            .insert("net.ipv4.tcp_syncookies".into(), toml::Value::Integer(1));
         assert!(ids(&p).is_empty());
-        p.sysctl.insert("net ipv4/tcp syncookies".into(), toml::Value::Integer(1));
+        p.sysctl
+            .insert("net ipv4/tcp syncookies".into(), toml::Value::Integer(1));
         assert_eq!(ids(&p), ["sysctl-key-format"]);
     }
 
@@ -327,7 +461,8 @@ mod tests {
         d.extra.insert("icc".into(), toml::Value::Boolean(false));
         p.docker = Some(d.clone());
         assert!(ids(&p).is_empty());
-        d.extra.insert("live_restore".into(), toml::Value::Boolean(true));
+        d.extra
+            .insert("live_restore".into(), toml::Value::Boolean(true));
         p.docker = Some(d);
         assert_eq!(ids(&p), ["docker-unknown-key"]);
     }
@@ -335,10 +470,20 @@ mod tests {
     #[test]
     fn unknown_or_empty_acknowledgement() {
         let mut p = good();
-        p.lints.acknowledge.insert("no-such-lint".into(), "x".into());
-        assert!(enforce(&p, "p.toml").unwrap_err().message.contains("no such lint"));
+        p.lints
+            .acknowledge
+            .insert("no-such-lint".into(), "x".into());
+        assert!(enforce(&p, "p.toml")
+            .unwrap_err()
+            .message
+            .contains("no such lint"));
         let mut p = good();
-        p.lints.acknowledge.insert("ssh-root-login".into(), " ".into());
-        assert!(enforce(&p, "p.toml").unwrap_err().message.contains("reason"));
+        p.lints
+            .acknowledge
+            .insert("ssh-root-login".into(), " ".into());
+        assert!(enforce(&p, "p.toml")
+            .unwrap_err()
+            .message
+            .contains("reason"));
     }
 }

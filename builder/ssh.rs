@@ -75,9 +75,18 @@ impl Default for Ssh {
             allow_agent_forwarding: false,
             client_alive_interval: 300,
             client_alive_count_max: 2,
-            kex_algorithms: vec!["curve25519-sha256@libssh.org".into(), "diffie-hellman-group16-sha512".into()],
-            ciphers: vec!["chacha20-poly1305@openssh.com".into(), "aes256-gcm@openssh.com".into()],
-            macs: vec!["hmac-sha2-512-etm@openssh.com".into(), "hmac-sha2-256-etm@openssh.com".into()],
+            kex_algorithms: vec![
+                "curve25519-sha256@libssh.org".into(),
+                "diffie-hellman-group16-sha512".into(),
+            ],
+            ciphers: vec![
+                "chacha20-poly1305@openssh.com".into(),
+                "aes256-gcm@openssh.com".into(),
+            ],
+            macs: vec![
+                "hmac-sha2-512-etm@openssh.com".into(),
+                "hmac-sha2-256-etm@openssh.com".into(),
+            ],
         }
     }
 }
@@ -94,7 +103,10 @@ impl Ssh {
             ("Port", self.port.to_string()),
             ("PermitRootLogin", self.permit_root_login.clone()),
             ("PasswordAuthentication", yn(self.password_authentication)),
-            ("KbdInteractiveAuthentication", yn(self.kbd_interactive_authentication)),
+            (
+                "KbdInteractiveAuthentication",
+                yn(self.kbd_interactive_authentication),
+            ),
             ("PubkeyAuthentication", "yes".into()),
             ("UsePAM", yn(self.use_pam)),
         ];
@@ -108,10 +120,20 @@ impl Ssh {
             ("X11Forwarding", yn(self.x11_forwarding)),
             ("AllowTcpForwarding", yn(self.allow_tcp_forwarding)),
             ("AllowAgentForwarding", yn(self.allow_agent_forwarding)),
-            ("ClientAliveInterval", self.client_alive_interval.to_string()),
-            ("ClientAliveCountMax", self.client_alive_count_max.to_string()),
+            (
+                "ClientAliveInterval",
+                self.client_alive_interval.to_string(),
+            ),
+            (
+                "ClientAliveCountMax",
+                self.client_alive_count_max.to_string(),
+            ),
         ]);
-        for (k, list) in [("KexAlgorithms", &self.kex_algorithms), ("Ciphers", &self.ciphers), ("MACs", &self.macs)] {
+        for (k, list) in [
+            ("KexAlgorithms", &self.kex_algorithms),
+            ("Ciphers", &self.ciphers),
+            ("MACs", &self.macs),
+        ] {
             if !list.is_empty() {
                 v.push((k, list.join(",")));
             }
@@ -121,7 +143,9 @@ impl Ssh {
 
     /// The drop-in text.
     pub fn dropin(&self) -> String {
-        let mut s = String::from("# Written by clawimg from the profile's [ssh] section (seed 001 §2.3).\n");
+        let mut s = String::from(
+            "# Written by clawimg from the profile's [ssh] section (seed 001 §2.3).\n",
+        );
         for (k, v) in self.settings() {
             s.push_str(&format!("{k} {v}\n"));
         }
@@ -132,7 +156,11 @@ impl Ssh {
     pub fn socket_override_text(&self) -> String {
         let mut s = String::from("# Written by clawimg: Ubuntu starts sshd by socket activation, so the port lives here too.\n[Socket]\nListenStream=\n");
         for a in &self.listen {
-            let a = if a.contains(':') && !a.starts_with('[') { format!("[{a}]") } else { a.clone() };
+            let a = if a.contains(':') && !a.starts_with('[') {
+                format!("[{a}]")
+            } else {
+                a.clone()
+            };
             s.push_str(&format!("ListenStream={a}:{}\n", self.port));
         }
         // Separate v4 and v6 sockets on the same port, as Ubuntu's own ssh.socket does.
@@ -146,7 +174,11 @@ pub fn apply(root: &Rootfs, ssh: &Ssh) -> Result<Vec<String>> {
     root.write(DROPIN, ssh.dropin().as_bytes(), 0o644)?;
     let mut paths = vec![DROPIN.to_string()];
     if ssh.socket_override {
-        root.write(SOCKET_OVERRIDE, ssh.socket_override_text().as_bytes(), 0o644)?;
+        root.write(
+            SOCKET_OVERRIDE,
+            ssh.socket_override_text().as_bytes(),
+            0o644,
+        )?;
         paths.push(SOCKET_OVERRIDE.into());
     }
     Ok(paths)
@@ -159,10 +191,23 @@ pub fn probes(ssh: &Ssh) -> Vec<Probe> {
         .settings()
         .into_iter()
         // sshd -T prints one `allowusers` line per user.
-        .flat_map(|(k, val)| if k == "AllowUsers" { val.split(' ').map(|u| (k, u.to_string())).collect() } else { vec![(k, val)] })
+        .flat_map(|(k, val)| {
+            if k == "AllowUsers" {
+                val.split(' ').map(|u| (k, u.to_string())).collect()
+            } else {
+                vec![(k, val)]
+            }
+        })
         .map(|(k, val)| {
             let line = format!("{} {val}", k.to_lowercase());
-            Probe::new(&format!("sshd -T {line}").chars().take(40).collect::<String>(), &format!("sudo -n sshd -T | grep -Fxi '{line}'"), Expect::Contains(line.clone()))
+            Probe::new(
+                &format!("sshd -T {line}")
+                    .chars()
+                    .take(40)
+                    .collect::<String>(),
+                &format!("sudo -n sshd -T | grep -Fxi '{line}'"),
+                Expect::Contains(line.clone()),
+            )
         })
         .collect();
     v.push(Probe::new(
@@ -171,24 +216,13 @@ pub fn probes(ssh: &Ssh) -> Vec<Probe> {
         Expect::AtLeast(1),
     ));
     if ssh.port != 22 {
-        v.push(Probe::new("nothing listens on 22", "ss -Htln '( sport = :22 )' | wc -l", Expect::Equals("0".into())));
+        v.push(Probe::new(
+            "nothing listens on 22",
+            "ss -Htln '( sport = :22 )' | wc -l",
+            Expect::Equals("0".into()),
+        ));
     }
     v
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dropin_and_socket_share_the_port() {
-        let s = Ssh { allow_users: vec!["adminclaw".into()], ..Default::default() };
-        let d = s.dropin();
-        assert!(d.contains("Port 222\n") && d.contains("UsePAM yes\n") && d.contains("AllowUsers adminclaw\n"));
-        assert!(d.contains("KexAlgorithms curve25519-sha256@libssh.org,diffie-hellman-group16-sha512\n"));
-        let o = s.socket_override_text();
-        assert!(o.contains("ListenStream=\nListenStream=0.0.0.0:222\nListenStream=[::]:222\n"), "{o}");
-    }
 }
 
 /// Checks run from the host (they need a second login, so they are not in-guest probes):
@@ -201,23 +235,89 @@ pub fn login_checks(vm: &crate::qemu::Vm, user: &str) -> Vec<crate::probes::Outc
     let (pass, detail) = match vm.ssh_as("root", &[], "true", Duration::from_secs(60)) {
         Ok(o) => {
             let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
-            (!o.status.success() && err.contains("Permission denied"), if o.status.success() { "root logged in".into() } else { err })
+            (
+                !o.status.success() && err.contains("Permission denied"),
+                if o.status.success() {
+                    "root logged in".into()
+                } else {
+                    err
+                },
+            )
         }
         Err(e) => (false, e.to_string()),
     };
-    v.push(crate::probes::Outcome { name: "root login refused (key)".into(), pass, detail, diagnostics: String::new(), took: t.elapsed() });
+    v.push(crate::probes::Outcome {
+        name: "root login refused (key)".into(),
+        pass,
+        detail,
+        diagnostics: String::new(),
+        took: t.elapsed(),
+    });
     let t = Instant::now();
-    let opts = ["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,keyboard-interactive"];
+    let opts = [
+        "-o",
+        "PubkeyAuthentication=no",
+        "-o",
+        "PreferredAuthentications=password,keyboard-interactive",
+    ];
     let (pass, detail) = match vm.ssh_as(user, &opts, "true", Duration::from_secs(60)) {
         Ok(o) => {
             let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
             // sshd lists the methods it still accepts: "Permission denied (publickey)."
-            let methods = err.split("Permission denied (").nth(1).and_then(|r| r.split(')').next()).unwrap_or("").to_string();
-            let ok = !o.status.success() && !methods.is_empty() && !methods.contains("password") && !methods.contains("keyboard-interactive");
-            (ok, if ok { format!("server offers only: {methods}") } else { err })
+            let methods = err
+                .split("Permission denied (")
+                .nth(1)
+                .and_then(|r| r.split(')').next())
+                .unwrap_or("")
+                .to_string();
+            let ok = !o.status.success()
+                && !methods.is_empty()
+                && !methods.contains("password")
+                && !methods.contains("keyboard-interactive");
+            (
+                ok,
+                if ok {
+                    format!("server offers only: {methods}")
+                } else {
+                    err
+                },
+            )
         }
         Err(e) => (false, e.to_string()),
     };
-    v.push(crate::probes::Outcome { name: format!("password login refused ({user})"), pass, detail, diagnostics: String::new(), took: t.elapsed() });
+    v.push(crate::probes::Outcome {
+        name: format!("password login refused ({user})"),
+        pass,
+        detail,
+        diagnostics: String::new(),
+        took: t.elapsed(),
+    });
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropin_and_socket_share_the_port() {
+        let s = Ssh {
+            allow_users: vec!["adminclaw".into()],
+            ..Default::default()
+        };
+        let d = s.dropin();
+        assert!(
+            d.contains("Port 222\n")
+                && d.contains("UsePAM yes\n")
+                && d.contains("AllowUsers adminclaw\n")
+        );
+        assert!(d.contains(
+            "KexAlgorithms curve25519-sha256@libssh.org,diffie-hellman-group16-sha512\n"
+        ));
+        let o = s.socket_override_text();
+        assert!(
+            o.contains("ListenStream=\nListenStream=0.0.0.0:222\nListenStream=[::]:222\n"),
+            "{o}"
+        );
+    }
 }

@@ -25,7 +25,11 @@ pub struct Swap {
 
 impl Default for Swap {
     fn default() -> Self {
-        Swap { size: "8GiB".into(), path: "/swapfile".into(), swappiness: Some(10) }
+        Swap {
+            size: "8GiB".into(),
+            path: "/swapfile".into(),
+            swappiness: Some(10),
+        }
     }
 }
 
@@ -33,15 +37,25 @@ impl Swap {
     /// Size in bytes, validated.
     pub fn bytes(&self) -> Result<u64> {
         let b = parse_size(&self.size).filter(|b| *b >= 40 << 10 && b % (1 << 20) == 0);
-        b.ok_or_else(|| Error::config(format!("key `swap.size`: expected a size in MiB or GiB such as \"8GiB\", found {:?}", self.size)))
+        b.ok_or_else(|| {
+            Error::config(format!(
+                "key `swap.size`: expected a size in MiB or GiB such as \"8GiB\", found {:?}",
+                self.size
+            ))
+        })
     }
 
     /// The unit text.
     pub fn unit(&self) -> Result<String> {
         let bytes = self.bytes()?;
         let p = &self.path;
-        if !p.starts_with('/') || p.contains(['\'', '"', ' ', '\n', '\\', '$']) || p.contains("/../") {
-            return Err(Error::config(format!("key `swap.path`: expected a plain absolute path, found {p:?}")));
+        if !p.starts_with('/')
+            || p.contains(['\'', '"', ' ', '\n', '\\', '$'])
+            || p.contains("/../")
+        {
+            return Err(Error::config(format!(
+                "key `swap.path`: expected a plain absolute path, found {p:?}"
+            )));
         }
         Ok(format!(
             "# Written by clawimg: the swap file is made on the node, never shipped in the image.\n\
@@ -77,14 +91,28 @@ pub fn probes(s: &Swap) -> Vec<Probe> {
             name: "swap active".into(),
             command: "swapon --show=NAME --noheadings".into(),
             expect: Expect::Equals(s.path.clone()),
-            on_failure: Some(format!("sudo -n journalctl -b -u {UNIT} --no-pager | tail -20")),
+            on_failure: Some(format!(
+                "sudo -n journalctl -b -u {UNIT} --no-pager | tail -20"
+            )),
         },
-        Probe::new("swap size", &format!("sudo -n stat -c %s {}", s.path), Expect::Equals(bytes.to_string())),
+        Probe::new(
+            "swap size",
+            &format!("sudo -n stat -c %s {}", s.path),
+            Expect::Equals(bytes.to_string()),
+        ),
         // /proc/swaps counts KiB without the header page.
-        Probe::new("swap size in kernel", "awk 'NR==2 {print $3 + 4}' /proc/swaps", Expect::Equals((bytes >> 10).to_string())),
+        Probe::new(
+            "swap size in kernel",
+            "awk 'NR==2 {print $3 + 4}' /proc/swaps",
+            Expect::Equals((bytes >> 10).to_string()),
+        ),
     ];
     if let Some(sw) = s.swappiness {
-        v.push(Probe::new("swappiness", "sysctl -n vm.swappiness", Expect::Equals(sw.to_string())));
+        v.push(Probe::new(
+            "swappiness",
+            "sysctl -n vm.swappiness",
+            Expect::Equals(sw.to_string()),
+        ));
     }
     v
 }

@@ -13,15 +13,23 @@ pub const FILE: &str = "/etc/sysctl.d/99-clawimg.conf";
 pub fn valid_key(k: &str) -> bool {
     let parts: Vec<&str> = k.split('.').collect();
     parts.len() >= 2
-        && parts[0].chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        && parts[0]
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
 }
 
 /// A value as sysctl prints it (integers, or strings of words).
 pub fn value(v: &toml::Value) -> Option<String> {
     match v {
         toml::Value::Integer(i) => Some(i.to_string()),
-        toml::Value::String(s) if !s.contains(['\n', '\r']) && !s.trim().is_empty() => Some(s.split_whitespace().collect::<Vec<_>>().join(" ")),
+        toml::Value::String(s) if !s.contains(['\n', '\r']) && !s.trim().is_empty() => {
+            Some(s.split_whitespace().collect::<Vec<_>>().join(" "))
+        }
         _ => None,
     }
 }
@@ -30,7 +38,11 @@ pub fn value(v: &toml::Value) -> Option<String> {
 pub fn render(table: &BTreeMap<String, toml::Value>) -> Result<String> {
     let mut s = String::from("# Written by clawimg from the profile's [sysctl] table.\n");
     for (k, v) in table {
-        let val = value(v).ok_or_else(|| Error::config(format!("key `sysctl.\"{k}\"`: expected an integer or a one-line string")))?;
+        let val = value(v).ok_or_else(|| {
+            Error::config(format!(
+                "key `sysctl.\"{k}\"`: expected an integer or a one-line string"
+            ))
+        })?;
         s.push_str(&format!("{k} = {val}\n"));
     }
     Ok(s)
@@ -46,7 +58,9 @@ pub fn apply(root: &Rootfs, table: &BTreeMap<String, toml::Value>) -> Result<Vec
 /// package's file sets e.g. `log_martians=0`: give its keys the profile's values.
 pub fn align_ufw(root: &Rootfs, table: &BTreeMap<String, toml::Value>) -> Result<Vec<String>> {
     const F: &str = "/etc/ufw/sysctl.conf";
-    let Ok(text) = root.read_to_string(F) else { return Ok(vec![]) };
+    let Ok(text) = root.read_to_string(F) else {
+        return Ok(vec![]);
+    };
     let mut changed = false;
     let out: Vec<String> = text
         .lines()
@@ -74,7 +88,11 @@ pub fn probes(table: &BTreeMap<String, toml::Value>) -> Vec<Probe> {
         .iter()
         .filter_map(|(k, v)| {
             let val = value(v)?;
-            Some(Probe::new(&format!("sysctl {k}"), &format!("sysctl -n {k} | tr -s '\\t ' '  '"), Expect::Equals(val)))
+            Some(Probe::new(
+                &format!("sysctl {k}"),
+                &format!("sysctl -n {k} | tr -s '\\t ' '  '"),
+                Expect::Equals(val),
+            ))
         })
         .collect()
 }
@@ -87,11 +105,24 @@ mod tests {
     fn ufw_sysctl_follows_the_profile() {
         let t = tempfile::tempdir().unwrap();
         let r = Rootfs::open(t.path()).unwrap();
-        r.write("/etc/ufw/sysctl.conf", b"# c\nnet/ipv4/conf/all/log_martians=0\nnet/ipv4/icmp_echo_ignore_all=0\n", 0o644).unwrap();
+        r.write(
+            "/etc/ufw/sysctl.conf",
+            b"# c\nnet/ipv4/conf/all/log_martians=0\nnet/ipv4/icmp_echo_ignore_all=0\n",
+            0o644,
+        )
+        .unwrap();
         let mut m = BTreeMap::new();
-        m.insert("net.ipv4.conf.all.log_martians".to_string(), toml::Value::Integer(1));
+        m.insert(
+            "net.ipv4.conf.all.log_martians".to_string(),
+            toml::Value::Integer(1),
+        );
         assert_eq!(align_ufw(&r, &m).unwrap().len(), 1);
-        assert_eq!(r.read_to_string("/etc/ufw/sysctl.conf").unwrap(), "# c\nnet/ipv4/conf/all/log_martians=1\nnet/ipv4/icmp_echo_ignore_all=0\n");
-        assert!(render(&m).unwrap().contains("net.ipv4.conf.all.log_martians = 1\n"));
+        assert_eq!(
+            r.read_to_string("/etc/ufw/sysctl.conf").unwrap(),
+            "# c\nnet/ipv4/conf/all/log_martians=1\nnet/ipv4/icmp_echo_ignore_all=0\n"
+        );
+        assert!(render(&m)
+            .unwrap()
+            .contains("net.ipv4.conf.all.log_martians = 1\n"));
     }
 }

@@ -55,12 +55,23 @@ impl Updates {
     /// Render both files (50unattended-upgrades, 20auto-upgrades).
     pub fn render(&self) -> Result<(String, String)> {
         let t = &self.automatic_reboot_time;
-        let ok_time = t.len() == 5 && t.as_bytes()[2] == b':' && t[..2].parse::<u8>().is_ok_and(|h| h < 24) && t[3..].parse::<u8>().is_ok_and(|m| m < 60);
+        let ok_time = t.len() == 5
+            && t.as_bytes()[2] == b':'
+            && t[..2].parse::<u8>().is_ok_and(|h| h < 24)
+            && t[3..].parse::<u8>().is_ok_and(|m| m < 60);
         if !ok_time {
-            return Err(Error::config(format!("key `updates.automatic_reboot_time`: expected HH:MM, found {t:?}")));
+            return Err(Error::config(format!(
+                "key `updates.automatic_reboot_time`: expected HH:MM, found {t:?}"
+            )));
         }
-        if let Some(o) = self.allowed_origins.iter().find(|o| o.contains(['"', '\n', ';'])) {
-            return Err(Error::config(format!("key `updates.allowed_origins`: {o:?} may not contain quotes, ';' or newlines")));
+        if let Some(o) = self
+            .allowed_origins
+            .iter()
+            .find(|o| o.contains(['"', '\n', ';']))
+        {
+            return Err(Error::config(format!(
+                "key `updates.allowed_origins`: {o:?} may not contain quotes, ';' or newlines"
+            )));
         }
         let b = |v: bool| if v { "true" } else { "false" };
         let mut u = String::from("// Written by clawimg from the profile's [updates] section.\nUnattended-Upgrade::Allowed-Origins {\n");
@@ -68,11 +79,25 @@ impl Updates {
             u.push_str(&format!("    \"{o}\";\n"));
         }
         u.push_str("};\n");
-        u.push_str(&format!("Unattended-Upgrade::AutoFixInterruptedDpkg \"{}\";\n", b(self.auto_fix_interrupted_dpkg)));
-        u.push_str(&format!("Unattended-Upgrade::Remove-Unused-Kernel-Packages \"{}\";\n", b(self.remove_unused_kernel_packages)));
-        u.push_str(&format!("Unattended-Upgrade::Remove-Unused-Dependencies \"{}\";\n", b(self.remove_unused_dependencies)));
-        u.push_str(&format!("Unattended-Upgrade::Automatic-Reboot \"{}\";\n", b(self.automatic_reboot)));
-        u.push_str(&format!("Unattended-Upgrade::Automatic-Reboot-Time \"{t}\";\n"));
+        u.push_str(&format!(
+            "Unattended-Upgrade::AutoFixInterruptedDpkg \"{}\";\n",
+            b(self.auto_fix_interrupted_dpkg)
+        ));
+        u.push_str(&format!(
+            "Unattended-Upgrade::Remove-Unused-Kernel-Packages \"{}\";\n",
+            b(self.remove_unused_kernel_packages)
+        ));
+        u.push_str(&format!(
+            "Unattended-Upgrade::Remove-Unused-Dependencies \"{}\";\n",
+            b(self.remove_unused_dependencies)
+        ));
+        u.push_str(&format!(
+            "Unattended-Upgrade::Automatic-Reboot \"{}\";\n",
+            b(self.automatic_reboot)
+        ));
+        u.push_str(&format!(
+            "Unattended-Upgrade::Automatic-Reboot-Time \"{t}\";\n"
+        ));
         let p = format!(
             "// Written by clawimg.\nAPT::Periodic::Update-Package-Lists \"1\";\nAPT::Periodic::Download-Upgradeable-Packages \"1\";\nAPT::Periodic::Unattended-Upgrade \"1\";\nAPT::Periodic::AutocleanInterval \"{}\";\n",
             self.autoclean_interval_days
@@ -84,7 +109,9 @@ impl Updates {
 /// Write the files and enable the service; returns the paths written.
 pub fn apply(root: &Rootfs, up: &Updates) -> Result<Vec<String>> {
     if units::find(root, "unattended-upgrades.service").is_none() {
-        return Err(Error::config("the updates section needs package `unattended-upgrades` in base.packages"));
+        return Err(Error::config(
+            "the updates section needs package `unattended-upgrades` in base.packages",
+        ));
     }
     let (u, p) = up.render()?;
     root.write(UNATTENDED, u.as_bytes(), 0o644)?;

@@ -72,7 +72,13 @@ pub struct Runtime {
 
 impl Default for Runtime {
     fn default() -> Self {
-        Runtime { name: "openclaw".into(), uid: None, groups: vec![], home_mode: "0750".into(), shell: "/bin/bash".into() }
+        Runtime {
+            name: "openclaw".into(),
+            uid: None,
+            groups: vec![],
+            home_mode: "0750".into(),
+            shell: "/bin/bash".into(),
+        }
     }
 }
 
@@ -108,7 +114,8 @@ fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 32
         && n.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        && n.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
 impl Users {
@@ -138,7 +145,11 @@ impl Users {
             });
         }
         for (i, a) in v.iter().enumerate() {
-            let role = if self.admin.is_some() && i == 0 { "admin" } else { "runtime" };
+            let role = if self.admin.is_some() && i == 0 {
+                "admin"
+            } else {
+                "runtime"
+            };
             if !valid_name(&a.name) {
                 return Err(Error::config(format!("key `users.{role}.name`: {:?} is not a valid user name (lowercase letters, digits, '_', '-')", a.name)));
             }
@@ -147,26 +158,38 @@ impl Users {
                     return Err(Error::config(format!("key `users.{role}.authorized_keys`: a private key was given; only public keys belong in a profile")));
                 }
                 let parts: Vec<&str> = k.split_whitespace().collect();
-                let known = parts.first().is_some_and(|t| t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-"));
+                let known = parts.first().is_some_and(|t| {
+                    t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-")
+                });
                 if parts.len() < 2 || !known || k.contains('\n') {
                     return Err(Error::config(format!("key `users.{role}.authorized_keys`: {k:?} is not an OpenSSH public key line (type, base64, comment)")));
                 }
             }
         }
         if v.len() == 2 && v[0].name == v[1].name {
-            return Err(Error::config("key `users.runtime.name`: must differ from users.admin.name"));
+            return Err(Error::config(
+                "key `users.runtime.name`: must differ from users.admin.name",
+            ));
         }
         Ok(v)
     }
 
     /// Login names declared here.
     pub fn names(&self) -> Vec<String> {
-        self.admin.iter().map(|a| a.name.clone()).chain(self.runtime.iter().map(|r| r.name.clone())).collect()
+        self.admin
+            .iter()
+            .map(|a| a.name.clone())
+            .chain(self.runtime.iter().map(|r| r.name.clone()))
+            .collect()
     }
 }
 
 fn mode_of(key: &str, s: &str) -> Result<u32> {
-    parse_mode(s).ok_or_else(|| Error::config(format!("key `{key}`: expected an octal mode like \"0750\", found {s:?}")))
+    parse_mode(s).ok_or_else(|| {
+        Error::config(format!(
+            "key `{key}`: expected an octal mode like \"0750\", found {s:?}"
+        ))
+    })
 }
 
 /// Look up a user's uid and primary gid in the image's passwd.
@@ -188,7 +211,9 @@ pub fn lookup_group(root: &Rootfs, name: &str) -> Option<u32> {
 }
 
 fn ids_in(text: &str, field: usize) -> Vec<u32> {
-    text.lines().filter_map(|l| l.split(':').nth(field)?.parse().ok()).collect()
+    text.lines()
+        .filter_map(|l| l.split(':').nth(field)?.parse().ok())
+        .collect()
 }
 
 fn append_line(root: &Rootfs, path: &str, line: &str, mode: u32) -> Result<()> {
@@ -204,7 +229,9 @@ fn append_line(root: &Rootfs, path: &str, line: &str, mode: u32) -> Result<()> {
 /// Add `user` to the member list of `group` in group and gshadow.
 fn add_member(root: &Rootfs, group: &str, user: &str) -> Result<()> {
     for (path, field, mode) in [("/etc/group", 3, 0o644), ("/etc/gshadow", 3, 0o640)] {
-        let Ok(text) = root.read_to_string(path) else { continue };
+        let Ok(text) = root.read_to_string(path) else {
+            continue;
+        };
         let mut found = false;
         let out: Vec<String> = text
             .lines()
@@ -212,7 +239,8 @@ fn add_member(root: &Rootfs, group: &str, user: &str) -> Result<()> {
                 let mut f: Vec<String> = l.split(':').map(str::to_string).collect();
                 if f.len() > field && f[0] == group {
                     found = true;
-                    let mut members: Vec<&str> = f[field].split(',').filter(|m| !m.is_empty()).collect();
+                    let mut members: Vec<&str> =
+                        f[field].split(',').filter(|m| !m.is_empty()).collect();
                     if !members.contains(&user) {
                         members.push(user);
                     }
@@ -241,14 +269,24 @@ pub fn apply(root: &Rootfs, users: &Users) -> Result<Vec<String>> {
         let passwd = root.read_to_string("/etc/passwd")?;
         let group = root.read_to_string("/etc/group")?;
         if lookup_user(root, &a.name).is_some() {
-            return Err(Error::config(format!("user `{}` already exists in the base image", a.name)));
+            return Err(Error::config(format!(
+                "user `{}` already exists in the base image",
+                a.name
+            )));
         }
         let used_u = ids_in(&passwd, 2);
         let used_g = ids_in(&group, 2);
         let uid = match a.uid {
-            Some(u) if used_u.contains(&u) => return Err(Error::config(format!("uid {u} for `{}` is already taken in the image", a.name))),
+            Some(u) if used_u.contains(&u) => {
+                return Err(Error::config(format!(
+                    "uid {u} for `{}` is already taken in the image",
+                    a.name
+                )))
+            }
             Some(u) => u,
-            None => (1000..60000).find(|u| !used_u.contains(u) && !used_g.contains(u)).unwrap_or(60000),
+            None => (1000..60000)
+                .find(|u| !used_u.contains(u) && !used_g.contains(u))
+                .unwrap_or(60000),
         };
         let gid = if used_g.contains(&uid) {
             (1000..60000).find(|g| !used_g.contains(g)).unwrap_or(60000)
@@ -256,9 +294,19 @@ pub fn apply(root: &Rootfs, users: &Users) -> Result<Vec<String>> {
             uid
         };
         let home = format!("/home/{}", a.name);
-        append_line(root, "/etc/passwd", &format!("{}:x:{uid}:{gid}:,,,:{home}:{}", a.name, a.shell), 0o644)?;
+        append_line(
+            root,
+            "/etc/passwd",
+            &format!("{}:x:{uid}:{gid}:,,,:{home}:{}", a.name, a.shell),
+            0o644,
+        )?;
         // "!" = locked password; key login still works because sshd uses PAM (UsePAM yes).
-        append_line(root, "/etc/shadow", &format!("{}:!::0:99999:7:::", a.name), 0o640)?;
+        append_line(
+            root,
+            "/etc/shadow",
+            &format!("{}:!::0:99999:7:::", a.name),
+            0o640,
+        )?;
         append_line(root, "/etc/group", &format!("{}:x:{gid}:", a.name), 0o644)?;
         append_line(root, "/etc/gshadow", &format!("{}:!::", a.name), 0o640)?;
         let shadow_gid = lookup_group(root, "shadow").unwrap_or(0);
@@ -308,7 +356,8 @@ pub fn apply(root: &Rootfs, users: &Users) -> Result<Vec<String>> {
             root.write(&f, format!("# Written by clawimg: passwordless sudo (seed 001 §2.2).\n{} ALL=(ALL:ALL) NOPASSWD:ALL\n", a.name).as_bytes(), 0o440)?;
             paths.push(f);
         }
-        paths.extend(["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow"].map(String::from));
+        paths
+            .extend(["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow"].map(String::from));
         paths.push(home);
     }
     Ok(paths)
@@ -317,16 +366,35 @@ pub fn apply(root: &Rootfs, users: &Users) -> Result<Vec<String>> {
 /// Probes: each user exists with its groups, home mode and sudo rights.
 pub fn probes(users: &Users) -> Vec<Probe> {
     let mut v = vec![];
-    let Ok(accounts) = users.accounts() else { return v };
+    let Ok(accounts) = users.accounts() else {
+        return v;
+    };
     for a in accounts {
         let n = &a.name;
-        v.push(Probe::new(&format!("user {n} home mode"), &format!("sudo -n stat -c '%U %a' /home/{n}"), Expect::Equals(format!("{n} {:o}", a.home_mode))));
+        v.push(Probe::new(
+            &format!("user {n} home mode"),
+            &format!("sudo -n stat -c '%U %a' /home/{n}"),
+            Expect::Equals(format!("{n} {:o}", a.home_mode)),
+        ));
         for g in &a.groups {
-            v.push(Probe::new(&format!("user {n} in group {g}"), &format!("id -nG {n} | tr ' ' '\\n' | grep -qx {g}"), Expect::Success));
+            v.push(Probe::new(
+                &format!("user {n} in group {g}"),
+                &format!("id -nG {n} | tr ' ' '\\n' | grep -qx {g}"),
+                Expect::Success,
+            ));
         }
-        v.push(Probe::new(&format!("user {n} password locked"), &format!("sudo -n passwd -S {n} | awk '{{print $2}}'"), Expect::Equals("L".into())));
-        let sudo_cmd = format!("sudo -n -l -U {n} | grep -q 'NOPASSWD: ALL' && echo yes || echo no");
-        v.push(Probe::new(&format!("user {n} sudo"), &sudo_cmd, Expect::Equals(if a.sudo { "yes" } else { "no" }.into())));
+        v.push(Probe::new(
+            &format!("user {n} password locked"),
+            &format!("sudo -n passwd -S {n} | awk '{{print $2}}'"),
+            Expect::Equals("L".into()),
+        ));
+        let sudo_cmd =
+            format!("sudo -n -l -U {n} | grep -q 'NOPASSWD: ALL' && echo yes || echo no");
+        v.push(Probe::new(
+            &format!("user {n} sudo"),
+            &sudo_cmd,
+            Expect::Equals(if a.sudo { "yes" } else { "no" }.into()),
+        ));
     }
     v
 }
@@ -338,10 +406,18 @@ mod tests {
     fn fixture() -> (tempfile::TempDir, Rootfs) {
         let t = tempfile::tempdir().unwrap();
         let r = Rootfs::open(t.path()).unwrap();
-        r.write("/etc/passwd", b"root:x:0:0:root:/root:/bin/bash\n", 0o644).unwrap();
-        r.write("/etc/shadow", b"root:*:19000:0:99999:7:::\n", 0o640).unwrap();
-        r.write("/etc/group", b"root:x:0:\nshadow:x:42:\ndocker:x:110:\n", 0o644).unwrap();
-        r.write("/etc/gshadow", b"root:*::\nshadow:*::\ndocker:!::\n", 0o640).unwrap();
+        r.write("/etc/passwd", b"root:x:0:0:root:/root:/bin/bash\n", 0o644)
+            .unwrap();
+        r.write("/etc/shadow", b"root:*:19000:0:99999:7:::\n", 0o640)
+            .unwrap();
+        r.write(
+            "/etc/group",
+            b"root:x:0:\nshadow:x:42:\ndocker:x:110:\n",
+            0o644,
+        )
+        .unwrap();
+        r.write("/etc/gshadow", b"root:*::\nshadow:*::\ndocker:!::\n", 0o640)
+            .unwrap();
         r.write("/etc/skel/.bashrc", b"# bashrc\n", 0o644).unwrap();
         (t, r)
     }
@@ -350,32 +426,66 @@ mod tests {
     fn creates_both_users_offline() {
         let (t, r) = fixture();
         let u = Users {
-            admin: Some(Admin { groups: vec!["docker".into()], authorized_keys: vec!["ssh-ed25519 AAAA k".into()], ..Default::default() }),
-            runtime: Some(Runtime { groups: vec!["docker".into()], ..Default::default() }),
+            admin: Some(Admin {
+                groups: vec!["docker".into()],
+                authorized_keys: vec!["ssh-ed25519 AAAA k".into()],
+                ..Default::default()
+            }),
+            runtime: Some(Runtime {
+                groups: vec!["docker".into()],
+                ..Default::default()
+            }),
         };
         apply(&r, &u).unwrap();
         let passwd = r.read_to_string("/etc/passwd").unwrap();
-        assert!(passwd.contains("adminclaw:x:1000:1000:,,,:/home/adminclaw:/bin/bash"), "{passwd}");
+        assert!(
+            passwd.contains("adminclaw:x:1000:1000:,,,:/home/adminclaw:/bin/bash"),
+            "{passwd}"
+        );
         assert!(passwd.contains("openclaw:x:1001:1001:"), "{passwd}");
-        assert!(r.read_to_string("/etc/group").unwrap().contains("docker:x:110:adminclaw,openclaw"));
-        assert!(r.read_to_string("/etc/gshadow").unwrap().contains("docker:!::adminclaw,openclaw"));
-        assert!(r.read_to_string("/etc/subuid").unwrap().contains("openclaw:165536:65536"));
+        assert!(r
+            .read_to_string("/etc/group")
+            .unwrap()
+            .contains("docker:x:110:adminclaw,openclaw"));
+        assert!(r
+            .read_to_string("/etc/gshadow")
+            .unwrap()
+            .contains("docker:!::adminclaw,openclaw"));
+        assert!(r
+            .read_to_string("/etc/subuid")
+            .unwrap()
+            .contains("openclaw:165536:65536"));
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let md = std::fs::metadata(t.path().join("home/openclaw")).unwrap();
         assert_eq!(md.permissions().mode() & 0o7777, 0o750);
         assert_eq!(md.uid(), 1001);
         let k = std::fs::metadata(t.path().join("home/adminclaw/.ssh/authorized_keys")).unwrap();
         assert_eq!(k.permissions().mode() & 0o777, 0o600);
-        assert!(r.read_to_string("/etc/sudoers.d/50-clawimg-adminclaw").unwrap().contains("NOPASSWD:ALL"));
+        assert!(r
+            .read_to_string("/etc/sudoers.d/50-clawimg-adminclaw")
+            .unwrap()
+            .contains("NOPASSWD:ALL"));
         assert!(!r.exists("/etc/sudoers.d/50-clawimg-openclaw"));
     }
 
     #[test]
     fn missing_group_and_private_key_are_config_errors() {
         let (_t, r) = fixture();
-        let u = Users { admin: Some(Admin { groups: vec!["nosuch".into()], ..Default::default() }), runtime: None };
+        let u = Users {
+            admin: Some(Admin {
+                groups: vec!["nosuch".into()],
+                ..Default::default()
+            }),
+            runtime: None,
+        };
         assert!(apply(&r, &u).unwrap_err().message.contains("nosuch"));
-        let u = Users { admin: Some(Admin { authorized_keys: vec!["-----BEGIN OPENSSH PRIVATE KEY-----".into()], ..Default::default() }), runtime: None };
+        let u = Users {
+            admin: Some(Admin {
+                authorized_keys: vec!["-----BEGIN OPENSSH PRIVATE KEY-----".into()],
+                ..Default::default()
+            }),
+            runtime: None,
+        };
         assert!(u.accounts().unwrap_err().message.contains("private key"));
     }
 }
