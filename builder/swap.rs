@@ -116,3 +116,34 @@ pub fn probes(s: &Swap) -> Vec<Probe> {
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swap_file_is_made_at_boot_not_in_the_image() {
+        let t = tempfile::tempdir().unwrap();
+        let r = Rootfs::open(t.path()).unwrap();
+        let s = Swap {
+            size: "256MiB".into(),
+            ..Default::default()
+        };
+        apply(&r, &s).unwrap();
+        assert!(!r.exists("/swapfile"));
+        let unit = r
+            .read_to_string("/etc/systemd/system/clawimg-swap.service")
+            .unwrap();
+        assert!(
+            unit.contains("fallocate -l 268435456 /swapfile.new"),
+            "{unit}"
+        );
+        assert!(r.exists("/etc/systemd/system/multi-user.target.wants/clawimg-swap.service"));
+        assert!(Swap {
+            size: "8 parsecs".into(),
+            ..Default::default()
+        }
+        .bytes()
+        .is_err());
+    }
+}
