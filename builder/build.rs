@@ -28,6 +28,8 @@ pub struct BuildOptions {
     pub cache_dir: PathBuf,
     /// `--var key=value` overrides.
     pub vars: Vec<String>,
+    /// `--set dotted.key=TOML_VALUE` overrides of the merged profile.
+    pub sets: Vec<String>,
     /// Package mirror override.
     pub mirror: Option<String>,
     /// No progress output.
@@ -96,20 +98,29 @@ pub struct Checked {
     pub input_hash: String,
     /// Overlays loaded and rendered (templates and metadata already checked).
     pub overlays: Vec<overlay::Overlay>,
+    /// Hardening sections, resolved and linted (hardening.rs).
+    pub plan: crate::hardening::Plan,
+    /// Lint findings the profile acknowledged.
+    pub acknowledged: Vec<crate::lints::Finding>,
 }
 
 /// Load and check the profile and environment (used by `check` and `build`).
 pub fn check(opts: &BuildOptions) -> Result<Checked> {
-    let loaded = profile::load(&opts.profile, &opts.profiles_dir, &opts.vars)?;
+    let loaded =
+        profile::load_with_sets(&opts.profile, &opts.profiles_dir, &opts.vars, &opts.sets)?;
     let keyring = base::check_keyring(&loaded.profile.base, &loaded.dir)?;
     unitset::check(&loaded)?;
     let overlays = overlay::load(&loaded)?;
+    // Firewall CIDR list files are pinned by sha256 in the profile, so the hash covers them.
+    let (plan, acknowledged) = crate::hardening::check(&loaded)?;
     let ih = input_hash(&loaded, &loaded.profile.base.keyring_sha256)?;
     Ok(Checked {
         loaded,
         keyring,
         input_hash: ih,
         overlays,
+        plan,
+        acknowledged,
     })
 }
 
@@ -173,6 +184,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let root = Rootfs::open(&base_out.path)?;
     let c = customize::run(&root, p, &ids)?;
     st.done(&format!("{} paths", c.paths.len()));
+    if !checked.plan.is_empty() {
+        let st = progress.stage(
+            "harden",
+            "users, ssh, firewall, fail2ban, sysctl, docker, updates, swap, …",
+        );
+        let hp = crate::hardening::apply(&root, &checked.plan)?;
+        st.done(&format!("{} paths", hp.len()));
+    }
     let mut prov = Provenance::default();
     for path in &c.paths {
         prov.record(path, "module customize");
@@ -290,6 +309,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             ("secrets".to_string(), secrets::manifest_json(&p.secrets)),
         ]
         .into_iter()
+        .chain(if checked.plan.is_empty() {
+            None
+        } else {
+            Some((
+                "hardening".to_string(),
+                serde_json::to_value(&checked.plan).ctx(|| "hardening plan".into())?,
+            ))
+        })
         .collect(),
     };
     manifest.write(staging.path())?;

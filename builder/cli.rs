@@ -57,6 +57,10 @@ struct ProfileArgs {
     /// Override a profile variable: --var key=value (repeatable).
     #[arg(long = "var", value_name = "KEY=VALUE")]
     vars: Vec<String>,
+    /// Override any profile key after merging: --set dotted.key=TOML_VALUE (repeatable),
+    /// e.g. --set ssh.port=2222 or --set 'users.admin.authorized_keys=["ssh-ed25519 AAAA… me"]'.
+    #[arg(long = "set", value_name = "KEY=TOML")]
+    sets: Vec<String>,
     /// Package mirror for mmdebstrap (URL or sources line); default: the tool's own choice.
     #[arg(long, env = "CLAWIMG_MIRROR")]
     mirror: Option<String>,
@@ -216,6 +220,18 @@ struct TestArgs {
     /// Override a profile variable when TARGET is a profile.
     #[arg(long = "var", value_name = "KEY=VALUE")]
     vars: Vec<String>,
+    /// Override a profile key when TARGET is a profile: --set dotted.key=TOML_VALUE.
+    #[arg(long = "set", value_name = "KEY=TOML")]
+    sets: Vec<String>,
+    /// Log in with this existing private key (public key at PATH.pub) instead of a throwaway one.
+    #[arg(long, value_name = "PATH")]
+    key: Option<PathBuf>,
+    /// User to log in as; non-root users run root probes through sudo.
+    #[arg(long, default_value = "root", value_name = "NAME")]
+    ssh_user: String,
+    /// Guest port sshd listens on (forwarded to a free port on 127.0.0.1).
+    #[arg(long, default_value_t = 22, value_name = "N")]
+    ssh_port: u16,
 }
 
 /// Parse arguments and run; returns the process exit code.
@@ -245,6 +261,7 @@ fn options(g: &Global, p: &ProfileArgs) -> BuildOptions {
         out_dir: g.out.clone(),
         cache_dir: g.cache_dir.clone().unwrap_or_else(build::default_cache_dir),
         vars: p.vars.clone(),
+        sets: p.sets.clone(),
         mirror: p.mirror.clone().filter(|m| !m.is_empty()),
         quiet: g.quiet,
     }
@@ -269,6 +286,10 @@ fn run(cli: Cli) -> Result<i32> {
             println!("  input hash  {}", c.input_hash);
             println!("  keyring     {} (sha256 pinned)", c.keyring.display());
             println!("  packages    {}", c.loaded.profile.base.packages.join(" "));
+            println!("  lints       ok ({} acknowledged)", c.acknowledged.len());
+            for f in &c.acknowledged {
+                println!("  warning{f}");
+            }
             if g.verbose {
                 for (t, v) in found {
                     println!("  tool        {t}: {v}");
@@ -467,6 +488,7 @@ fn resolve_image(g: &Global, t: &TestArgs) -> Result<PathBuf> {
             &ProfileArgs {
                 profile: t.target.clone(),
                 vars: t.vars.clone(),
+                sets: t.sets.clone(),
                 mirror: std::env::var("CLAWIMG_MIRROR").ok(),
             },
         );
@@ -491,15 +513,18 @@ fn test(g: &Global, t: TestArgs) -> Result<i32> {
             None => None,
         };
     let image = resolve_image(g, &t)?;
-    let mut extra: Vec<Probe> = t
-        .probes
-        .iter()
-        .map(|c| Probe::new(c, c, Expect::Success))
-        .collect();
+    // The hardening probes follow from what the image's manifest says was declared.
+    let manifest = Manifest::read(&image).ok();
+    let mut extra: Vec<Probe> = manifest
+        .as_ref()
+        .and_then(|m| crate::hardening::from_manifest(&m.extra))
+        .map(|plan| crate::hardening::probes(&plan))
+        .unwrap_or_default();
     // What the image's manifest declares (units, timers, owners and modes) is probed too.
-    if let Ok(m) = Manifest::read(&image) {
-        extra.splice(0..0, crate::declared::probes(&m));
+    if let Some(m) = &manifest {
+        extra.extend(crate::declared::probes(m));
     }
+    extra.extend(t.probes.iter().map(|c| Probe::new(c, c, Expect::Success)));
     let mut all_ok = true;
     for fw in &t.firmware {
         let run = TestRun {
@@ -511,6 +536,9 @@ fn test(g: &Global, t: TestArgs) -> Result<i32> {
             memory_mib: t.memory,
             ssh_timeout: Duration::from_secs(t.timeout),
             extra: extra.clone(),
+            key: t.key.clone(),
+            ssh_user: t.ssh_user.clone(),
+            ssh_port: t.ssh_port,
         };
         let report = harness::run(&run)?;
         println!("{}", crate::probes::table(&report.title, &report.outcomes));

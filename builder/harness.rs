@@ -26,6 +26,13 @@ pub struct TestRun {
     pub ssh_timeout: Duration,
     /// Extra probes (must exit 0).
     pub extra: Vec<Probe>,
+    /// Existing private key to log in with (public half at `KEY.pub`); default: a throwaway pair.
+    pub key: Option<PathBuf>,
+    /// User to log in as (`root` by default); a non-root user runs root probes through sudo,
+    /// and the harness also checks that root and password logins are refused.
+    pub ssh_user: String,
+    /// Guest SSH port.
+    pub ssh_port: u16,
 }
 
 /// Result of one boot.
@@ -75,7 +82,20 @@ pub fn run(t: &TestRun) -> Result<TestReport> {
         .prefix("clawimg-test-")
         .tempdir()
         .ctx(|| "temp dir".into())?;
-    let (key, public) = throwaway_key(work.path())?;
+    let (key, public) = match &t.key {
+        Some(k) => {
+            let pubpath = PathBuf::from(format!("{}.pub", k.display()));
+            let public = std::fs::read_to_string(&pubpath).map_err(|e| {
+                Error::config(format!(
+                    "--key {}: cannot read the public key {}: {e}",
+                    k.display(),
+                    pubpath.display()
+                ))
+            })?;
+            (k.clone(), public)
+        }
+        None => throwaway_key(work.path())?,
+    };
     let spec = VmSpec {
         image: t.image.clone(),
         firmware: t.firmware,
@@ -84,9 +104,10 @@ pub fn run(t: &TestRun) -> Result<TestReport> {
         accel: t.accel,
         memory_mib: t.memory_mib,
         authorized_key: public,
+        guest_ssh_port: t.ssh_port,
         work: work.path().join("vm"),
     };
-    let mut vm = Vm::start(&spec, &key, "root")?;
+    let mut vm = Vm::start(&spec, &key, &t.ssh_user)?;
     let title = format!(
         "{} — {:?} firmware, {:?} disk{}, {}",
         t.image.display(),
@@ -102,7 +123,10 @@ pub fn run(t: &TestRun) -> Result<TestReport> {
     let min_root = t.disk_size.map(|s| s * 9 / 10);
     let mut list = probes::base_probes(t.firmware, t.bus, min_root);
     list.extend(t.extra.iter().cloned());
-    let outcomes = probes::run(&vm, &list);
+    let mut outcomes = probes::run(&vm, &list);
+    if t.ssh_user != "root" {
+        outcomes.extend(crate::ssh::login_checks(&vm, &t.ssh_user));
+    }
     vm.kill();
     Ok(TestReport {
         title,

@@ -65,7 +65,7 @@ pub fn base_probes(firmware: Firmware, bus: DiskBus, min_root_bytes: Option<u64>
             command: "timeout 300 systemctl is-system-running --wait".into(),
             expect: Expect::Equals("running".into()),
             on_failure: Some(
-                "systemctl --failed --no-legend --plain; for u in $(systemctl --failed --no-legend --plain | awk '{print $1}'); do echo \"--- journal: $u\"; journalctl -b -u \"$u\" -n 25 --no-pager; done".into(),
+                "systemctl --failed --no-legend --plain; for u in $(systemctl --failed --no-legend --plain | awk '{print $1}'); do echo \"--- journal: $u\"; sudo -n journalctl -b -u \"$u\" -n 25 --no-pager; done".into(),
             ),
         },
         Probe::new(
@@ -95,7 +95,7 @@ pub fn base_probes(firmware: Firmware, bus: DiskBus, min_root_bytes: Option<u64>
             name: "root grown".into(),
             command: "df -B1 --output=size / | tail -1 | tr -d ' '".into(),
             expect: Expect::AtLeast(min),
-            on_failure: Some("lsblk; df -h /; journalctl -b -u systemd-repart -u systemd-growfs-root --no-pager | tail -20".into()),
+            on_failure: Some("lsblk; df -h /; sudo -n journalctl -b -u systemd-repart -u systemd-growfs-root --no-pager | tail -20".into()),
         });
     }
     v

@@ -35,6 +35,45 @@ pub struct Profile {
     pub overlays: Overlays,
     /// systemd units shipped from `units/`: installed, enabled, masked (see `unitset.rs`).
     pub units: Units,
+    /// Admin and runtime users (users.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users: Option<crate::users::Users>,
+    /// sshd drop-in and ssh.socket override (ssh.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<crate::ssh::Ssh>,
+    /// UFW, active on first boot (firewall.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<crate::firewall::Firewall>,
+    /// fail2ban jail.local (fail2ban.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fail2ban: Option<crate::fail2ban::Fail2ban>,
+    /// Kernel parameters, `"dotted.key" = value` (sysctl.rs).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctl: BTreeMap<String, toml::Value>,
+    /// Docker daemon.json (docker.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker: Option<crate::docker::Docker>,
+    /// unattended-upgrades (updates.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updates: Option<crate::updates::Updates>,
+    /// Swap file made at first boot (swap.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swap: Option<crate::swap::Swap>,
+    /// Time sync (hostenv.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<crate::hostenv::Time>,
+    /// journald size caps (hostenv.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journald: Option<crate::hostenv::Journald>,
+    /// Shell environment (hostenv.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shell: Option<crate::hostenv::Shell>,
+    /// Directories with owner and mode, keyed by path (directories.rs).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub directories: BTreeMap<String, crate::directories::Directory>,
+    /// Lint acknowledgements (lints.rs).
+    #[serde(skip_serializing_if = "crate::profile::lints_default")]
+    pub lints: crate::lints::LintConfig,
 }
 
 /// The `[overlays]` section.
@@ -56,6 +95,11 @@ pub struct Units {
     pub enable: Vec<String>,
     /// Units masked (linked to /dev/null).
     pub mask: Vec<String>,
+}
+
+/// Whether the `[lints]` section is empty (kept out of the input hash then).
+pub fn lints_default(l: &crate::lints::LintConfig) -> bool {
+    l.acknowledge.is_empty()
 }
 
 /// The base stage: what mmdebstrap installs.
@@ -150,6 +194,16 @@ pub fn resolve(arg: &str, profiles_dir: &Path) -> PathBuf {
 
 /// Load a profile with its parents and apply `--var` overrides (`key=value`).
 pub fn load(arg: &str, profiles_dir: &Path, overrides: &[String]) -> Result<Loaded> {
+    load_with_sets(arg, profiles_dir, overrides, &[])
+}
+
+/// [`load`], plus `--set dotted.key=TOML_VALUE` overrides applied to the merged table.
+pub fn load_with_sets(
+    arg: &str,
+    profiles_dir: &Path,
+    overrides: &[String],
+    sets: &[String],
+) -> Result<Loaded> {
     let path = resolve(arg, profiles_dir);
     let mut chain: Vec<(PathBuf, toml::Table)> = Vec::new();
     let mut next = Some((path.clone(), None::<(PathBuf, String)>));
@@ -204,16 +258,18 @@ pub fn load(arg: &str, profiles_dir: &Path, overrides: &[String]) -> Result<Load
     for ov in overrides {
         apply_var(&mut merged, ov)?;
     }
+    for set in sets {
+        apply_set(&mut merged, set)?;
+    }
     let profile: Profile =
-        toml::Value::Table(merged)
-            .try_into()
-            .map_err(|e: toml::de::Error| {
-                Error::config(format!(
-                    "{}: after merging and --var overrides: {}",
-                    path.display(),
-                    e.message()
-                ))
-            })?;
+        serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
+            let key = e.path().to_string();
+            Error::config(format!(
+                "{}: key `{key}`: after merging and overrides: {}",
+                path.display(),
+                e.inner().message().trim()
+            ))
+        })?;
     let loaded = Loaded {
         name: path
             .file_stem()
@@ -356,6 +412,47 @@ fn apply_var(t: &mut toml::Table, ov: &str) -> Result<()> {
     }
 }
 
+/// Apply one `--set dotted.key=TOML_VALUE` to the merged table (tables on the way are created).
+pub fn apply_set(t: &mut toml::Table, set: &str) -> Result<()> {
+    let (k, v) = set.split_once('=').ok_or_else(|| {
+        Error::config(format!(
+            "--set {set}: expected dotted.key=TOML_VALUE, e.g. --set ssh.port=2222"
+        ))
+    })?;
+    let k = k.trim();
+    let parts: Vec<&str> = k.split('.').collect();
+    if parts.iter().any(|p| {
+        p.is_empty()
+            || !p
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    }) {
+        return Err(Error::config(format!(
+            "--set {set}: key `{k}` must be dot-separated names of letters, digits, '_' or '-'"
+        )));
+    }
+    let value = toml::from_str::<toml::Table>(&format!("x = {v}")).ok().and_then(|mut t| t.remove("x")).ok_or_else(|| {
+        Error::config(format!("--set {set}: key `{k}`: `{v}` is not a TOML value (strings need quotes: --set '{k}=\"text\"')"))
+    })?;
+    let mut cur = t;
+    for (i, p) in parts[..parts.len() - 1].iter().enumerate() {
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+        cur = match entry {
+            toml::Value::Table(tt) => tt,
+            _ => {
+                return Err(Error::config(format!(
+                    "--set {set}: key `{}` is not a table",
+                    parts[..=i].join(".")
+                )))
+            }
+        };
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
 /// Parse a size such as `3GiB`, `512MiB`, `1G` or a plain number of bytes.
 pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -466,6 +563,34 @@ mod tests {
         assert_eq!(a["p"][1].as_str(), Some("c"));
         assert_eq!(a["t"]["x"].as_integer(), Some(1));
         assert_eq!(a["t"]["y"].as_integer(), Some(2));
+    }
+
+    #[test]
+    fn set_overrides_nested_keys() {
+        let mut t: toml::Table = toml::from_str("[ssh]\nport = 222\n").unwrap();
+        apply_set(&mut t, "ssh.port=2222").unwrap();
+        apply_set(
+            &mut t,
+            "users.admin.authorized_keys=[\"ssh-ed25519 AAAA x\"]",
+        )
+        .unwrap();
+        assert_eq!(t["ssh"]["port"].as_integer(), Some(2222));
+        assert_eq!(
+            t["users"]["admin"]["authorized_keys"][0].as_str(),
+            Some("ssh-ed25519 AAAA x")
+        );
+        let e = apply_set(&mut t, "ssh.port.x=1").unwrap_err();
+        assert!(
+            e.message.contains("`ssh.port` is not a table"),
+            "{}",
+            e.message
+        );
+        let e = apply_set(&mut t, "swap.size=8GiB").unwrap_err();
+        assert!(
+            e.message.contains("`swap.size`") && e.message.contains("not a TOML value"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -114,6 +114,8 @@ pub struct VmSpec {
     pub memory_mib: u32,
     /// Public key for root, passed as the systemd credential `ssh.authorized_keys.root`.
     pub authorized_key: String,
+    /// Guest port sshd listens on (forwarded from a free host port on 127.0.0.1).
+    pub guest_ssh_port: u16,
     /// Scratch directory (overlay, firmware vars, serial log).
     pub work: PathBuf,
 }
@@ -121,7 +123,7 @@ pub struct VmSpec {
 /// A running VM.
 pub struct Vm {
     child: Option<Child>,
-    /// Host port forwarded to the guest's port 22.
+    /// Host port forwarded to the guest's SSH port.
     pub ssh_port: u16,
     /// Serial console log.
     pub serial_log: PathBuf,
@@ -215,7 +217,10 @@ impl Vm {
         }
         cmd.args([
             "-netdev",
-            &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"),
+            &format!(
+                "user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:{}",
+                spec.guest_ssh_port
+            ),
         ]);
         cmd.args(["-device", "virtio-net-pci,netdev=n0"]);
         cmd.args(["-device", "virtio-rng-pci"]);
@@ -287,7 +292,19 @@ impl Vm {
 
     /// Run a command over SSH in the guest (no stdin; output captured).
     pub fn ssh(&self, command: &str, timeout: Duration) -> Result<Output> {
+        self.ssh_as(&self.user, &[], command, timeout)
+    }
+
+    /// Like [`Vm::ssh`], as another user and with extra `ssh` options (for login refusal checks).
+    pub fn ssh_as(
+        &self,
+        user: &str,
+        options: &[&str],
+        command: &str,
+        timeout: Duration,
+    ) -> Result<Output> {
         let mut cmd = Command::new("ssh");
+        cmd.args(options);
         cmd.args([
             "-F",
             "/dev/null",
@@ -309,7 +326,7 @@ impl Vm {
         ]);
         cmd.arg(&self.key)
             .args(["-p", &self.ssh_port.to_string()])
-            .arg(format!("{}@127.0.0.1", self.user))
+            .arg(format!("{user}@127.0.0.1"))
             .arg(command);
         cmd.stdin(Stdio::null());
         let child = cmd

@@ -269,6 +269,11 @@ impl Rootfs {
         .map_err(|e| self.err("chmod", p, e.into()))
     }
 
+    /// Read a file as bytes.
+    pub fn read(&self, p: &str) -> Result<Vec<u8>> {
+        self.dir.read(rel(p)).map_err(|e| self.err("read", p, e))
+    }
+
     /// Names of the entries of a directory, sorted; empty if it does not exist.
     pub fn list(&self, p: &str) -> Result<Vec<String>> {
         let mut v = vec![];
