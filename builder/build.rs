@@ -2,14 +2,17 @@
 
 use crate::assemble::{self, AssembleInput};
 use crate::base::{self, BaseInput};
+use crate::base_stage::{self, BaseStage};
+use crate::cache::Cache;
 use crate::error::{Context, Error, Result};
 use crate::identity::Identity;
+use crate::lock::{self, Lock};
 use crate::manifest::{self, Artifact, Manifest};
 use crate::output::{self, Staging};
 use crate::profile::{self, Loaded};
 use crate::progress::Progress;
 use crate::rootfs::Rootfs;
-use crate::{customize, exec, qcow2, scrub, tools};
+use crate::{customize, exec, qcow2, repro, reuse, scrub, tools};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -54,7 +57,9 @@ pub fn default_cache_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("XDG_CACHE_HOME") {
         return PathBuf::from(p).join("clawimg");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
     home.join(".cache/clawimg")
 }
 
@@ -68,7 +73,24 @@ pub fn input_hash(loaded: &Loaded, keyring_sha256: &str) -> Result<String> {
     h.update(json.as_bytes());
     h.update(b"\0");
     h.update(keyring_sha256.as_bytes());
-    for part in [customize::SSH_KEYGEN_UNIT, customize::REPART_ROOT, customize::DHCP_NETWORK] {
+    // The lock (versions, SOURCE_DATE_EPOCH) and an explicit SOURCE_DATE_EPOCH override.
+    if let Some(lock) = loaded
+        .files
+        .first()
+        .and_then(|f| std::fs::read(lock::path_for(f)).ok())
+    {
+        h.update(b"\0lock\0");
+        h.update(&lock);
+    }
+    if let Ok(sde) = std::env::var("SOURCE_DATE_EPOCH") {
+        h.update(b"\0sde\0");
+        h.update(sde.as_bytes());
+    }
+    for part in [
+        customize::SSH_KEYGEN_UNIT,
+        customize::REPART_ROOT,
+        customize::DHCP_NETWORK,
+    ] {
         h.update(b"\0");
         h.update(part.as_bytes());
     }
@@ -90,7 +112,11 @@ pub fn check(opts: &BuildOptions) -> Result<Checked> {
     let loaded = profile::load(&opts.profile, &opts.profiles_dir, &opts.vars)?;
     let keyring = base::check_keyring(&loaded.profile.base, &loaded.dir)?;
     let ih = input_hash(&loaded, &loaded.profile.base.keyring_sha256)?;
-    Ok(Checked { loaded, keyring, input_hash: ih })
+    Ok(Checked {
+        loaded,
+        keyring,
+        input_hash: ih,
+    })
 }
 
 struct WorkDir(PathBuf);
@@ -123,6 +149,21 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let progress = Progress::new(opts.quiet);
     let ids = Identity::from_input_hash(&checked.input_hash);
 
+    // Lock, SOURCE_DATE_EPOCH (every tool below reads it) and the stage cache.
+    let lock_path = lock::path_for(&checked.loaded.files[0]);
+    let locked = Lock::read(&lock_path)?;
+    if let Some(l) = &locked {
+        l.check_matches(
+            &lock_path,
+            &p.base.suite,
+            &p.base.keyring_sha256,
+            &p.base.packages,
+        )?;
+    }
+    let (sde, sde_source) = repro::source_date_epoch(locked.as_ref().map(|l| l.source_date_epoch))?;
+    std::env::set_var("SOURCE_DATE_EPOCH", sde.to_string());
+    let cache = Cache::open(&opts.cache_dir)?;
+
     let work_root = opts.cache_dir.join("work");
     std::fs::create_dir_all(&work_root).ctx(|| format!("create {}", work_root.display()))?;
     output::clean_stale(&work_root);
@@ -130,12 +171,52 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let _ = std::fs::remove_dir_all(&work.0);
     std::fs::create_dir_all(&work.0).ctx(|| format!("create {}", work.0.display()))?;
 
+    let base_in = BaseInput {
+        base: p.base.clone(),
+        keyring: checked.keyring.clone(),
+        mirror: opts.mirror.clone(),
+    };
+    let bst = BaseStage {
+        input: base_in,
+        lock: locked.as_ref().map(|l| (l, lock_path.clone())),
+        sde,
+    };
+    let base_key = base_stage::key(&bst);
+    let image_key = reuse::image_key(&base_key, &checked.input_hash, sde)?;
+    let target = opts.out_dir.join(&name);
+    {
+        let st = progress.stage("cache", "look up the finished image");
+        let staging = Staging::new(&target)?;
+        if let Some(manifest) = reuse::reuse(&cache, &image_key, staging.path())? {
+            st.done("hit: outputs verified and re-linked");
+            let dir = staging.commit()?;
+            return Ok(BuildResult {
+                dir,
+                manifest,
+                timings: progress.timings(),
+                total: started.elapsed(),
+            });
+        }
+        st.done("miss");
+    }
+
     // base
-    let st = progress.stage("base", &format!("mmdebstrap {} ({} packages requested)", p.base.suite, p.base.packages.len()));
+    let st = progress.stage(
+        "base",
+        &format!(
+            "mmdebstrap {} ({} packages requested)",
+            p.base.suite,
+            p.base.packages.len()
+        ),
+    );
     let rootfs_path = work.0.join("rootfs");
-    let base_in = BaseInput { base: p.base.clone(), keyring: checked.keyring.clone(), mirror: opts.mirror.clone() };
-    let base_out = base::run(&base_in, &rootfs_path)?;
-    st.done(&format!("{} packages installed", base_out.packages.len()));
+    let bo = base_stage::run(&bst, &cache, &rootfs_path)?;
+    let base_out = bo.rootfs.clone();
+    st.done(&format!(
+        "{} packages installed{}",
+        base_out.packages.len(),
+        if bo.hit { " (cached)" } else { "" }
+    ));
 
     // customize + scrub
     let st = progress.stage("customize", "hostname, fstab, network, first-boot units");
@@ -144,11 +225,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     st.done(&format!("{} paths", c.paths.len()));
     let st = progress.stage("scrub", "machine-id, host keys, caches, logs");
     let s = scrub::run(&root)?;
-    st.done(&format!("{} entries removed", s.removed.len()));
+    let caches = repro::scrub_caches(&root)?;
+    st.done(&format!(
+        "{} entries removed",
+        s.removed.len() + caches.len()
+    ));
+    let files = repro::file_list(&root)?;
 
     // assemble
-    let target = opts.out_dir.join(&name);
     let staging = Staging::new(&target)?;
+    repro::write_file_list(&files, staging.path())?;
     let raw = staging.path().join(format!("{name}.raw"));
     let st = progress.stage("assemble", "GPT, ext4, ESP, GRUB (BIOS + UEFI)");
     let input = AssembleInput {
@@ -179,13 +265,26 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let qcow_sum = sha256_file(&qcow, &indicatif::ProgressBar::hidden())?;
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let artifacts = vec![
-        Artifact { file: format!("{name}.raw"), bytes: size(&raw), sha256: raw_sum },
-        Artifact { file: format!("{name}.qcow2"), bytes: size(&qcow), sha256: qcow_sum },
+        Artifact {
+            file: format!("{name}.raw"),
+            bytes: size(&raw),
+            sha256: raw_sum,
+        },
+        Artifact {
+            file: format!("{name}.qcow2"),
+            bytes: size(&qcow),
+            sha256: qcow_sum,
+        },
     ];
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         manifest_version: 1,
         profile: name.clone(),
-        profile_files: checked.loaded.files.iter().map(|f| f.display().to_string()).collect(),
+        profile_files: checked
+            .loaded
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect(),
         input_hash: checked.input_hash.clone(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         suite: p.base.suite.clone(),
@@ -197,7 +296,15 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         rootfs_bytes: asm.rootfs_bytes,
         extra: Default::default(),
     };
+    manifest.extra.insert(
+        "reproducibility".into(),
+        serde_json::json!({
+            "source_date_epoch": sde, "source_date_epoch_from": sde_source, "locked": locked.is_some(),
+            "base_key": base_key, "image_key": image_key,
+        }),
+    );
     manifest.write(staging.path())?;
+    reuse::store(&cache, &image_key, staging.path(), &manifest)?;
     st.done("manifest.json, SHA256SUMS");
     let dir = staging.commit()?;
     let mut timings = progress.timings();
@@ -206,5 +313,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             timings.push((format!("  tool: {}", c.command), c.took));
         }
     }
-    Ok(BuildResult { dir, manifest, timings, total: started.elapsed() })
+    Ok(BuildResult {
+        dir,
+        manifest,
+        timings,
+        total: started.elapsed(),
+    })
 }

@@ -14,7 +14,11 @@ use std::time::Duration;
 /// clawimg builds immutable, reproducible Ubuntu 24.04 disk images (raw + qcow2, BIOS and
 /// UEFI) from declarative profiles, and proves them by booting them in QEMU.
 #[derive(Parser, Debug)]
-#[command(name = "clawimg", version, after_help = "Examples:\n  clawimg check base\n  clawimg build base\n  clawimg test out/base/base.raw\n  clawimg inspect out/base")]
+#[command(
+    name = "clawimg",
+    version,
+    after_help = "Examples:\n  clawimg check base\n  clawimg build base\n  clawimg test out/base/base.raw\n  clawimg inspect out/base"
+)]
 pub struct Cli {
     #[command(flatten)]
     global: Global,
@@ -25,7 +29,12 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 struct Global {
     /// Directory holding the profiles.
-    #[arg(long, global = true, default_value = "profiles", env = "CLAWIMG_PROFILES")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "profiles",
+        env = "CLAWIMG_PROFILES"
+    )]
     profiles_dir: PathBuf,
     /// Output directory; each image goes to OUT/PROFILE/.
     #[arg(long, global = true, default_value = "out", env = "CLAWIMG_OUT")]
@@ -60,26 +69,80 @@ enum Cmd {
     /// Needs root (mmdebstrap in root mode). Nothing is written to OUT before the profile,
     /// keyring and host tools pass their checks; the previous output stays in place until the
     /// new one is complete.
-    #[command(after_help = "Examples:\n  clawimg build base\n  clawimg build test --var hostname=lab1\n  CLAWIMG_MIRROR=http://mirror.example/ubuntu clawimg build base")]
+    #[command(
+        after_help = "Examples:\n  clawimg build base\n  clawimg build test --var hostname=lab1\n  CLAWIMG_MIRROR=http://mirror.example/ubuntu clawimg build base"
+    )]
     Build(ProfileArgs),
     /// Validate PROFILE (schema, inheritance, keyring pin, host tools) without building.
-    #[command(after_help = "Examples:\n  clawimg check base\n  clawimg check ./my-profile.toml --var ssh_port=2222")]
+    #[command(
+        after_help = "Examples:\n  clawimg check base\n  clawimg check ./my-profile.toml --var ssh_port=2222"
+    )]
     Check(ProfileArgs),
     /// Boot an image (or build PROFILE first) in QEMU and run the probes over SSH.
     ///
     /// The image is never modified: QEMU writes to a throwaway overlay. A fresh SSH key pair
     /// is made per run; its public half reaches the guest as the systemd credential
     /// `ssh.authorized_keys.root` (SMBIOS), so no key is baked into the image.
-    #[command(after_help = "Examples:\n  clawimg test out/base/base.raw\n  clawimg test out/test --firmware uefi --disk nvme\n  clawimg test out/test/test.qcow2 --resize 20GiB\n  clawimg test test            # build profiles/test.toml, then boot it")]
+    #[command(
+        after_help = "Examples:\n  clawimg test out/base/base.raw\n  clawimg test out/test --firmware uefi --disk nvme\n  clawimg test out/test/test.qcow2 --resize 20GiB\n  clawimg test test            # build profiles/test.toml, then boot it"
+    )]
     Test(TestArgs),
+    /// Pin every package of PROFILE (exact version + .deb sha256) into PROFILE.lock.
+    ///
+    /// Resolves against the archive with a fresh mmdebstrap run (needs root); the .debs are
+    /// kept in the cache so a build from the lock needs no network. `build` then installs
+    /// exactly the locked versions and checks each .deb's sha256.
+    #[command(
+        after_help = "Examples:\n  clawimg lock test\n  clawimg lock test --update   # shows name old -> new"
+    )]
+    Lock {
+        #[command(flatten)]
+        p: ProfileArgs,
+        /// Re-resolve an existing lock and print what changed.
+        #[arg(long)]
+        update: bool,
+    },
+    /// Explain the differences between two builds: artifacts, partitions, packages, files.
+    ///
+    /// Exit status 0 when identical, 1 when they differ.
+    #[command(after_help = "Examples:\n  clawimg diff out-a/test out-b/test")]
+    Diff {
+        /// First build (output directory, manifest or image file).
+        a: PathBuf,
+        /// Second build.
+        b: PathBuf,
+        /// Show at most this many differing files.
+        #[arg(long, default_value_t = 200)]
+        max_files: usize,
+    },
+    /// Inspect or trim the stage cache.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  clawimg cache du\n  clawimg cache gc --keep 2"
+    )]
+    Cache(CacheCmd),
     /// Print the manifest of a built image (directory, image file or manifest.json).
-    #[command(after_help = "Examples:\n  clawimg inspect out/base\n  clawimg inspect out/base/base.qcow2 --json")]
+    #[command(
+        after_help = "Examples:\n  clawimg inspect out/base\n  clawimg inspect out/base/base.qcow2 --json"
+    )]
     Inspect {
         /// Image directory, image file or manifest.json.
         image: PathBuf,
         /// Print the raw JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CacheCmd {
+    /// Size of each cache entry and of the .deb store.
+    Du,
+    /// Keep the N most recently used entries of each stage, remove the rest.
+    Gc {
+        /// Entries to keep per stage.
+        #[arg(long, default_value_t = 2)]
+        keep: usize,
     },
 }
 
@@ -151,7 +214,16 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Check(p) => {
             let c = build::check(&options(&g, &p))?;
             let found = tools::check(tools::BUILD)?;
-            println!("profile {} ok ({})", c.loaded.name, c.loaded.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" <- "));
+            println!(
+                "profile {} ok ({})",
+                c.loaded.name,
+                c.loaded
+                    .files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" <- ")
+            );
             println!("  input hash  {}", c.input_hash);
             println!("  keyring     {} (sha256 pinned)", c.keyring.display());
             println!("  packages    {}", c.loaded.profile.base.packages.join(" "));
@@ -178,11 +250,22 @@ fn run(cli: Cli) -> Result<i32> {
                 println!("suite        {}", m.suite);
                 println!("cmdline      {}", m.kernel_cmdline);
                 for a in &m.artifacts {
-                    println!("artifact     {:<24} {:>6} MiB  sha256:{}", a.file, a.bytes >> 20, a.sha256);
+                    println!(
+                        "artifact     {:<24} {:>6} MiB  sha256:{}",
+                        a.file,
+                        a.bytes >> 20,
+                        a.sha256
+                    );
                 }
                 if let Some(parts) = m.partitions["partitions"].as_array() {
                     for p in parts {
-                        println!("partition    {} {:<11} {:>6} MiB  {}", p["number"], p["name"].as_str().unwrap_or(""), p["bytes"].as_u64().unwrap_or(0) >> 20, p["guid"].as_str().unwrap_or(""));
+                        println!(
+                            "partition    {} {:<11} {:>6} MiB  {}",
+                            p["number"],
+                            p["name"].as_str().unwrap_or(""),
+                            p["bytes"].as_u64().unwrap_or(0) >> 20,
+                            p["guid"].as_str().unwrap_or("")
+                        );
                     }
                 }
                 println!("packages     {}", m.packages.len());
@@ -193,14 +276,80 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Test(t) => test(&g, t),
+        Cmd::Lock { p, update } => {
+            let (l, path, changes) = crate::base_stage::lock(&options(&g, &p), update)?;
+            println!(
+                "wrote {} ({} packages, SOURCE_DATE_EPOCH {})",
+                path.display(),
+                l.packages.len(),
+                l.source_date_epoch
+            );
+            if changes.is_empty() {
+                println!("  no changes");
+            }
+            for c in changes {
+                println!("{c}");
+            }
+            Ok(0)
+        }
+        Cmd::Diff { a, b, max_files } => {
+            let r = crate::diff::compare(&a, &b, max_files)?;
+            for l in &r.lines {
+                println!("{l}");
+            }
+            Ok(if r.differs { 1 } else { 0 })
+        }
+        Cmd::Cache(c) => {
+            let dir = g.cache_dir.clone().unwrap_or_else(build::default_cache_dir);
+            match c {
+                CacheCmd::Du => {
+                    let cache = crate::cache::Cache::open(&dir)?;
+                    let mut total = cache.debs_bytes();
+                    for e in cache.entries()? {
+                        println!("{:>10.1} MiB  {}", e.bytes as f64 / 1048576.0, e.name);
+                        total += e.bytes;
+                    }
+                    println!("{:>10.1} MiB  debs/", cache.debs_bytes() as f64 / 1048576.0);
+                    println!(
+                        "{:>10.1} MiB  total ({})",
+                        total as f64 / 1048576.0,
+                        dir.display()
+                    );
+                }
+                CacheCmd::Gc { keep } => {
+                    let cache = crate::cache::Cache::open_exclusive(&dir)?;
+                    let gone = cache.gc(keep)?;
+                    let freed: u64 = gone.iter().map(|e| e.bytes).sum();
+                    for e in &gone {
+                        println!("removed {}", e.name);
+                    }
+                    println!(
+                        "freed {:.1} MiB, kept {} entries",
+                        freed as f64 / 1048576.0,
+                        cache.entries()?.len()
+                    );
+                }
+            }
+            Ok(0)
+        }
     }
 }
 
 fn print_summary(r: &build::BuildResult) {
     let m = &r.manifest;
-    println!("built {} in {:.1}s -> {}", m.profile, r.total.as_secs_f64(), r.dir.display());
+    println!(
+        "built {} in {:.1}s -> {}",
+        m.profile,
+        r.total.as_secs_f64(),
+        r.dir.display()
+    );
     for a in &m.artifacts {
-        println!("  {:<20} {:>8.1} MiB  sha256:{}", a.file, a.bytes as f64 / 1048576.0, a.sha256);
+        println!(
+            "  {:<20} {:>8.1} MiB  sha256:{}",
+            a.file,
+            a.bytes as f64 / 1048576.0,
+            a.sha256
+        );
     }
     println!("  packages             {}", m.packages.len());
     println!("  input hash           {}", m.input_hash);
@@ -217,11 +366,23 @@ fn resolve_image(g: &Global, t: &TestArgs) -> Result<PathBuf> {
     }
     if p.is_dir() {
         let m = Manifest::read(p)?;
-        let raw = m.artifacts.iter().find(|a| a.file.ends_with(".raw")).map(|a| p.join(&a.file));
-        return raw.ok_or_else(|| Error::config(format!("{}: manifest lists no raw image", p.display())));
+        let raw = m
+            .artifacts
+            .iter()
+            .find(|a| a.file.ends_with(".raw"))
+            .map(|a| p.join(&a.file));
+        return raw
+            .ok_or_else(|| Error::config(format!("{}: manifest lists no raw image", p.display())));
     }
     if profile::resolve(&t.target, &g.profiles_dir).is_file() {
-        let opts = options(g, &ProfileArgs { profile: t.target.clone(), vars: t.vars.clone(), mirror: std::env::var("CLAWIMG_MIRROR").ok() });
+        let opts = options(
+            g,
+            &ProfileArgs {
+                profile: t.target.clone(),
+                vars: t.vars.clone(),
+                mirror: std::env::var("CLAWIMG_MIRROR").ok(),
+            },
+        );
         let r = build::build(&opts)?;
         print_summary(&r);
         return Ok(r.dir.join(format!("{}.raw", r.manifest.profile)));
@@ -235,12 +396,19 @@ fn resolve_image(g: &Global, t: &TestArgs) -> Result<PathBuf> {
 
 fn test(g: &Global, t: TestArgs) -> Result<i32> {
     tools::check(tools::TEST)?;
-    let disk_size = match &t.resize {
-        Some(s) => Some(profile::parse_size(s).ok_or_else(|| Error::config(format!("--resize {s}: expected a size like 20GiB")))?),
-        None => None,
-    };
+    let disk_size =
+        match &t.resize {
+            Some(s) => Some(profile::parse_size(s).ok_or_else(|| {
+                Error::config(format!("--resize {s}: expected a size like 20GiB"))
+            })?),
+            None => None,
+        };
     let image = resolve_image(g, &t)?;
-    let extra: Vec<Probe> = t.probes.iter().map(|c| Probe::new(c, c, Expect::Success)).collect();
+    let extra: Vec<Probe> = t
+        .probes
+        .iter()
+        .map(|c| Probe::new(c, c, Expect::Success))
+        .collect();
     let mut all_ok = true;
     for fw in &t.firmware {
         let run = TestRun {

@@ -25,7 +25,8 @@ pub fn tree_size(root: &Path) -> Result<TreeSize> {
     while let Some(dir) = stack.pop() {
         s.inodes += 1;
         s.bytes += BLOCK;
-        let rd = std::fs::read_dir(&dir).map_err(|e| crate::error::Error::failed(format!("read {}: {e}", dir.display())))?;
+        let rd = std::fs::read_dir(&dir)
+            .map_err(|e| crate::error::Error::failed(format!("read {}: {e}", dir.display())))?;
         for ent in rd {
             let ent = ent?;
             let md = ent.metadata()?;
@@ -63,7 +64,17 @@ pub fn make(disk: &Path, offset: u64, size: u64, tree: &Path, ids: &Identity) ->
     let uuid = ids.root_fs.to_string();
     let mut cmd = sh
         .cmd("mkfs.ext4")
-        .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-L", "cloudimg-rootfs", "-U"])
+        .args([
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-b",
+            "4096",
+            "-L",
+            "cloudimg-rootfs",
+            "-U",
+        ])
         .arg(&uuid)
         .arg("-E")
         .arg(&ext)
@@ -75,6 +86,13 @@ pub fn make(disk: &Path, offset: u64, size: u64, tree: &Path, ids: &Identity) ->
         cmd = cmd.env("E2FSPROGS_FAKE_TIME", sde);
     }
     exec::run(cmd)?;
+    // 1.47.0 copies host ctimes into the inodes: normalize them (see ext4_times).
+    if let Some(sde) = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        crate::ext4_times::normalize(disk, offset, sde)?;
+    }
     Ok(())
 }
 

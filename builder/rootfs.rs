@@ -23,7 +23,16 @@ impl Rootfs {
     pub fn open(path: &Path) -> Result<Self> {
         let dir = Dir::open_ambient_dir(path, ambient_authority())
             .map_err(|e| Error::failed(format!("cannot open rootfs {}: {e}", path.display())))?;
-        Ok(Rootfs { dir, path: path.to_path_buf() })
+        Ok(Rootfs {
+            dir,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The rooted directory handle, for modules that walk the whole tree (reproducibility
+    /// normalization, file lists); every access through it stays inside the root.
+    pub fn cap_dir(&self) -> &Dir {
+        &self.dir
     }
 
     /// Host path of the tree (for tools such as `mkfs.ext4 -d` that take a directory).
@@ -32,7 +41,11 @@ impl Rootfs {
     }
 
     fn err(&self, what: &str, p: &str, e: std::io::Error) -> Error {
-        Error::failed(format!("rootfs {}: {what} /{}: {e}", self.path.display(), rel(p)))
+        Error::failed(format!(
+            "rootfs {}: {what} /{}: {e}",
+            self.path.display(),
+            rel(p)
+        ))
     }
 
     /// Whether a path exists (without following a final symlink).
@@ -42,12 +55,16 @@ impl Rootfs {
 
     /// Read a file as text.
     pub fn read_to_string(&self, p: &str) -> Result<String> {
-        self.dir.read_to_string(rel(p)).map_err(|e| self.err("read", p, e))
+        self.dir
+            .read_to_string(rel(p))
+            .map_err(|e| self.err("read", p, e))
     }
 
     /// Create a directory and its parents (mode 0755 for new ones).
     pub fn mkdir_all(&self, p: &str) -> Result<()> {
-        self.dir.create_dir_all(rel(p)).map_err(|e| self.err("mkdir", p, e))
+        self.dir
+            .create_dir_all(rel(p))
+            .map_err(|e| self.err("mkdir", p, e))
     }
 
     /// Write a file atomically-enough for a build tree: replaces any existing entry
@@ -56,21 +73,28 @@ impl Rootfs {
         let r = rel(p);
         if let Some(parent) = Path::new(r).parent() {
             if !parent.as_os_str().is_empty() {
-                self.dir.create_dir_all(parent).map_err(|e| self.err("mkdir", p, e))?;
+                self.dir
+                    .create_dir_all(parent)
+                    .map_err(|e| self.err("mkdir", p, e))?;
             }
         }
         if let Ok(md) = self.dir.symlink_metadata(r) {
             if md.is_dir() {
-                return Err(Error::failed(format!("rootfs: /{r} is a directory, expected a file")));
+                return Err(Error::failed(format!(
+                    "rootfs: /{r} is a directory, expected a file"
+                )));
             }
-            self.dir.remove_file(r).map_err(|e| self.err("replace", p, e))?;
+            self.dir
+                .remove_file(r)
+                .map_err(|e| self.err("replace", p, e))?;
         }
         let mut f = self
             .dir
             .open_with(r, OpenOptions::new().write(true).create_new(true))
             .map_err(|e| self.err("create", p, e))?;
         f.write_all(data).map_err(|e| self.err("write", p, e))?;
-        f.set_permissions(Permissions::from_mode(mode)).map_err(|e| self.err("chmod", p, e))?;
+        f.set_permissions(Permissions::from_mode(mode))
+            .map_err(|e| self.err("chmod", p, e))?;
         Ok(())
     }
 
@@ -79,14 +103,20 @@ impl Rootfs {
         let r = rel(p);
         if let Some(parent) = Path::new(r).parent() {
             if !parent.as_os_str().is_empty() {
-                self.dir.create_dir_all(parent).map_err(|e| self.err("mkdir", p, e))?;
+                self.dir
+                    .create_dir_all(parent)
+                    .map_err(|e| self.err("mkdir", p, e))?;
             }
         }
         if self.dir.symlink_metadata(r).is_ok() {
-            self.dir.remove_file(r).map_err(|e| self.err("replace", p, e))?;
+            self.dir
+                .remove_file(r)
+                .map_err(|e| self.err("replace", p, e))?;
         }
         // Absolute targets are fine here: they are only ever resolved inside the image.
-        self.dir.symlink_contents(target, r).map_err(|e| self.err("symlink", p, e))
+        self.dir
+            .symlink_contents(target, r)
+            .map_err(|e| self.err("symlink", p, e))
     }
 
     /// Remove a file or symlink if present.
@@ -110,7 +140,11 @@ impl Rootfs {
             let ent = ent.map_err(|e| self.err("list", p, e))?;
             let name = Path::new(r).join(ent.file_name());
             let ft = ent.file_type().map_err(|e| self.err("stat", p, e))?;
-            let res = if ft.is_dir() { self.dir.remove_dir_all(&name) } else { self.dir.remove_file(&name) };
+            let res = if ft.is_dir() {
+                self.dir.remove_dir_all(&name)
+            } else {
+                self.dir.remove_file(&name)
+            };
             res.map_err(|e| self.err("remove", &name.to_string_lossy(), e))?;
         }
         Ok(())
@@ -131,7 +165,11 @@ impl Rootfs {
             if pred(&name) {
                 let full = Path::new(r).join(&name);
                 let ft = ent.file_type().map_err(|e| self.err("stat", p, e))?;
-                let res = if ft.is_dir() { self.dir.remove_dir_all(&full) } else { self.dir.remove_file(&full) };
+                let res = if ft.is_dir() {
+                    self.dir.remove_dir_all(&full)
+                } else {
+                    self.dir.remove_file(&full)
+                };
                 res.map_err(|e| self.err("remove", &full.to_string_lossy(), e))?;
                 removed.push(format!("/{}", full.display()));
             }

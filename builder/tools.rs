@@ -16,7 +16,11 @@ pub struct Tool {
 }
 
 const fn t(name: &'static str, package: &'static str, version_arg: Option<&'static str>) -> Tool {
-    Tool { name, package, version_arg }
+    Tool {
+        name,
+        package,
+        version_arg,
+    }
 }
 
 /// Tools `clawimg build` needs.
@@ -29,8 +33,14 @@ pub const BUILD: &[Tool] = &[
     t("mmd", "mtools", None),
     t("grub-mkimage", "grub-common", Some("--version")),
     t("/usr/lib/grub/i386-pc/boot.img", "grub-pc-bin", None),
-    t("/usr/lib/grub/x86_64-efi/linux.mod", "grub-efi-amd64-bin", None),
+    t(
+        "/usr/lib/grub/x86_64-efi/linux.mod",
+        "grub-efi-amd64-bin",
+        None,
+    ),
     t("qemu-img", "qemu-utils", Some("--version")),
+    t("setpriv", "util-linux", None),
+    t("cp", "coreutils", None),
 ];
 
 /// Tools `clawimg test` needs.
@@ -58,12 +68,24 @@ pub fn which(name: &str) -> Option<std::path::PathBuf> {
 
 /// First line of a tool's version output (best effort).
 pub fn version(tool: &Tool) -> String {
-    let Some(arg) = tool.version_arg else { return String::new() };
-    let Some(path) = which(tool.name) else { return String::new() };
+    let Some(arg) = tool.version_arg else {
+        return String::new();
+    };
+    let Some(path) = which(tool.name) else {
+        return String::new();
+    };
     match Command::new(path).arg(arg).output() {
         Ok(o) => {
-            let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-            text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            text.lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+                .to_string()
         }
         Err(_) => String::new(),
     }
@@ -75,7 +97,10 @@ pub fn check(tools: &[Tool]) -> Result<Vec<(String, String)>> {
     let mut found = vec![];
     for tool in tools {
         if which(tool.name).is_none() {
-            missing.push(format!("  {:<40} install package `{}`", tool.name, tool.package));
+            missing.push(format!(
+                "  {:<40} install package `{}`",
+                tool.name, tool.package
+            ));
         } else {
             found.push((tool.name.to_string(), version(tool)));
         }
