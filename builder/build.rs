@@ -300,7 +300,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         "reproducibility".into(),
         serde_json::json!({
             "source_date_epoch": sde, "source_date_epoch_from": sde_source, "locked": locked.is_some(),
-            "base_key": base_key, "image_key": image_key,
         }),
     );
     manifest.write(staging.path())?;

@@ -404,7 +404,7 @@ pub fn local_repo(lock: &Lock, store: &Path, dir: &Path) -> Result<String> {
         s = lock.suite
     );
     std::fs::write(dir.join("Release"), release).ctx(|| "write Release".into())?;
-    Ok(format!("deb [trusted=yes] file://{} ./", dir.display()))
+    Ok(format!("deb [trusted=yes] copy://{} ./", dir.display()))
 }
 
 /// Human-readable changes between two locks (`name old -> new`, added, removed).
