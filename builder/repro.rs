@@ -40,7 +40,7 @@ pub fn source_date_epoch(from_lock: Option<u64>) -> Result<(u64, EpochSource)> {
     })
 }
 
-/// Build-time caches that differ between builds and are rebuilt on the node when needed.
+/// Build-time caches and build-host leftovers; the node rebuilds caches when needed.
 const CACHE_FILES: &[&str] = &[
     "var/cache/ldconfig/aux-cache",
     "var/cache/debconf/config.dat-old",
@@ -49,6 +49,8 @@ const CACHE_FILES: &[&str] = &[
     "var/lib/dpkg/diversions-old",
     "var/lib/dpkg/statoverride-old",
     "etc/resolv.conf.mmdebstrap",
+    // systemd-resolved's postinst backs up the build host's resolv.conf here.
+    "etc/.resolv.conf.systemd-resolved.bak",
 ];
 const CACHE_DIRS: &[&str] = &["var/cache/man"];
 
