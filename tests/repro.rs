@@ -15,6 +15,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn clawimg_in(dir: &Path, tz: &str) -> Command {
+    clawimg_with(dir, tz, &repo().join("profiles"))
+}
+
+fn clawimg_with(dir: &Path, tz: &str, profiles: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_clawimg"));
     c.current_dir(dir)
         .env("TZ", tz)
@@ -24,7 +28,7 @@ fn clawimg_in(dir: &Path, tz: &str) -> Command {
         .env_remove("CLAWIMG_CACHE")
         .env_remove("CLAWIMG_PROFILES")
         .arg("--profiles-dir")
-        .arg(repo().join("profiles"));
+        .arg(profiles);
     c
 }
 
@@ -222,4 +226,45 @@ fn reproducible_locked_offline_and_crash_safe() {
     );
     let off = std::fs::read_to_string(a.join("out-offline/test/SHA256SUMS")).unwrap();
     assert_eq!(off, sums(&a), "the offline build differs");
+}
+
+/// A locked version the archive no longer serves (and the cache lacks) is a clear error that
+/// says how to refresh the lock, and nothing reaches the output directory.
+#[test]
+fn stale_lock_is_a_clear_error() {
+    let d = scratch("stale-lock");
+    let profiles = d.join("profiles");
+    std::fs::create_dir_all(profiles.join("keyrings")).unwrap();
+    for f in [
+        "base.toml",
+        "test.toml",
+        "keyrings/ubuntu-archive-keyring.gpg",
+    ] {
+        std::fs::copy(repo().join("profiles").join(f), profiles.join(f)).unwrap();
+    }
+    let lock = std::fs::read_to_string(repo().join("profiles/test.lock")).unwrap();
+    let start = lock.find("name = \"less\"").expect("less in the lock");
+    let vline = start + lock[start..].find("version = ").unwrap();
+    let vend = vline + lock[vline..].find('\n').unwrap();
+    let stale = format!(
+        "{}version = \"1:0.0-gone\"{}",
+        &lock[..vline],
+        &lock[vend..]
+    );
+    std::fs::write(profiles.join("test.lock"), stale).unwrap();
+    let mut c = clawimg_with(&d, "UTC", &profiles);
+    build_args(&mut c, &d);
+    let o = run(c);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("less: locked version 1:0.0-gone is no longer served"),
+        "{err}"
+    );
+    assert!(err.contains("clawimg lock test --update"), "{err}");
+    assert!(!d.join("out/test").exists());
+    assert!(
+        temp_entries(&d.join("cache"), "base-").is_empty(),
+        "a failed lock check must not be cached"
+    );
 }
