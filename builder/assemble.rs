@@ -51,11 +51,7 @@ pub fn cmdline(image: &Image) -> Vec<String> {
 pub fn run(input: &AssembleInput<'_>, raw: &Path) -> Result<Assembled> {
     let args = cmdline(input.image);
     // grub.cfg lives in the root filesystem, so write it before mkfs.
-    input.rootfs.write(
-        "/boot/grub/grub.cfg",
-        grub::config(&input.ids, &input.title, &args).as_bytes(),
-        0o644,
-    )?;
+    input.rootfs.write("/boot/grub/grub.cfg", grub::config(&input.ids, &input.title, &args).as_bytes(), 0o644)?;
 
     let tree = ext4::tree_size(input.rootfs.host_path())?;
     let root_bytes = match input.image.size.as_str() {
@@ -83,42 +79,16 @@ pub fn run(input: &AssembleInput<'_>, raw: &Path) -> Result<Assembled> {
         .create_new(true)
         .open(raw)
         .ctx(|| format!("create {}", raw.display()))?;
-    f.set_len(layout.disk_bytes)
-        .ctx(|| "size disk image".into())?;
+    f.set_len(layout.disk_bytes).ctx(|| "size disk image".into())?;
 
-    let boot = grub::make(
-        &input.work,
-        &input.ids,
-        layout.bios.first_lba,
-        layout.bios.bytes(),
-    )?;
-    ext4::make(
-        raw,
-        layout.root.offset(),
-        layout.root.bytes(),
-        input.rootfs.host_path(),
-        &input.ids,
-    )?;
-    esp::make(
-        raw,
-        layout.esp.offset(),
-        layout.esp.bytes(),
-        input.ids.esp_volume_id,
-        &boot.efi_image,
-        &input.work,
-    )?;
+    let boot = grub::make(&input.work, &input.ids, layout.bios.first_lba, layout.bios.bytes())?;
+    ext4::make(raw, layout.root.offset(), layout.root.bytes(), input.rootfs.host_path(), &input.ids)?;
+    esp::make(raw, layout.esp.offset(), layout.esp.bytes(), input.ids.esp_volume_id, &boot.efi_image, &input.work)?;
 
     let mut w = f.try_clone().ctx(|| "reopen disk".into())?;
-    w.seek(SeekFrom::Start(layout.bios.offset()))
-        .ctx(|| "seek".into())?;
-    w.write_all(&boot.bios_core)
-        .ctx(|| "write GRUB core image".into())?;
+    w.seek(SeekFrom::Start(layout.bios.offset())).ctx(|| "seek".into())?;
+    w.write_all(&boot.bios_core).ctx(|| "write GRUB core image".into())?;
     gpt::write(&f, &layout, &input.ids, boot.mbr_code)?;
     f.sync_all().ctx(|| "sync disk image".into())?;
-    Ok(Assembled {
-        raw: raw.to_path_buf(),
-        layout,
-        rootfs_bytes: tree.bytes,
-        cmdline: args.join(" "),
-    })
+    Ok(Assembled { raw: raw.to_path_buf(), layout, rootfs_bytes: tree.bytes, cmdline: args.join(" ") })
 }

@@ -44,11 +44,7 @@ pub fn run(root: &Rootfs, profile: &Profile, ids: &Identity) -> Result<Customize
         ),
         0o644,
     )?;
-    let growfs = if profile.image.grow_root {
-        ",x-systemd.growfs"
-    } else {
-        ""
-    };
+    let growfs = if profile.image.grow_root { ",x-systemd.growfs" } else { "" };
     w(
         "/etc/fstab",
         format!(
@@ -61,35 +57,20 @@ pub fn run(root: &Rootfs, profile: &Profile, ids: &Identity) -> Result<Customize
         0o644,
     )?;
     root.mkdir_all("/boot/efi")?;
-    w(
-        "/etc/systemd/network/80-clawimg-dhcp.network",
-        DHCP_NETWORK.to_string(),
-        0o644,
-    )?;
+    w("/etc/systemd/network/80-clawimg-dhcp.network", DHCP_NETWORK.to_string(), 0o644)?;
     let mut links = units::enable(root, "systemd-networkd.service")?;
     if root.exists("/usr/lib/systemd/system/systemd-resolved.service") {
         links.extend(units::enable(root, "systemd-resolved.service")?);
     }
     if profile.image.grow_root {
-        w(
-            "/usr/lib/repart.d/50-clawimg-root.conf",
-            REPART_ROOT.to_string(),
-            0o644,
-        )?;
+        w("/usr/lib/repart.d/50-clawimg-root.conf", REPART_ROOT.to_string(), 0o644)?;
     }
-    w(
-        "/usr/lib/systemd/system/clawimg-ssh-keygen.service",
-        SSH_KEYGEN_UNIT.to_string(),
-        0o644,
-    )?;
+    w("/usr/lib/systemd/system/clawimg-ssh-keygen.service", SSH_KEYGEN_UNIT.to_string(), 0o644)?;
     links.extend(units::enable(root, "clawimg-ssh-keygen.service")?);
     // apt sources as mmdebstrap wrote them, without repeated lines (apt warns about them).
     if let Ok(src) = root.read_to_string("/etc/apt/sources.list") {
         let mut seen = std::collections::BTreeSet::new();
-        let dedup: Vec<&str> = src
-            .lines()
-            .filter(|l| l.trim().is_empty() || seen.insert(l.trim()))
-            .collect();
+        let dedup: Vec<&str> = src.lines().filter(|l| l.trim().is_empty() || seen.insert(l.trim())).collect();
         w("/etc/apt/sources.list", dedup.join("\n") + "\n", 0o644)?;
     }
     c.paths = written;

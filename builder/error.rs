@@ -25,24 +25,15 @@ pub struct Error {
 impl Error {
     /// A usage or configuration error (exit code 2).
     pub fn config(msg: impl Into<String>) -> Self {
-        Error {
-            kind: Kind::Config,
-            message: msg.into(),
-        }
+        Error { kind: Kind::Config, message: msg.into() }
     }
     /// A missing or unusable host tool (exit code 3).
     pub fn tool(msg: impl Into<String>) -> Self {
-        Error {
-            kind: Kind::Tool,
-            message: msg.into(),
-        }
+        Error { kind: Kind::Tool, message: msg.into() }
     }
     /// A runtime failure (exit code 1).
     pub fn failed(msg: impl Into<String>) -> Self {
-        Error {
-            kind: Kind::Failed,
-            message: msg.into(),
-        }
+        Error { kind: Kind::Failed, message: msg.into() }
     }
     /// Process exit code for this error.
     pub fn exit_code(&self) -> i32 {

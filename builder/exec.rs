@@ -42,10 +42,7 @@ pub fn run(cmd: Cmd<'_>) -> Result<String> {
     let out = cmd.ignore_status().quiet().output();
     let took = start.elapsed();
     if let Ok(mut c) = CALLS.lock() {
-        c.push(ToolCall {
-            command: shown.clone(),
-            took,
-        });
+        c.push(ToolCall { command: shown.clone(), took });
     }
     let out = out.map_err(|e| Error::failed(format!("could not run `{shown}`: {e}")))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

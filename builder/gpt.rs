@@ -60,29 +60,11 @@ pub fn plan(esp_mib: u64, root_bytes: u64) -> Layout {
     let esp = ext(1 + BIOS_BOOT_MIB, esp_mib);
     let root = ext(1 + BIOS_BOOT_MIB + esp_mib, root_mib);
     let disk_bytes = (1 + BIOS_BOOT_MIB + esp_mib + root_mib + 1) * MIB;
-    Layout {
-        disk_bytes,
-        bios,
-        esp,
-        root,
-    }
+    Layout { disk_bytes, bios, esp, root }
 }
 
-fn part(
-    ty: partition_types::Type,
-    guid: uuid::Uuid,
-    e: Extent,
-    name: &str,
-    flags: u64,
-) -> Partition {
-    Partition {
-        part_type_guid: ty,
-        part_guid: guid,
-        first_lba: e.first_lba,
-        last_lba: e.last_lba,
-        flags,
-        name: name.into(),
-    }
+fn part(ty: partition_types::Type, guid: uuid::Uuid, e: Extent, name: &str, flags: u64) -> Partition {
+    Partition { part_type_guid: ty, part_guid: guid, first_lba: e.first_lba, last_lba: e.last_lba, flags, name: name.into() }
 }
 
 /// Write the protective MBR (with `bootcode` in its first 440 bytes) and both GPT headers.
@@ -90,20 +72,14 @@ fn part(
 pub fn write(file: &File, layout: &Layout, ids: &Identity, bootcode: [u8; 440]) -> Result<()> {
     let len = file.metadata().ctx(|| "stat disk image".into())?.len();
     if len != layout.disk_bytes {
-        return Err(Error::failed(format!(
-            "disk image is {len} bytes, layout needs {}",
-            layout.disk_bytes
-        )));
+        return Err(Error::failed(format!("disk image is {len} bytes, layout needs {}", layout.disk_bytes)));
     }
     let mut dev = file.try_clone().ctx(|| "clone disk handle".into())?;
-    let mut mbr = ProtectiveMBR::with_lb_size(
-        u32::try_from(layout.disk_bytes / SECTOR - 1).unwrap_or(u32::MAX),
-    );
+    let mut mbr = ProtectiveMBR::with_lb_size(u32::try_from(layout.disk_bytes / SECTOR - 1).unwrap_or(u32::MAX));
     mbr.set_bootcode(bootcode);
     let sig = ids.disk_guid.as_bytes();
     mbr.set_disk_signature([sig[0], sig[1], sig[2], sig[3]]);
-    mbr.overwrite_lba0(&mut dev)
-        .ctx(|| "write protective MBR".into())?;
+    mbr.overwrite_lba0(&mut dev).ctx(|| "write protective MBR".into())?;
 
     let mut disk = gpt::GptConfig::new()
         .writable(true)
@@ -112,38 +88,10 @@ pub fn write(file: &File, layout: &Layout, ids: &Identity, bootcode: [u8; 440]) 
         .ctx(|| "create GPT".into())?;
     let mut parts = BTreeMap::new();
     // Attribute bit 2: legacy BIOS bootable, as on Ubuntu's cloud images' ESP.
-    parts.insert(
-        1,
-        part(
-            partition_types::BIOS,
-            ids.bios_part,
-            layout.bios,
-            "BIOS boot",
-            0,
-        ),
-    );
-    parts.insert(
-        2,
-        part(
-            partition_types::EFI,
-            ids.esp_part,
-            layout.esp,
-            "EFI System",
-            0,
-        ),
-    );
-    parts.insert(
-        3,
-        part(
-            partition_types::LINUX_ROOT_X64,
-            ids.root_part,
-            layout.root,
-            "root",
-            0,
-        ),
-    );
-    disk.update_partitions(parts)
-        .ctx(|| "set GPT partitions".into())?;
+    parts.insert(1, part(partition_types::BIOS, ids.bios_part, layout.bios, "BIOS boot", 0));
+    parts.insert(2, part(partition_types::EFI, ids.esp_part, layout.esp, "EFI System", 0));
+    parts.insert(3, part(partition_types::LINUX_ROOT_X64, ids.root_part, layout.root, "root", 0));
+    disk.update_partitions(parts).ctx(|| "set GPT partitions".into())?;
     let dev = disk.write().ctx(|| "write GPT".into())?;
     dev.sync_data().ctx(|| "sync disk image".into())?;
     Ok(())
@@ -167,13 +115,7 @@ mod tests {
     fn writes_a_table_gpt_can_read_back() {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("d.raw");
-        let f = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&p)
-            .unwrap();
+        let f = File::options().read(true).write(true).create(true).truncate(true).open(&p).unwrap();
         let l = plan(32, 64 * MIB);
         f.set_len(l.disk_bytes).unwrap();
         let ids = Identity::from_input_hash("t");

@@ -21,47 +21,12 @@ const KERNEL_SECTOR: usize = 0x5c;
 const DRIVE_CHECK: usize = 0x66;
 
 const BIOS_MODULES: &[&str] = &[
-    "biosdisk",
-    "part_gpt",
-    "part_msdos",
-    "ext2",
-    "search",
-    "search_fs_uuid",
-    "configfile",
-    "normal",
-    "linux",
-    "boot",
-    "echo",
-    "test",
-    "serial",
-    "terminal",
-    "sleep",
-    "gzio",
-    "minicmd",
-    "halt",
-    "reboot",
+    "biosdisk", "part_gpt", "part_msdos", "ext2", "search", "search_fs_uuid", "configfile", "normal",
+    "linux", "boot", "echo", "test", "serial", "terminal", "sleep", "gzio", "minicmd", "halt", "reboot",
 ];
 const EFI_MODULES: &[&str] = &[
-    "part_gpt",
-    "part_msdos",
-    "ext2",
-    "fat",
-    "search",
-    "search_fs_uuid",
-    "configfile",
-    "normal",
-    "linux",
-    "boot",
-    "echo",
-    "test",
-    "serial",
-    "terminal",
-    "sleep",
-    "gzio",
-    "minicmd",
-    "halt",
-    "reboot",
-    "efi_gop",
+    "part_gpt", "part_msdos", "ext2", "fat", "search", "search_fs_uuid", "configfile", "normal", "linux",
+    "boot", "echo", "test", "serial", "terminal", "sleep", "gzio", "minicmd", "halt", "reboot", "efi_gop",
     "all_video",
 ];
 
@@ -108,10 +73,7 @@ pub fn config(ids: &Identity, title: &str, cmdline_extra: &[String]) -> String {
 /// Patch boot.img for a core image starting at `core_lba`; returns the MBR code area.
 pub fn patch_boot_img(boot_img: &[u8], core_lba: u64) -> Result<[u8; 440]> {
     if boot_img.len() != 512 {
-        return Err(Error::failed(format!(
-            "boot.img is {} bytes, expected 512",
-            boot_img.len()
-        )));
+        return Err(Error::failed(format!("boot.img is {} bytes, expected 512", boot_img.len())));
     }
     let mut b = boot_img.to_vec();
     b[KERNEL_SECTOR..KERNEL_SECTOR + 8].copy_from_slice(&core_lba.to_le_bytes());
@@ -127,9 +89,7 @@ pub fn patch_boot_img(boot_img: &[u8], core_lba: u64) -> Result<[u8; 440]> {
 /// the remaining sectors follow contiguously at `core_lba + 1`.
 pub fn patch_core(core: &mut [u8], core_lba: u64) -> Result<()> {
     if core.len() < 1024 {
-        return Err(Error::failed(
-            "GRUB core image is implausibly small".to_string(),
-        ));
+        return Err(Error::failed("GRUB core image is implausibly small".to_string()));
     }
     let sectors = core.len().div_ceil(512) as u64;
     // struct { u64 start; u16 len; u16 segment; } at the end of sector 0.
@@ -176,14 +136,9 @@ pub fn make(work: &Path, ids: &Identity, core_lba: u64, max_core_bytes: u64) -> 
         )));
     }
     patch_core(&mut core, core_lba)?;
-    let boot_img =
-        std::fs::read(Path::new(PC_DIR).join("boot.img")).ctx(|| "read boot.img".into())?;
+    let boot_img = std::fs::read(Path::new(PC_DIR).join("boot.img")).ctx(|| "read boot.img".into())?;
     let mbr_code = patch_boot_img(&boot_img, core_lba)?;
-    Ok(BootImages {
-        mbr_code,
-        bios_core: core,
-        efi_image: efi_path,
-    })
+    Ok(BootImages { mbr_code, bios_core: core, efi_image: efi_path })
 }
 
 #[cfg(test)]
@@ -194,10 +149,7 @@ mod tests {
     fn boot_img_gets_core_sector() {
         let img = vec![0u8; 512];
         let code = patch_boot_img(&img, 2048).unwrap();
-        assert_eq!(
-            u64::from_le_bytes(code[0x5c..0x64].try_into().unwrap()),
-            2048
-        );
+        assert_eq!(u64::from_le_bytes(code[0x5c..0x64].try_into().unwrap()), 2048);
         assert_eq!(&code[0x66..0x68], &[0x90, 0x90]);
         assert!(patch_boot_img(&[0u8; 100], 1).is_err());
     }

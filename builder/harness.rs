@@ -53,28 +53,17 @@ pub fn throwaway_key(dir: &Path) -> Result<(PathBuf, String)> {
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "clawimg-test", "-f"])
         .arg(&key)
         .output()
-        .map_err(|e| {
-            Error::tool(format!(
-                "cannot run ssh-keygen: {e} (install package `openssh-client`)"
-            ))
-        })?;
+        .map_err(|e| Error::tool(format!("cannot run ssh-keygen: {e} (install package `openssh-client`)")))?;
     if !out.status.success() {
-        return Err(Error::failed(format!(
-            "ssh-keygen failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )));
+        return Err(Error::failed(format!("ssh-keygen failed: {}", String::from_utf8_lossy(&out.stderr))));
     }
-    let public =
-        std::fs::read_to_string(dir.join("id_ed25519.pub")).ctx(|| "read public key".into())?;
+    let public = std::fs::read_to_string(dir.join("id_ed25519.pub")).ctx(|| "read public key".into())?;
     Ok((key, public))
 }
 
 /// Boot once and run the base probes plus `extra`.
 pub fn run(t: &TestRun) -> Result<TestReport> {
-    let work = tempfile::Builder::new()
-        .prefix("clawimg-test-")
-        .tempdir()
-        .ctx(|| "temp dir".into())?;
+    let work = tempfile::Builder::new().prefix("clawimg-test-").tempdir().ctx(|| "temp dir".into())?;
     let (key, public) = throwaway_key(work.path())?;
     let spec = VmSpec {
         image: t.image.clone(),
@@ -92,9 +81,7 @@ pub fn run(t: &TestRun) -> Result<TestReport> {
         t.image.display(),
         t.firmware,
         t.bus,
-        t.disk_size
-            .map(|s| format!(" resized to {} GiB", s >> 30))
-            .unwrap_or_default(),
+        t.disk_size.map(|s| format!(" resized to {} GiB", s >> 30)).unwrap_or_default(),
         vm.accel
     );
     let time_to_ssh = vm.wait_ssh(t.ssh_timeout)?;
@@ -104,9 +91,5 @@ pub fn run(t: &TestRun) -> Result<TestReport> {
     list.extend(t.extra.iter().cloned());
     let outcomes = probes::run(&vm, &list);
     vm.kill();
-    Ok(TestReport {
-        title,
-        outcomes,
-        time_to_ssh,
-    })
+    Ok(TestReport { title, outcomes, time_to_ssh })
 }

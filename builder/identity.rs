@@ -46,9 +46,7 @@ impl Identity {
             root_part: derive(input_hash, "part-root"),
             root_fs: derive(input_hash, "fs-root"),
             root_hash_seed: derive(input_hash, "fs-root-hash-seed"),
-            esp_volume_id: u32::from_le_bytes(
-                vol.as_bytes()[..4].try_into().unwrap_or([1, 2, 3, 4]),
-            ),
+            esp_volume_id: u32::from_le_bytes(vol.as_bytes()[..4].try_into().unwrap_or([1, 2, 3, 4])),
         }
     }
 }

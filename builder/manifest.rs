@@ -75,8 +75,7 @@ impl Manifest {
     /// Write `manifest.json` and `SHA256SUMS` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
         let json = serde_json::to_string_pretty(self).ctx(|| "serialize manifest".into())?;
-        std::fs::write(dir.join("manifest.json"), json + "\n")
-            .ctx(|| "write manifest.json".into())?;
+        std::fs::write(dir.join("manifest.json"), json + "\n").ctx(|| "write manifest.json".into())?;
         let mut sums = String::new();
         for a in &self.artifacts {
             sums.push_str(&format!("{}  {}\n", a.sha256, a.file));
@@ -92,15 +91,11 @@ impl Manifest {
         } else if path.file_name().is_some_and(|n| n == "manifest.json") {
             path.to_path_buf()
         } else {
-            path.parent()
-                .unwrap_or(Path::new("."))
-                .join("manifest.json")
+            path.parent().unwrap_or(Path::new(".")).join("manifest.json")
         };
-        let text = std::fs::read_to_string(&file).map_err(|e| {
-            crate::error::Error::config(format!("cannot read {}: {e}", file.display()))
-        })?;
-        serde_json::from_str(&text).map_err(|e| {
-            crate::error::Error::config(format!("{}: not a clawimg manifest: {e}", file.display()))
-        })
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| crate::error::Error::config(format!("cannot read {}: {e}", file.display())))?;
+        serde_json::from_str(&text)
+            .map_err(|e| crate::error::Error::config(format!("{}: not a clawimg manifest: {e}", file.display())))
     }
 }

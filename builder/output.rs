@@ -15,9 +15,7 @@ pub struct Staging {
 
 /// Remove leftovers of builds whose process is gone (`.NAME.tmp-PID`, `work-PID`).
 pub fn clean_stale(parent: &Path) {
-    let Ok(rd) = std::fs::read_dir(parent) else {
-        return;
-    };
+    let Ok(rd) = std::fs::read_dir(parent) else { return };
     for ent in rd.flatten() {
         let name = ent.file_name().to_string_lossy().into_owned();
         let pid = name
@@ -42,11 +40,7 @@ impl Staging {
         let dir = parent.join(format!(".{name}.tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).ctx(|| format!("create {}", dir.display()))?;
-        Ok(Staging {
-            dir,
-            target: target.to_path_buf(),
-            committed: false,
-        })
+        Ok(Staging { dir, target: target.to_path_buf(), committed: false })
     }
 
     /// The staging directory.
@@ -57,20 +51,11 @@ impl Staging {
     /// Put the staging directory in place of the target (atomic exchange when one exists).
     pub fn commit(mut self) -> Result<PathBuf> {
         if self.target.exists() {
-            let a = CString::new(self.dir.as_os_str().as_bytes())
-                .map_err(|_| Error::failed("bad path"))?;
-            let b = CString::new(self.target.as_os_str().as_bytes())
-                .map_err(|_| Error::failed("bad path"))?;
+            let a = CString::new(self.dir.as_os_str().as_bytes()).map_err(|_| Error::failed("bad path"))?;
+            let b = CString::new(self.target.as_os_str().as_bytes()).map_err(|_| Error::failed("bad path"))?;
             // SAFETY: both are valid NUL-terminated paths; renameat2 only reads them.
             let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_renameat2,
-                    libc::AT_FDCWD,
-                    a.as_ptr(),
-                    libc::AT_FDCWD,
-                    b.as_ptr(),
-                    libc::RENAME_EXCHANGE,
-                )
+                libc::syscall(libc::SYS_renameat2, libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE)
             };
             if rc != 0 {
                 return Err(Error::failed(format!(
@@ -82,8 +67,7 @@ impl Staging {
             // The old output now sits at the staging path.
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {
-            std::fs::rename(&self.dir, &self.target)
-                .ctx(|| format!("rename into {}", self.target.display()))?;
+            std::fs::rename(&self.dir, &self.target).ctx(|| format!("rename into {}", self.target.display()))?;
         }
         self.committed = true;
         Ok(self.target.clone())

@@ -48,12 +48,7 @@ pub struct Outcome {
 impl Probe {
     /// A probe with no failure diagnostics.
     pub fn new(name: &str, command: &str, expect: Expect) -> Self {
-        Probe {
-            name: name.into(),
-            command: command.into(),
-            expect,
-            on_failure: None,
-        }
+        Probe { name: name.into(), command: command.into(), expect, on_failure: None }
     }
 }
 
@@ -129,12 +124,7 @@ fn run_one(vm: &Vm, p: &Probe) -> Outcome {
                     Expect::Contains(s) => format!("output containing {s:?}"),
                     Expect::AtLeast(n) => format!(">= {n}"),
                 };
-                shown = format!(
-                    "got {:?} (exit {}), expected {want} {}",
-                    out,
-                    o.status.code().unwrap_or(-1),
-                    err
-                );
+                shown = format!("got {:?} (exit {}), expected {want} {}", out, o.status.code().unwrap_or(-1), err);
             }
             (pass, shown)
         }
@@ -146,32 +136,16 @@ fn run_one(vm: &Vm, p: &Probe) -> Outcome {
             .unwrap_or_else(|e| e.to_string()),
         _ => String::new(),
     };
-    Outcome {
-        name: p.name.clone(),
-        pass,
-        detail,
-        diagnostics,
-        took: start.elapsed(),
-    }
+    Outcome { name: p.name.clone(), pass, detail, diagnostics, took: start.elapsed() }
 }
 
 /// The pass/fail table.
 pub fn table(title: &str, outcomes: &[Outcome]) -> String {
-    let w = outcomes
-        .iter()
-        .map(|o| o.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(5);
+    let w = outcomes.iter().map(|o| o.name.len()).max().unwrap_or(4).max(5);
     let mut s = format!("{title}\n  {:<w$}  RESULT  DETAIL\n", "PROBE");
     for o in outcomes {
         let d: String = o.detail.chars().take(100).collect();
-        s.push_str(&format!(
-            "  {:<w$}  {}    {}\n",
-            o.name,
-            if o.pass { "pass" } else { "FAIL" },
-            d
-        ));
+        s.push_str(&format!("  {:<w$}  {}    {}\n", o.name, if o.pass { "pass" } else { "FAIL" }, d));
         if !o.diagnostics.is_empty() {
             for l in o.diagnostics.lines() {
                 s.push_str(&format!("  {:<w$}        | {l}\n", ""));
@@ -183,11 +157,7 @@ pub fn table(title: &str, outcomes: &[Outcome]) -> String {
         "{} of {} probes passed{}\n",
         outcomes.len() - failed,
         outcomes.len(),
-        if failed > 0 {
-            format!(", {failed} FAILED")
-        } else {
-            String::new()
-        }
+        if failed > 0 { format!(", {failed} FAILED") } else { String::new() }
     ));
     s
 }

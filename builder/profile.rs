@@ -131,10 +131,8 @@ pub fn load(arg: &str, profiles_dir: &Path, overrides: &[String]) -> Result<Load
             .iter()
             .position(|(p, _)| p.canonicalize().unwrap_or_else(|_| p.clone()) == canon)
         {
-            let mut names: Vec<String> = chain[pos..]
-                .iter()
-                .map(|(p, _)| p.display().to_string())
-                .collect();
+            let mut names: Vec<String> =
+                chain[pos..].iter().map(|(p, _)| p.display().to_string()).collect();
             names.push(file.display().to_string());
             let (src, loc) = from.unwrap_or_default();
             return Err(Error::config(format!(
@@ -176,26 +174,12 @@ pub fn load(arg: &str, profiles_dir: &Path, overrides: &[String]) -> Result<Load
     for ov in overrides {
         apply_var(&mut merged, ov)?;
     }
-    let profile: Profile =
-        toml::Value::Table(merged)
-            .try_into()
-            .map_err(|e: toml::de::Error| {
-                Error::config(format!(
-                    "{}: after merging and --var overrides: {}",
-                    path.display(),
-                    e.message()
-                ))
-            })?;
+    let profile: Profile = toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| {
+        Error::config(format!("{}: after merging and --var overrides: {}", path.display(), e.message()))
+    })?;
     let loaded = Loaded {
-        name: path
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned(),
-        dir: path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(".")),
+        name: path.file_stem().unwrap_or_default().to_string_lossy().into_owned(),
+        dir: path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")),
         files: chain.into_iter().map(|(p, _)| p).collect(),
         profile,
     };
@@ -247,12 +231,7 @@ fn located(path: &Path, text: &str, e: &toml::de::Error, key: Option<&str>) -> E
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before
-        .rsplit('\n')
-        .next()
-        .map(|l| l.chars().count())
-        .unwrap_or(0)
-        + 1;
+    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
     (line, col)
 }
 
@@ -298,16 +277,10 @@ fn merge_array(into: &mut Vec<toml::Value>, over: &[toml::Value]) {
 /// Apply one `--var key=value` (value parsed as TOML if it is valid TOML, else a string).
 fn apply_var(t: &mut toml::Table, ov: &str) -> Result<()> {
     let (k, v) = ov.split_once('=').ok_or_else(|| {
-        Error::config(format!(
-            "--var {ov}: expected key=value, e.g. --var ssh_port=222"
-        ))
+        Error::config(format!("--var {ov}: expected key=value, e.g. --var ssh_port=222"))
     })?;
     let k = k.trim();
-    if k.is_empty()
-        || !k
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         return Err(Error::config(format!(
             "--var {ov}: variable name `{k}` must be letters, digits, '_' or '-'"
         )));
@@ -351,74 +324,29 @@ fn validate(l: &Loaded) -> Result<()> {
     let file = l.files[0].display();
     let bad = |key: &str, msg: String| Err(Error::config(format!("{file}: key `{key}`: {msg}")));
     if p.base.suite != "noble" {
-        return bad(
-            "base.suite",
-            format!(
-                "expected \"noble\" (Ubuntu 24.04), found {:?}",
-                p.base.suite
-            ),
-        );
+        return bad("base.suite", format!("expected \"noble\" (Ubuntu 24.04), found {:?}", p.base.suite));
     }
     if p.base.keyring.is_empty() {
-        return bad(
-            "base.keyring",
-            "expected the path of the archive keyring (relative to the profiles directory)".into(),
-        );
+        return bad("base.keyring", "expected the path of the archive keyring (relative to the profiles directory)".into());
     }
-    if p.base.keyring_sha256.len() != 64
-        || !p.base.keyring_sha256.chars().all(|c| c.is_ascii_hexdigit())
-    {
-        return bad(
-            "base.keyring_sha256",
-            "expected 64 hex digits (sha256 of the keyring file)".into(),
-        );
+    if p.base.keyring_sha256.len() != 64 || !p.base.keyring_sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+        return bad("base.keyring_sha256", "expected 64 hex digits (sha256 of the keyring file)".into());
     }
-    if p.base
-        .packages
-        .iter()
-        .any(|x| x.trim().is_empty() || x.contains(char::is_whitespace))
-    {
-        return bad(
-            "base.packages",
-            "expected package names without spaces".into(),
-        );
+    if p.base.packages.iter().any(|x| x.trim().is_empty() || x.contains(char::is_whitespace)) {
+        return bad("base.packages", "expected package names without spaces".into());
     }
-    if !p
-        .base
-        .packages
-        .iter()
-        .any(|x| x.starts_with("linux-image-"))
-    {
-        return bad(
-            "base.packages",
-            "expected a kernel package (linux-image-virtual or linux-image-generic)".into(),
-        );
+    if !p.base.packages.iter().any(|x| x.starts_with("linux-image-")) {
+        return bad("base.packages", "expected a kernel package (linux-image-virtual or linux-image-generic)".into());
     }
     if p.image.size != "auto" && parse_size(&p.image.size).is_none() {
-        return bad(
-            "image.size",
-            format!(
-                "expected \"auto\" or a size like \"3GiB\", found {:?}",
-                p.image.size
-            ),
-        );
+        return bad("image.size", format!("expected \"auto\" or a size like \"3GiB\", found {:?}", p.image.size));
     }
     if !(32..=4096).contains(&p.image.esp_mib) {
-        return bad(
-            "image.esp_mib",
-            format!("expected 32..=4096 (MiB), found {}", p.image.esp_mib),
-        );
+        return bad("image.esp_mib", format!("expected 32..=4096 (MiB), found {}", p.image.esp_mib));
     }
     let h = &p.image.hostname;
-    if h.is_empty()
-        || h.len() > 63
-        || !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        || h.starts_with('-')
-    {
-        return bad(
-            "image.hostname",
-            format!("expected a host name (letters, digits, '-'), found {h:?}"),
-        );
+    if h.is_empty() || h.len() > 63 || !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') || h.starts_with('-') {
+        return bad("image.hostname", format!("expected a host name (letters, digits, '-'), found {h:?}"));
     }
     Ok(())
 }

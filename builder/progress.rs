@@ -26,10 +26,7 @@ impl Progress {
     pub fn new(quiet: bool) -> Self {
         let show = !quiet && std::io::stderr().is_terminal();
         let mp = show.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Progress {
-            mp,
-            timings: Default::default(),
-        }
+        Progress { mp, timings: Default::default() }
     }
 
     /// Start a stage with a spinner and a message.
@@ -37,22 +34,15 @@ impl Progress {
         let bar = self.mp.as_ref().map(|mp| {
             let b = mp.add(ProgressBar::new_spinner());
             b.set_style(
-                ProgressStyle::with_template(
-                    "{spinner:.cyan} {prefix:<10.bold} {msg} {elapsed:.dim}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template("{spinner:.cyan} {prefix:<10.bold} {msg} {elapsed:.dim}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             b.set_prefix(name.to_string());
             b.set_message(msg.to_string());
             b.enable_steady_tick(Duration::from_millis(120));
             b
         });
-        Stage {
-            name: name.into(),
-            bar,
-            start: Instant::now(),
-            timings: self.timings.clone(),
-        }
+        Stage { name: name.into(), bar, start: Instant::now(), timings: self.timings.clone() }
     }
 
     /// A byte-counting bar (hidden when progress is off).
@@ -99,10 +89,7 @@ impl Stage {
     pub fn done(self, summary: &str) -> Duration {
         let took = self.start.elapsed();
         if let Some(b) = &self.bar {
-            b.set_style(
-                ProgressStyle::with_template("✓ {prefix:<10.bold} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
+            b.set_style(ProgressStyle::with_template("✓ {prefix:<10.bold} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
             b.finish_with_message(format!("{summary} ({:.1}s)", took.as_secs_f64()));
         }
         if let Ok(mut t) = self.timings.lock() {

@@ -7,9 +7,7 @@ use std::path::Path;
 /// Convert `raw` into `out` (qcow2), optionally with zstd-compressed clusters.
 pub fn convert(raw: &Path, out: &Path, compress: bool) -> Result<()> {
     let sh = exec::shell()?;
-    let mut cmd = sh
-        .cmd("qemu-img")
-        .args(["convert", "-q", "-f", "raw", "-O", "qcow2"]);
+    let mut cmd = sh.cmd("qemu-img").args(["convert", "-q", "-f", "raw", "-O", "qcow2"]);
     if compress {
         cmd = cmd.args(["-c", "-o", "compression_type=zstd"]);
     }

@@ -51,11 +51,7 @@ pub fn kvm_usable() -> bool {
     if !virt_flag {
         return false;
     }
-    let Ok(kvm) = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    else {
+    let Ok(kvm) = std::fs::File::options().read(true).write(true).open("/dev/kvm") else {
         return false;
     };
     use std::os::fd::AsRawFd;
@@ -90,9 +86,7 @@ pub fn resolve_accel(a: Accel) -> Result<&'static str> {
     match a {
         Accel::Tcg => Ok("tcg"),
         Accel::Kvm if kvm_usable() => Ok("kvm"),
-        Accel::Kvm => Err(Error::config(
-            "KVM was requested but cannot create a VM on this machine",
-        )),
+        Accel::Kvm => Err(Error::config("KVM was requested but cannot create a VM on this machine")),
         Accel::Auto => Ok(if kvm_usable() { "kvm" } else { "tcg" }),
     }
 }
@@ -137,8 +131,7 @@ fn free_port() -> Result<u16> {
 }
 
 fn image_format(p: &Path) -> Result<&'static str> {
-    let mut f = std::fs::File::open(p)
-        .map_err(|e| Error::config(format!("cannot open image {}: {e}", p.display())))?;
+    let mut f = std::fs::File::open(p).map_err(|e| Error::config(format!("cannot open image {}: {e}", p.display())))?;
     let mut magic = [0u8; 4];
     let _ = f.read(&mut magic);
     Ok(if &magic == b"QFI\xfb" { "qcow2" } else { "raw" })
@@ -149,80 +142,47 @@ impl Vm {
     pub fn start(spec: &VmSpec, key: &Path, user: &str) -> Result<Vm> {
         let accel = resolve_accel(spec.accel)?;
         std::fs::create_dir_all(&spec.work).ctx(|| format!("create {}", spec.work.display()))?;
-        let image = spec
-            .image
-            .canonicalize()
-            .map_err(|e| Error::config(format!("image {}: {e}", spec.image.display())))?;
+        let image = spec.image.canonicalize().map_err(|e| Error::config(format!("image {}: {e}", spec.image.display())))?;
         let fmt = image_format(&image)?;
         let overlay = spec.work.join("overlay.qcow2");
         let _ = std::fs::remove_file(&overlay);
         let mut qi = Command::new("qemu-img");
-        qi.args(["create", "-q", "-f", "qcow2", "-F", fmt, "-b"])
-            .arg(&image)
-            .arg(&overlay);
+        qi.args(["create", "-q", "-f", "qcow2", "-F", fmt, "-b"]).arg(&image).arg(&overlay);
         if let Some(sz) = spec.disk_size {
             qi.arg(sz.to_string());
         }
         let o = qi.output().ctx(|| "run qemu-img create".into())?;
         if !o.status.success() {
-            return Err(Error::failed(format!(
-                "qemu-img create failed: {}",
-                String::from_utf8_lossy(&o.stderr)
-            )));
+            return Err(Error::failed(format!("qemu-img create failed: {}", String::from_utf8_lossy(&o.stderr))));
         }
         let serial_log = spec.work.join("serial.log");
         let port = free_port()?;
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args([
-            "-name",
-            "clawimg-test",
-            "-nodefaults",
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-        ]);
+        cmd.args(["-name", "clawimg-test", "-nodefaults", "-display", "none", "-monitor", "none"]);
         cmd.args(["-machine", &format!("q35,accel={accel}")]);
         cmd.args(["-cpu", if accel == "kvm" { "host" } else { "max" }]);
         cmd.args(["-smp", "2", "-m", &spec.memory_mib.to_string()]);
-        cmd.arg("-serial")
-            .arg(format!("file:{}", serial_log.display()));
-        cmd.arg("-drive").arg(format!(
-            "if=none,id=d0,file={},format=qcow2,cache=unsafe,discard=unmap",
-            overlay.display()
-        ));
+        cmd.arg("-serial").arg(format!("file:{}", serial_log.display()));
+        cmd.arg("-drive").arg(format!("if=none,id=d0,file={},format=qcow2,cache=unsafe,discard=unmap", overlay.display()));
         match spec.bus {
             DiskBus::Virtio => cmd.args(["-device", "virtio-blk-pci,drive=d0"]),
             DiskBus::Nvme => cmd.args(["-device", "nvme,drive=d0,serial=clawimg0"]),
         };
-        cmd.args([
-            "-netdev",
-            &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"),
-        ]);
+        cmd.args(["-netdev", &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22")]);
         cmd.args(["-device", "virtio-net-pci,netdev=n0"]);
         cmd.args(["-device", "virtio-rng-pci"]);
         let cred = {
             use base64::Engine;
             base64::engine::general_purpose::STANDARD.encode(spec.authorized_key.trim())
         };
-        cmd.args([
-            "-smbios",
-            &format!("type=11,value=io.systemd.credential.binary:ssh.authorized_keys.root={cred}"),
-        ]);
+        cmd.args(["-smbios", &format!("type=11,value=io.systemd.credential.binary:ssh.authorized_keys.root={cred}")]);
         if spec.firmware == Firmware::Uefi {
             let vars = spec.work.join("OVMF_VARS.fd");
             std::fs::copy(OVMF_VARS, &vars).ctx(|| format!("copy {OVMF_VARS}"))?;
-            cmd.arg("-drive").arg(format!(
-                "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
-            ));
-            cmd.arg("-drive").arg(format!(
-                "if=pflash,format=raw,unit=1,file={}",
-                vars.display()
-            ));
+            cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"));
+            cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()));
         }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         // SAFETY: prctl is async-signal-safe; it makes the kernel kill QEMU if we die.
         unsafe {
             cmd.pre_exec(|| {
@@ -230,19 +190,8 @@ impl Vm {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| {
-            Error::tool(format!(
-                "cannot start qemu-system-x86_64: {e} (install package `qemu-system-x86`)"
-            ))
-        })?;
-        Ok(Vm {
-            child: Some(child),
-            ssh_port: port,
-            serial_log,
-            accel,
-            key: key.to_path_buf(),
-            user: user.to_string(),
-        })
+        let child = cmd.spawn().map_err(|e| Error::tool(format!("cannot start qemu-system-x86_64: {e} (install package `qemu-system-x86`)")))?;
+        Ok(Vm { child: Some(child), ssh_port: port, serial_log, accel, key: key.to_path_buf(), user: user.to_string() })
     }
 
     /// Last `n` lines of the serial console.
@@ -271,34 +220,14 @@ impl Vm {
     pub fn ssh(&self, command: &str, timeout: Duration) -> Result<Output> {
         let mut cmd = Command::new("ssh");
         cmd.args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            &format!("ConnectTimeout={}", timeout.as_secs().clamp(1, 30)),
-            "-o",
-            "ServerAliveInterval=10",
-            "-i",
+            "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes",
+            "-o", &format!("ConnectTimeout={}", timeout.as_secs().clamp(1, 30)),
+            "-o", "ServerAliveInterval=10", "-i",
         ]);
-        cmd.arg(&self.key)
-            .args(["-p", &self.ssh_port.to_string()])
-            .arg(format!("{}@127.0.0.1", self.user))
-            .arg(command);
+        cmd.arg(&self.key).args(["-p", &self.ssh_port.to_string()]).arg(format!("{}@127.0.0.1", self.user)).arg(command);
         cmd.stdin(Stdio::null());
-        let child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .ctx(|| "run ssh".into())?;
+        let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().ctx(|| "run ssh".into())?;
         wait_with_timeout(child, timeout)
     }
 
@@ -307,10 +236,7 @@ impl Vm {
         let start = Instant::now();
         loop {
             if let Some(msg) = self.exited() {
-                return Err(Error::failed(format!(
-                    "{msg}\n--- serial console (tail) ---\n{}",
-                    self.serial_tail(30)
-                )));
+                return Err(Error::failed(format!("{msg}\n--- serial console (tail) ---\n{}", self.serial_tail(30))));
             }
             if let Ok(o) = self.ssh("true", Duration::from_secs(20)) {
                 if o.status.success() {
@@ -363,3 +289,4 @@ pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> Result<Output> 
         }
     }
 }
+

@@ -3,11 +3,7 @@
 use crate::error::{Error, Result};
 use crate::rootfs::Rootfs;
 
-const SEARCH: &[&str] = &[
-    "/etc/systemd/system",
-    "/usr/lib/systemd/system",
-    "/lib/systemd/system",
-];
+const SEARCH: &[&str] = &["/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"];
 
 /// The `[Install]` section of a unit file.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -35,9 +31,7 @@ pub fn parse_install(text: &str) -> Install {
         if !in_install || l.starts_with('#') || l.starts_with(';') {
             continue;
         }
-        let Some((k, v)) = l.split_once('=') else {
-            continue;
-        };
+        let Some((k, v)) = l.split_once('=') else { continue };
         let vals = v.split_whitespace().map(str::to_string);
         match k.trim() {
             "WantedBy" => inst.wanted_by.extend(vals),
@@ -52,10 +46,7 @@ pub fn parse_install(text: &str) -> Install {
 
 /// Where a unit file lives in the image (first match in systemd's search order).
 pub fn find(root: &Rootfs, unit: &str) -> Option<String> {
-    SEARCH
-        .iter()
-        .map(|d| format!("{d}/{unit}"))
-        .find(|p| root.exists(p))
+    SEARCH.iter().map(|d| format!("{d}/{unit}")).find(|p| root.exists(p))
 }
 
 /// Enable `unit` (and its `Also=` units); returns the symlinks created.
@@ -66,12 +57,7 @@ pub fn enable(root: &Rootfs, unit: &str) -> Result<Vec<String>> {
     Ok(made)
 }
 
-fn enable_inner(
-    root: &Rootfs,
-    unit: &str,
-    made: &mut Vec<String>,
-    seen: &mut Vec<String>,
-) -> Result<()> {
+fn enable_inner(root: &Rootfs, unit: &str, made: &mut Vec<String>, seen: &mut Vec<String>) -> Result<()> {
     if seen.iter().any(|s| s == unit) {
         return Ok(());
     }
@@ -83,12 +69,8 @@ fn enable_inner(
         }
         _ => (unit.to_string(), None),
     };
-    let path = find(root, &file_unit).ok_or_else(|| {
-        Error::config(format!(
-            "unit `{unit}` not found in the image (looked in {})",
-            SEARCH.join(", ")
-        ))
-    })?;
+    let path = find(root, &file_unit)
+        .ok_or_else(|| Error::config(format!("unit `{unit}` not found in the image (looked in {})", SEARCH.join(", "))))?;
     let text = root.read_to_string(&path)?;
     let inst = parse_install(&text);
     let link_name = instance.clone().unwrap_or_else(|| unit.to_string());
@@ -135,30 +117,13 @@ mod tests {
     fn enable_links_like_systemctl() {
         let t = tempfile::tempdir().unwrap();
         let r = Rootfs::open(t.path()).unwrap();
-        r.write(
-            "/usr/lib/systemd/system/a.service",
-            b"[Install]\nWantedBy=multi-user.target\nAlso=b.socket\n",
-            0o644,
-        )
-        .unwrap();
-        r.write(
-            "/usr/lib/systemd/system/b.socket",
-            b"[Install]\nWantedBy=sockets.target\n",
-            0o644,
-        )
-        .unwrap();
+        r.write("/usr/lib/systemd/system/a.service", b"[Install]\nWantedBy=multi-user.target\nAlso=b.socket\n", 0o644).unwrap();
+        r.write("/usr/lib/systemd/system/b.socket", b"[Install]\nWantedBy=sockets.target\n", 0o644).unwrap();
         let made = enable(&r, "a.service").unwrap();
         assert_eq!(made.len(), 2);
-        let l = std::fs::read_link(
-            t.path()
-                .join("etc/systemd/system/multi-user.target.wants/a.service"),
-        )
-        .unwrap();
+        let l = std::fs::read_link(t.path().join("etc/systemd/system/multi-user.target.wants/a.service")).unwrap();
         assert_eq!(l.to_str(), Some("/usr/lib/systemd/system/a.service"));
-        assert!(t
-            .path()
-            .join("etc/systemd/system/sockets.target.wants")
-            .exists());
+        assert!(t.path().join("etc/systemd/system/sockets.target.wants").exists());
         assert!(enable(&r, "missing.service").is_err());
     }
 }

@@ -10,35 +10,16 @@ fn build_err(files: &[(&str, &str)], profile: &str) -> (i32, String, std::path::
     let dir = scratch(&format!("bad-{profile}"));
     let profiles = dir.join("profiles");
     std::fs::create_dir_all(profiles.join("keyrings")).unwrap();
-    std::fs::copy(
-        repo().join("profiles/keyrings/ubuntu-archive-keyring.gpg"),
-        profiles.join("keyrings/ubuntu-archive-keyring.gpg"),
-    )
-    .unwrap();
-    std::fs::copy(
-        repo().join("profiles/base.toml"),
-        profiles.join("base.toml"),
-    )
-    .unwrap();
+    std::fs::copy(repo().join("profiles/keyrings/ubuntu-archive-keyring.gpg"), profiles.join("keyrings/ubuntu-archive-keyring.gpg")).unwrap();
+    std::fs::copy(repo().join("profiles/base.toml"), profiles.join("base.toml")).unwrap();
     for (name, text) in files {
         std::fs::write(profiles.join(name), text).unwrap();
     }
     let out = dir.join("out");
     let mut c = clawimg();
-    c.arg("build")
-        .arg(profile)
-        .arg("--profiles-dir")
-        .arg(&profiles)
-        .arg("--out")
-        .arg(&out)
-        .arg("--cache-dir")
-        .arg(dir.join("cache"));
+    c.arg("build").arg(profile).arg("--profiles-dir").arg(&profiles).arg("--out").arg(&out).arg("--cache-dir").arg(dir.join("cache"));
     let o = run(c);
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-        out,
-    )
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stderr).into_owned(), out)
 }
 
 fn assert_untouched(out: &Path) {
@@ -47,29 +28,17 @@ fn assert_untouched(out: &Path) {
 
 #[test]
 fn unknown_key_names_file_line_column_and_key() {
-    let (code, err, out) = build_err(
-        &[(
-            "p.toml",
-            "extends = \"base\"\n\n[image]\nhostname = \"x\"\nsizee = \"3GiB\"\n",
-        )],
-        "p",
-    );
+    let (code, err, out) = build_err(&[("p.toml", "extends = \"base\"\n\n[image]\nhostname = \"x\"\nsizee = \"3GiB\"\n")], "p");
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("p.toml:5:1"), "{err}");
-    assert!(
-        err.contains("image.sizee") || err.contains("`sizee`"),
-        "{err}"
-    );
+    assert!(err.contains("image.sizee") || err.contains("`sizee`"), "{err}");
     assert!(err.contains("unknown field"), "{err}");
     assert_untouched(&out);
 }
 
 #[test]
 fn wrong_type_names_the_value_and_expected_type() {
-    let (code, err, out) = build_err(
-        &[("p.toml", "extends = \"base\"\n[image]\nesp_mib = \"big\"\n")],
-        "p",
-    );
+    let (code, err, out) = build_err(&[("p.toml", "extends = \"base\"\n[image]\nesp_mib = \"big\"\n")], "p");
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("p.toml:3:11"), "{err}");
     assert!(err.contains("image.esp_mib"), "{err}");
@@ -79,20 +48,11 @@ fn wrong_type_names_the_value_and_expected_type() {
 
 #[test]
 fn extends_cycle_is_reported_with_the_chain() {
-    let (code, err, out) = build_err(
-        &[
-            ("a.toml", "extends = \"b\"\n"),
-            ("b.toml", "# b\nextends = \"a\"\n"),
-        ],
-        "a",
-    );
+    let (code, err, out) = build_err(&[("a.toml", "extends = \"b\"\n"), ("b.toml", "# b\nextends = \"a\"\n")], "a");
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("extends cycle"), "{err}");
     assert!(err.contains("b.toml:2:1"), "{err}");
-    assert!(
-        err.contains("a.toml -> ") && err.contains("b.toml -> "),
-        "{err}"
-    );
+    assert!(err.contains("a.toml -> ") && err.contains("b.toml -> "), "{err}");
     assert_untouched(&out);
 }
 
@@ -102,15 +62,9 @@ fn missing_profile_and_missing_parent() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("profile `nope` not found"), "{err}");
     assert_untouched(&out);
-    let (code, err, out) = build_err(
-        &[("c.toml", "description = \"x\"\nextends = \"ghost\"\n")],
-        "c",
-    );
+    let (code, err, out) = build_err(&[("c.toml", "description = \"x\"\nextends = \"ghost\"\n")], "c");
     assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("c.toml:2:1") && err.contains("profile `ghost` not found"),
-        "{err}"
-    );
+    assert!(err.contains("c.toml:2:1") && err.contains("profile `ghost` not found"), "{err}");
     assert_untouched(&out);
 }
 
@@ -129,10 +83,7 @@ fn keyring_pin_mismatch_refuses_the_build() {
         "k",
     );
     assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("base.keyring_sha256") && err.contains("refusing"),
-        "{err}"
-    );
+    assert!(err.contains("base.keyring_sha256") && err.contains("refusing"), "{err}");
     assert_untouched(&out);
 }
 
@@ -140,9 +91,7 @@ fn keyring_pin_mismatch_refuses_the_build() {
 fn bad_var_override_is_a_usage_error() {
     let dir = scratch("badvar");
     let mut c = clawimg();
-    c.args(["check", "test", "--var", "novalue"])
-        .arg("--out")
-        .arg(dir.join("out"));
+    c.args(["check", "test", "--var", "novalue"]).arg("--out").arg(dir.join("out"));
     let o = run(c);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("expected key=value"));
@@ -152,14 +101,7 @@ fn bad_var_override_is_a_usage_error() {
 #[test]
 fn var_override_reaches_the_profile() {
     let mut c = clawimg();
-    c.args([
-        "check",
-        "test",
-        "--var",
-        "purpose=\"override\"",
-        "--var",
-        "n=3",
-    ]);
+    c.args(["check", "test", "--var", "purpose=\"override\"", "--var", "n=3"]);
     let o = run(c);
     assert!(o.status.success());
 }

@@ -22,19 +22,13 @@ pub fn clawimg() -> Command {
 /// Run and capture, printing both streams for the test log.
 pub fn run(mut c: Command) -> Output {
     let o = c.output().expect("run clawimg");
-    eprintln!(
-        "--- {:?}\n{}{}",
-        c,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    eprintln!("--- {:?}\n{}{}", c, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     o
 }
 
 /// Scratch directory under cargo's target tmp dir (kept small; removed by the OS/CI).
 pub fn scratch(name: &str) -> PathBuf {
-    let d =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -45,13 +39,7 @@ pub fn build(profile: &str, extra: &[&str]) -> PathBuf {
     let base = scratch(&format!("build-{profile}"));
     let out = base.join("out");
     let mut c = clawimg();
-    c.arg("build")
-        .arg(profile)
-        .arg("--out")
-        .arg(&out)
-        .arg("--cache-dir")
-        .arg(base.join("cache"))
-        .args(extra);
+    c.arg("build").arg(profile).arg("--out").arg(&out).arg("--cache-dir").arg(base.join("cache")).args(extra);
     let o = run(c);
     assert!(o.status.success(), "build {profile} failed");
     out.join(profile)
