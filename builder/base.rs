@@ -71,6 +71,11 @@ pub fn check_keyring(base: &Base, profiles_dir: &Path) -> Result<PathBuf> {
 
 /// Run mmdebstrap into `target` (which must not exist yet).
 pub fn run(input: &BaseInput, target: &Path) -> Result<BaseRootfs> {
+    run_with(input, target, &[])
+}
+
+/// [`run`] with extra mmdebstrap options (hooks of the cache and lock).
+pub fn run_with(input: &BaseInput, target: &Path, extra: &[String]) -> Result<BaseRootfs> {
     let sh = exec::shell()?;
     let b = &input.base;
     let variant = format!("--variant={}", b.variant);
@@ -82,22 +87,28 @@ pub fn run(input: &BaseInput, target: &Path) -> Result<BaseRootfs> {
         mirrors.push(m.clone());
     }
     let suite = &b.suite;
-    let mut cmd = sh.cmd("mmdebstrap").args([
-        "--mode=root",
-        "--format=directory",
-        variant.as_str(),
-        components.as_str(),
-        keyring.as_str(),
-        "--aptopt=Acquire::Retries \"3\"",
-        // Keep the image free of documentation we never read on a server.
-        "--dpkgopt=path-exclude=/usr/share/doc/*",
-        "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-        "--dpkgopt=path-exclude=/usr/share/man/*",
-        "--dpkgopt=path-exclude=/usr/share/info/*",
-        "--dpkgopt=path-exclude=/usr/share/locale/*",
-        "--dpkgopt=path-include=/usr/share/locale/locale.alias",
-        include.as_str(),
-    ]);
+    // setpriv: mmdebstrap dies with clawimg (SIGKILL included) instead of running on
+    // into a cache directory that the next build cleans up.
+    let mut cmd = sh
+        .cmd("setpriv")
+        .args(["--pdeathsig", "KILL", "--", "mmdebstrap"])
+        .args([
+            "--mode=root",
+            "--format=directory",
+            variant.as_str(),
+            components.as_str(),
+            keyring.as_str(),
+            "--aptopt=Acquire::Retries \"3\"",
+            // Keep the image free of documentation we never read on a server.
+            "--dpkgopt=path-exclude=/usr/share/doc/*",
+            "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+            "--dpkgopt=path-exclude=/usr/share/man/*",
+            "--dpkgopt=path-exclude=/usr/share/info/*",
+            "--dpkgopt=path-exclude=/usr/share/locale/*",
+            "--dpkgopt=path-include=/usr/share/locale/locale.alias",
+            include.as_str(),
+        ]);
+    cmd = cmd.args(extra);
     cmd = cmd.arg(suite).arg(target).args(&mirrors);
     if let Ok(sde) = std::env::var("SOURCE_DATE_EPOCH") {
         cmd = cmd.env("SOURCE_DATE_EPOCH", sde);

@@ -2,15 +2,18 @@
 
 use crate::assemble::{self, AssembleInput};
 use crate::base::{self, BaseInput};
+use crate::base_stage::{self, BaseStage};
+use crate::cache::Cache;
 use crate::error::{Context, Error, Result};
 use crate::identity::Identity;
+use crate::lock::{self, Lock};
 use crate::manifest::{self, Artifact, Manifest};
 use crate::output::{self, Staging};
 use crate::profile::{self, Loaded};
 use crate::progress::Progress;
 use crate::provenance::Provenance;
 use crate::rootfs::Rootfs;
-use crate::{audit, customize, exec, overlay, qcow2, scrub, secrets, tools, unitset};
+use crate::{audit, customize, exec, overlay, qcow2, repro, reuse, scrub, secrets, tools, unitset};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -73,6 +76,19 @@ pub fn input_hash(loaded: &Loaded, keyring_sha256: &str) -> Result<String> {
     h.update(json.as_bytes());
     h.update(b"\0");
     h.update(keyring_sha256.as_bytes());
+    // The lock (versions, SOURCE_DATE_EPOCH) and an explicit SOURCE_DATE_EPOCH override.
+    if let Some(lock) = loaded
+        .files
+        .first()
+        .and_then(|f| std::fs::read(lock::path_for(f)).ok())
+    {
+        h.update(b"\0lock\0");
+        h.update(&lock);
+    }
+    if let Ok(sde) = std::env::var("SOURCE_DATE_EPOCH") {
+        h.update(b"\0sde\0");
+        h.update(sde.as_bytes());
+    }
     for part in [
         customize::SSH_KEYGEN_UNIT,
         customize::REPART_ROOT,
@@ -154,12 +170,56 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let progress = Progress::new(opts.quiet);
     let ids = Identity::from_input_hash(&checked.input_hash);
 
+    // Lock, SOURCE_DATE_EPOCH (every tool below reads it) and the stage cache.
+    let lock_path = lock::path_for(&checked.loaded.files[0]);
+    let locked = Lock::read(&lock_path)?;
+    if let Some(l) = &locked {
+        l.check_matches(
+            &lock_path,
+            &p.base.suite,
+            &p.base.keyring_sha256,
+            &p.base.packages,
+        )?;
+    }
+    let (sde, sde_source) = repro::source_date_epoch(locked.as_ref().map(|l| l.source_date_epoch))?;
+    std::env::set_var("SOURCE_DATE_EPOCH", sde.to_string());
+    let cache = Cache::open(&opts.cache_dir)?;
+
     let work_root = opts.cache_dir.join("work");
     std::fs::create_dir_all(&work_root).ctx(|| format!("create {}", work_root.display()))?;
     output::clean_stale(&work_root);
     let work = WorkDir(work_root.join(format!("work-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&work.0);
     std::fs::create_dir_all(&work.0).ctx(|| format!("create {}", work.0.display()))?;
+
+    let base_in = BaseInput {
+        base: p.base.clone(),
+        keyring: checked.keyring.clone(),
+        mirror: opts.mirror.clone(),
+    };
+    let bst = BaseStage {
+        input: base_in,
+        lock: locked.as_ref().map(|l| (l, lock_path.clone())),
+        sde,
+    };
+    let base_key = base_stage::key(&bst);
+    let image_key = reuse::image_key(&base_key, &checked.input_hash, sde)?;
+    let target = opts.out_dir.join(&name);
+    {
+        let st = progress.stage("cache", "look up the finished image");
+        let staging = Staging::new(&target)?;
+        if let Some(manifest) = reuse::reuse(&cache, &image_key, staging.path())? {
+            st.done("hit: outputs verified and re-linked");
+            let dir = staging.commit()?;
+            return Ok(BuildResult {
+                dir,
+                manifest,
+                timings: progress.timings(),
+                total: started.elapsed(),
+            });
+        }
+        st.done("miss");
+    }
 
     // base
     let st = progress.stage(
@@ -171,13 +231,13 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         ),
     );
     let rootfs_path = work.0.join("rootfs");
-    let base_in = BaseInput {
-        base: p.base.clone(),
-        keyring: checked.keyring.clone(),
-        mirror: opts.mirror.clone(),
-    };
-    let base_out = base::run(&base_in, &rootfs_path)?;
-    st.done(&format!("{} packages installed", base_out.packages.len()));
+    let bo = base_stage::run(&bst, &cache, &rootfs_path)?;
+    let base_out = bo.rootfs.clone();
+    st.done(&format!(
+        "{} packages installed{}",
+        base_out.packages.len(),
+        if bo.hit { " (cached)" } else { "" }
+    ));
 
     // customize + scrub
     let st = progress.stage("customize", "hostname, fstab, network, first-boot units");
@@ -214,11 +274,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     st.done(&format!("{} slots, {} paths", p.secrets.len(), sp.len()));
     let st = progress.stage("scrub", "machine-id, host keys, caches, logs");
     let s = scrub::run(&root)?;
-    st.done(&format!("{} entries removed", s.removed.len()));
+    let caches = repro::scrub_caches(&root)?;
+    st.done(&format!(
+        "{} entries removed",
+        s.removed.len() + caches.len()
+    ));
+    let files = repro::file_list(&root)?;
 
     // assemble
-    let target = opts.out_dir.join(&name);
     let staging = Staging::new(&target)?;
+    repro::write_file_list(&files, staging.path())?;
     let raw = staging.path().join(format!("{name}.raw"));
     let st = progress.stage("assemble", "GPT, ext4, ESP, GRUB (BIOS + UEFI)");
     let input = AssembleInput {
@@ -277,7 +342,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             sha256: qcow_sum,
         },
     ];
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         manifest_version: 1,
         profile: name.clone(),
         profile_files: checked
@@ -319,7 +384,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         })
         .collect(),
     };
+    manifest.extra.insert(
+        "reproducibility".into(),
+        serde_json::json!({
+            "source_date_epoch": sde, "source_date_epoch_from": sde_source, "locked": locked.is_some(),
+        }),
+    );
     manifest.write(staging.path())?;
+    reuse::store(&cache, &image_key, staging.path(), &manifest)?;
     st.done("manifest.json, SHA256SUMS");
     let dir = staging.commit()?;
     let mut timings = progress.timings();

@@ -91,6 +91,40 @@ enum Cmd {
         after_help = "Examples:\n  clawimg test out/base/base.raw\n  clawimg test out/test --firmware uefi --disk nvme\n  clawimg test out/test/test.qcow2 --resize 20GiB\n  clawimg test test            # build profiles/test.toml, then boot it"
     )]
     Test(TestArgs),
+    /// Pin every package of PROFILE (exact version + .deb sha256) into PROFILE.lock.
+    ///
+    /// Resolves against the archive with a fresh mmdebstrap run (needs root); the .debs are
+    /// kept in the cache so a build from the lock needs no network. `build` then installs
+    /// exactly the locked versions and checks each .deb's sha256.
+    #[command(
+        after_help = "Examples:\n  clawimg lock test\n  clawimg lock test --update   # shows name old -> new"
+    )]
+    Lock {
+        #[command(flatten)]
+        p: ProfileArgs,
+        /// Re-resolve an existing lock and print what changed.
+        #[arg(long)]
+        update: bool,
+    },
+    /// Explain the differences between two builds: artifacts, partitions, packages, files.
+    ///
+    /// Exit status 0 when identical, 1 when they differ.
+    #[command(after_help = "Examples:\n  clawimg diff out-a/test out-b/test")]
+    Diff {
+        /// First build (output directory, manifest or image file).
+        a: PathBuf,
+        /// Second build.
+        b: PathBuf,
+        /// Show at most this many differing files.
+        #[arg(long, default_value_t = 200)]
+        max_files: usize,
+    },
+    /// Inspect or trim the stage cache.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  clawimg cache du\n  clawimg cache gc --keep 2"
+    )]
+    Cache(CacheCmd),
     /// Write an image to a file, a block device, or a device on a rescue system over SSH.
     ///
     /// Only the allocated ranges (the block map NAME.bmap.json beside the image) are written,
@@ -189,6 +223,18 @@ enum SecretsCmd {
         /// Output file (must not exist).
         #[arg(short, long)]
         output: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CacheCmd {
+    /// Size of each cache entry and of the .deb store.
+    Du,
+    /// Keep the N most recently used entries of each stage, remove the rest.
+    Gc {
+        /// Entries to keep per stage.
+        #[arg(long, default_value_t = 2)]
+        keep: usize,
     },
 }
 
@@ -422,6 +468,62 @@ fn run(cli: Cli) -> Result<i32> {
                 );
                 Ok(1)
             }
+        }
+        Cmd::Lock { p, update } => {
+            let (l, path, changes) = crate::base_stage::lock(&options(&g, &p), update)?;
+            println!(
+                "wrote {} ({} packages, SOURCE_DATE_EPOCH {})",
+                path.display(),
+                l.packages.len(),
+                l.source_date_epoch
+            );
+            if changes.is_empty() {
+                println!("  no changes");
+            }
+            for c in changes {
+                println!("{c}");
+            }
+            Ok(0)
+        }
+        Cmd::Diff { a, b, max_files } => {
+            let r = crate::diff::compare(&a, &b, max_files)?;
+            for l in &r.lines {
+                println!("{l}");
+            }
+            Ok(if r.differs { 1 } else { 0 })
+        }
+        Cmd::Cache(c) => {
+            let dir = g.cache_dir.clone().unwrap_or_else(build::default_cache_dir);
+            match c {
+                CacheCmd::Du => {
+                    let cache = crate::cache::Cache::open(&dir)?;
+                    let mut total = cache.debs_bytes();
+                    for e in cache.entries()? {
+                        println!("{:>10.1} MiB  {}", e.bytes as f64 / 1048576.0, e.name);
+                        total += e.bytes;
+                    }
+                    println!("{:>10.1} MiB  debs/", cache.debs_bytes() as f64 / 1048576.0);
+                    println!(
+                        "{:>10.1} MiB  total ({})",
+                        total as f64 / 1048576.0,
+                        dir.display()
+                    );
+                }
+                CacheCmd::Gc { keep } => {
+                    let cache = crate::cache::Cache::open_exclusive(&dir)?;
+                    let gone = cache.gc(keep)?;
+                    let freed: u64 = gone.iter().map(|e| e.bytes).sum();
+                    for e in &gone {
+                        println!("removed {}", e.name);
+                    }
+                    println!(
+                        "freed {:.1} MiB, kept {} entries",
+                        freed as f64 / 1048576.0,
+                        cache.entries()?.len()
+                    );
+                }
+            }
+            Ok(0)
         }
     }
 }

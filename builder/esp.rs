@@ -43,6 +43,13 @@ pub fn make(
             .arg(efi_image)
             .arg("::/EFI/BOOT/BOOTX64.EFI"),
     )?;
+    // mtools stamps entries with the local wall clock: normalize them.
+    if let Some(sde) = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        crate::fat_times::normalize(&img, sde)?;
+    }
     copy_sparse(&img, disk, offset)?;
     let _ = std::fs::remove_file(&img);
     Ok(())

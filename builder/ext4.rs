@@ -86,6 +86,13 @@ pub fn make(disk: &Path, offset: u64, size: u64, tree: &Path, ids: &Identity) ->
         cmd = cmd.env("E2FSPROGS_FAKE_TIME", sde);
     }
     exec::run(cmd)?;
+    // 1.47.0 copies host ctimes into the inodes: normalize them (see ext4_times).
+    if let Some(sde) = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        crate::ext4_times::normalize(disk, offset, sde)?;
+    }
     Ok(())
 }
 

@@ -29,6 +29,12 @@ impl Rootfs {
         })
     }
 
+    /// The rooted directory handle, for modules that walk the whole tree (reproducibility
+    /// normalization, file lists); every access through it stays inside the root.
+    pub fn cap_dir(&self) -> &Dir {
+        &self.dir
+    }
+
     /// Host path of the tree (for tools such as `mkfs.ext4 -d` that take a directory).
     pub fn host_path(&self) -> &Path {
         &self.path

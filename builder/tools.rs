@@ -39,6 +39,8 @@ pub const BUILD: &[Tool] = &[
         None,
     ),
     t("qemu-img", "qemu-utils", Some("--version")),
+    t("setpriv", "util-linux", None),
+    t("cp", "coreutils", None),
 ];
 
 /// Tools `clawimg test` needs.

@@ -1,0 +1,255 @@
+//! The base stage with its cache and lock: the mmdebstrap tree is stored in the stage
+//! cache under the hash of exactly its inputs; with a lock, the locked versions are
+//! installed (from a local archive of cached .debs when all are present, else from the
+//! archive with apt pins) and every .deb digest is checked before the tree is cached.
+
+use crate::base::{self, BaseInput, BaseRootfs, Package};
+use crate::cache::{Cache, KeyHasher};
+use crate::error::{Context, Error, Result};
+use crate::exec;
+use crate::lock::{self, Export, Lock, Resolved};
+use std::path::{Path, PathBuf};
+
+/// What the base stage needs beyond [`BaseInput`].
+pub struct BaseStage<'a> {
+    /// mmdebstrap inputs.
+    pub input: BaseInput,
+    /// The profile's lock and its path, if it has one.
+    pub lock: Option<(&'a Lock, PathBuf)>,
+    /// SOURCE_DATE_EPOCH of the build.
+    pub sde: u64,
+}
+
+/// The base stage's result.
+pub struct BaseOutcome {
+    /// The tree (a private copy in the work directory) and its packages.
+    pub rootfs: BaseRootfs,
+    /// Cache key of the stage.
+    pub key: String,
+    /// Whether the cache had it.
+    pub hit: bool,
+    /// Installed packages with .deb digests.
+    pub resolved: Vec<Resolved>,
+    /// Date of the archive index (for `clawimg lock`).
+    pub index_date: Option<u64>,
+    /// Whether it was installed from cached .debs only.
+    pub offline: bool,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Meta {
+    packages: Vec<Package>,
+    resolved: Vec<(String, String, String, String)>,
+    index_date: Option<u64>,
+    offline: bool,
+}
+
+/// Cache key of the base stage: suite, components, variant, packages, keyring, mirror,
+/// lock, SOURCE_DATE_EPOCH, mmdebstrap version and the stage's own code.
+pub fn key(st: &BaseStage<'_>) -> String {
+    let b = &st.input.base;
+    let mut k = KeyHasher::new("base");
+    k.add(&b.suite)
+        .add(b.components.join(","))
+        .add(&b.variant)
+        .add(b.packages.join("\n"));
+    k.add(b.keyring_sha256.to_lowercase())
+        .add(st.input.mirror.as_deref().unwrap_or(""));
+    k.add(st.sde.to_string());
+    match &st.lock {
+        Some((l, _)) => {
+            for p in &l.packages {
+                k.add(format!("{} {} {} {}", p.name, p.version, p.arch, p.sha256));
+            }
+        }
+        None => {
+            k.add("unlocked");
+        }
+    }
+    k.add(crate::tools::version(&crate::tools::BUILD[0]));
+    k.add(include_str!("base.rs"))
+        .add(include_str!("base_stage.rs"))
+        .add(include_str!("lock.rs"));
+    k.finish()
+}
+
+fn produce(st: &BaseStage<'_>, cache: &Cache, dir: &Path) -> Result<()> {
+    let store = cache.debs();
+    let export = Export {
+        dir: dir.join("export"),
+    };
+    let mut input = st.input.clone();
+    let mut extra: Vec<String> = vec![];
+    let mut offline = false;
+    if let Some((l, _)) = &st.lock {
+        if lock::all_cached(l, &store) {
+            input.mirror = Some(lock::local_repo(l, &store, &dir.join("repo"))?);
+            offline = true;
+            // The image keeps the archive's sources list, never the local one.
+            extra.push(format!(
+                "--customize-hook=cp {} \"$1\"/etc/apt/sources.list",
+                lock::shell_quote(&store.join("sources.list").display().to_string())
+            ));
+        } else {
+            let pins = dir.join("pins.pref");
+            std::fs::write(&pins, l.apt_preferences()).ctx(|| "write apt pins".into())?;
+            extra.push(format!(
+                "--setup-hook=mkdir -p \"$1\"/etc/apt/preferences.d && cp {} \"$1\"/etc/apt/preferences.d/clawimg-lock.pref",
+                lock::shell_quote(&pins.display().to_string())
+            ));
+            extra.push(
+                "--customize-hook=rm -f \"$1\"/etc/apt/preferences.d/clawimg-lock.pref".to_string(),
+            );
+        }
+    }
+    extra.extend(export.mmdebstrap_args());
+    let out = base::run_with(&input, &dir.join("rootfs"), &extra)?;
+    let resolved = export.import(&out.packages, &store)?;
+    if let Some((l, path)) = &st.lock {
+        l.verify(path, &resolved, &store)?;
+    }
+    let meta = Meta {
+        packages: out.packages,
+        resolved: resolved
+            .iter()
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    r.version.clone(),
+                    r.arch.clone(),
+                    r.sha256.clone(),
+                )
+            })
+            .collect(),
+        index_date: export.index_date(),
+        offline,
+    };
+    std::fs::write(
+        dir.join("meta.json"),
+        serde_json::to_vec(&meta).map_err(|e| Error::failed(e.to_string()))?,
+    )
+    .ctx(|| "write base meta".into())?;
+    let _ = std::fs::remove_dir_all(&export.dir);
+    let _ = std::fs::remove_dir_all(dir.join("repo"));
+    Ok(())
+}
+
+/// Run (or reuse) the base stage and put a private copy of the tree at `target`.
+pub fn run(st: &BaseStage<'_>, cache: &Cache, target: &Path) -> Result<BaseOutcome> {
+    let key = key(st);
+    let (entry, hit) = cache.get_or_make("base", &key, |dir| produce(st, cache, dir))?;
+    let meta: Meta = serde_json::from_slice(
+        &std::fs::read(entry.join("meta.json")).ctx(|| "read base meta".into())?,
+    )
+    .map_err(|e| Error::failed(format!("cache entry {}: {e}", entry.display())))?;
+    // A full copy: later stages may chmod or append in place, which must never reach the cache.
+    let sh = exec::shell()?;
+    exec::run(
+        sh.cmd("cp")
+            .args(["-a", "--reflink=auto"])
+            .arg(entry.join("rootfs"))
+            .arg(target),
+    )?;
+    Ok(BaseOutcome {
+        rootfs: BaseRootfs {
+            path: target.to_path_buf(),
+            packages: meta.packages,
+        },
+        key,
+        hit,
+        resolved: meta
+            .resolved
+            .into_iter()
+            .map(|(name, version, arch, sha256)| Resolved {
+                name,
+                version,
+                arch,
+                sha256,
+            })
+            .collect(),
+        index_date: meta.index_date,
+        offline: meta.offline,
+    })
+}
+
+/// `clawimg lock`: resolve the profile's packages against the archive (a fresh mmdebstrap
+/// run, never the cache), keep the .debs in the store, and write `PROFILE.lock`.
+/// Returns the lock, its path and the changes against the previous lock.
+pub fn lock(
+    opts: &crate::build::BuildOptions,
+    update: bool,
+) -> Result<(Lock, PathBuf, Vec<String>)> {
+    let checked = crate::build::check(opts)?;
+    crate::tools::check(crate::tools::BUILD)?;
+    let path = lock::path_for(&checked.loaded.files[0]);
+    let old = if update {
+        Lock::read(&path).ok().flatten()
+    } else {
+        Lock::read(&path)?
+    };
+    if old.is_some() && !update {
+        return Err(Error::config(format!(
+            "{} exists; `clawimg lock {} --update` re-resolves it and shows what changed",
+            path.display(),
+            checked.loaded.name
+        )));
+    }
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(Error::config(
+            "clawimg lock runs mmdebstrap in root mode: run it as root".to_string(),
+        ));
+    }
+    let p = &checked.loaded.profile;
+    let (sde, _) = crate::repro::source_date_epoch(None)?;
+    std::env::set_var("SOURCE_DATE_EPOCH", sde.to_string());
+    let cache = Cache::open(&opts.cache_dir)?;
+    let st = BaseStage {
+        input: BaseInput {
+            base: p.base.clone(),
+            keyring: checked.keyring.clone(),
+            mirror: opts.mirror.clone(),
+        },
+        lock: None,
+        sde,
+    };
+    let tmp = cache.temp_path("stages", "lock");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+    let res = produce(&st, &cache, &tmp);
+    let meta = res.and_then(|_| {
+        serde_json::from_slice::<Meta>(
+            &std::fs::read(tmp.join("meta.json")).ctx(|| "read base meta".into())?,
+        )
+        .map_err(|e| Error::failed(e.to_string()))
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
+    let meta = meta?;
+    let mut packages: Vec<lock::LockedPackage> = meta
+        .resolved
+        .iter()
+        .map(|(name, version, arch, sha256)| lock::LockedPackage {
+            name: name.clone(),
+            version: version.clone(),
+            arch: arch.clone(),
+            sha256: sha256.clone(),
+        })
+        .collect();
+    packages.sort();
+    let new = Lock {
+        lock_version: lock::LOCK_VERSION,
+        profile: checked.loaded.name.clone(),
+        suite: p.base.suite.clone(),
+        keyring_sha256: p.base.keyring_sha256.to_lowercase(),
+        source_date_epoch: meta
+            .index_date
+            .unwrap_or(crate::repro::DEFAULT_SOURCE_DATE_EPOCH),
+        containers: old
+            .as_ref()
+            .map(|o| o.containers.clone())
+            .unwrap_or_default(),
+        packages,
+    };
+    let changes = lock::changes(old.as_ref(), &new);
+    new.write(&path)?;
+    Ok((new, path, changes))
+}

@@ -1,0 +1,88 @@
+//! The image stage of the cache: the finished outputs (raw, qcow2, manifest, file list),
+//! stored under a key over the base stage's key and every other input, and re-linked into
+//! a new output directory on a hit after checking their digests.
+
+use crate::cache::{Cache, KeyHasher};
+use crate::error::{Context, Error, Result};
+use crate::manifest::Manifest;
+use std::path::Path;
+
+/// Files of an output directory that the cache keeps.
+pub const FILES: &[&str] = &["manifest.json", "SHA256SUMS", crate::repro::FILE_LIST];
+
+/// Key of the image stage: the base key plus the input hash, SOURCE_DATE_EPOCH, the
+/// clawimg binary itself and the versions of the assembly tools.
+pub fn image_key(base_key: &str, input_hash: &str, sde: u64) -> Result<String> {
+    let mut k = KeyHasher::new("image");
+    k.add(base_key).add(input_hash).add(sde.to_string());
+    let exe = std::env::current_exe().ctx(|| "locate clawimg binary".into())?;
+    k.add(crate::base::sha256_file(&exe)?);
+    for t in crate::tools::BUILD.iter().skip(1) {
+        k.add(t.name).add(crate::tools::version(t));
+    }
+    Ok(k.finish())
+}
+
+fn link_or_copy(src: &Path, dst: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(dst);
+    if std::fs::hard_link(src, dst).is_err() {
+        std::fs::copy(src, dst).ctx(|| format!("copy {} to {}", src.display(), dst.display()))?;
+    }
+    Ok(())
+}
+
+fn names(m: &Manifest) -> Vec<String> {
+    let mut v: Vec<String> = FILES.iter().map(|s| s.to_string()).collect();
+    v.extend(m.artifacts.iter().map(|a| a.file.clone()));
+    v
+}
+
+/// On a hit, link the cached outputs into `dir` after checking each artifact's size and
+/// sha256 against the cached manifest; a damaged entry is an error naming it.
+pub fn reuse(cache: &Cache, key: &str, dir: &Path) -> Result<Option<Manifest>> {
+    let Some(entry) = cache.lookup("image", key) else {
+        return Ok(None);
+    };
+    let m = Manifest::read(&entry.join("manifest.json"))?;
+    // Every artifact is re-hashed (in parallel) before it is handed out again.
+    let ok: Vec<bool> = std::thread::scope(|sc| {
+        let hs: Vec<_> = m
+            .artifacts
+            .iter()
+            .map(|a| {
+                let p = entry.join(&a.file);
+                sc.spawn(move || {
+                    let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(u64::MAX);
+                    len == a.bytes && crate::base::sha256_file(&p).is_ok_and(|h| h == a.sha256)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap_or(false)).collect()
+    });
+    if let Some(i) = ok.iter().position(|o| !o) {
+        return Err(Error::failed(format!(
+            "cache entry {} is damaged ({} changed); remove it (or run `clawimg cache gc --keep 0`) and build again",
+            entry.display(),
+            m.artifacts[i].file
+        )));
+    }
+    for n in names(&m) {
+        if entry.join(&n).exists() {
+            link_or_copy(&entry.join(&n), &dir.join(&n))?;
+        }
+    }
+    Ok(Some(m))
+}
+
+/// Store the outputs in `dir` (just written) as the image stage entry for `key`.
+pub fn store(cache: &Cache, key: &str, dir: &Path, m: &Manifest) -> Result<()> {
+    cache.get_or_make("image", key, |e| {
+        for n in names(m) {
+            if dir.join(&n).exists() {
+                link_or_copy(&dir.join(&n), &e.join(&n))?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
