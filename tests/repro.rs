@@ -12,10 +12,42 @@ mod common;
 use common::{repo, run, scratch};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// A copy of the repository's profiles with a lock made now by `clawimg lock test`: a lock
+/// committed to the repository would go stale as soon as the archive moves on.
+fn locked_profiles() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = scratch("repro-profiles");
+        let o = Command::new("cp")
+            .arg("-a")
+            .arg(repo().join("profiles"))
+            .arg(d.join("profiles"))
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        let profiles = d.join("profiles");
+        let _ = std::fs::remove_file(profiles.join("test.lock"));
+        let mut c = Command::new(env!("CARGO_BIN_EXE_clawimg"));
+        c.current_dir(&d)
+            .arg("--profiles-dir")
+            .arg(&profiles)
+            .arg("-q")
+            .arg("lock")
+            .arg("test")
+            .arg("--cache-dir")
+            .arg(d.join("cache"));
+        let o = run(c);
+        assert!(o.status.success(), "clawimg lock test failed");
+        assert!(profiles.join("test.lock").is_file());
+        profiles
+    })
+}
+
 fn clawimg_in(dir: &Path, tz: &str) -> Command {
-    clawimg_with(dir, tz, &repo().join("profiles"))
+    clawimg_with(dir, tz, locked_profiles())
 }
 
 fn clawimg_with(dir: &Path, tz: &str, profiles: &Path) -> Command {
@@ -107,10 +139,6 @@ fn root_partition(dir: &Path) -> (PathBuf, u64) {
 
 #[test]
 fn reproducible_locked_offline_and_crash_safe() {
-    assert!(
-        repo().join("profiles/test.lock").is_file(),
-        "profiles/test.lock must be committed"
-    );
     let a = scratch("repro-a");
     let b = scratch("repro-b");
 
@@ -125,7 +153,7 @@ fn reproducible_locked_offline_and_crash_safe() {
         .arg("+400d")
         .arg(env!("CARGO_BIN_EXE_clawimg"))
         .arg("--profiles-dir")
-        .arg(repo().join("profiles"));
+        .arg(locked_profiles());
     build_args(&mut c, &a);
     let o = run(c);
     assert!(o.status.success(), "build A failed");
@@ -211,7 +239,7 @@ fn reproducible_locked_offline_and_crash_safe() {
         .arg("-n")
         .arg(env!("CARGO_BIN_EXE_clawimg"));
     c.arg("--profiles-dir")
-        .arg(repo().join("profiles"))
+        .arg(locked_profiles())
         .arg("-q")
         .arg("build")
         .arg("test");
@@ -242,7 +270,7 @@ fn stale_lock_is_a_clear_error() {
     ] {
         std::fs::copy(repo().join("profiles").join(f), profiles.join(f)).unwrap();
     }
-    let lock = std::fs::read_to_string(repo().join("profiles/test.lock")).unwrap();
+    let lock = std::fs::read_to_string(locked_profiles().join("test.lock")).unwrap();
     let start = lock.find("name = \"less\"").expect("less in the lock");
     let vline = start + lock[start..].find("version = ").unwrap();
     let vend = vline + lock[vline..].find('\n').unwrap();

@@ -342,6 +342,7 @@ fn boot_node(
         memory_mib: 1536,
         authorized_key: public,
         work: work.join("vm"),
+        guest_ssh_port: 22,
     };
     let mut vm = Vm::start_with(&spec, &key, "root", &extra).unwrap();
     vm.wait_ssh(Duration::from_secs(900))
