@@ -123,6 +123,13 @@ pub fn run(t: &TestRun) -> Result<TestReport> {
     let min_root = t.disk_size.map(|s| s * 9 / 10);
     let mut list = probes::base_probes(t.firmware, t.bus, min_root);
     list.extend(t.extra.iter().cloned());
+    if t.ssh_user != "root" {
+        // Probes inspect the whole system; the admin user runs them through sudo.
+        for p in &mut list {
+            p.command = as_root(&p.command);
+            p.on_failure = p.on_failure.as_deref().map(as_root);
+        }
+    }
     let mut outcomes = probes::run(&vm, &list);
     if t.ssh_user != "root" {
         outcomes.extend(crate::ssh::login_checks(&vm, &t.ssh_user));
@@ -133,4 +140,17 @@ pub fn run(t: &TestRun) -> Result<TestReport> {
         outcomes,
         time_to_ssh,
     })
+}
+
+/// Wrap a shell command so a sudo-capable user runs it as root.
+pub fn as_root(cmd: &str) -> String {
+    format!("sudo -n sh -c '{}'", cmd.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn as_root_quotes() {
+        assert_eq!(super::as_root("a'b"), r"sudo -n sh -c 'a'\''b'");
+    }
 }

@@ -1,8 +1,10 @@
-//! The production profile (OpenClaw stack): one build and ONE boot. Inside the VM: every
-//! declared unit enabled, every timer listed, the overlay files with their declared owner,
-//! group and mode (probes derived from the manifest by `clawimg test`), `docker compose
-//! config -q` on the rendered stack, and the stack unit skipped by its conditions (no
-//! images loaded, no secrets) instead of failing, so the system is `running`.
+//! The production profile (hardened host + OpenClaw stack + secret slots): one build, one
+//! seal, ONE boot as the admin user on the hardened SSH port. Inside the VM: every hardening
+//! module in effect, every declared unit enabled, every timer listed, the overlay files with
+//! their declared owner, group and mode (probes derived from the manifest by `clawimg test`),
+//! `docker compose config -q` on the rendered stack, the node's secrets installed into
+//! /opt/openclaw/.env, and the stack unit skipped by its condition (no images loaded) instead
+//! of failing, so the system is `running`.
 
 mod common;
 use common::*;
@@ -11,7 +13,37 @@ const COMPOSE: &str = "cd /opt/openclaw && set -a && . ./stack.env && set +a && 
 
 #[test]
 fn production_builds_and_boots_with_units_timers_and_stack_config() {
-    let dir = build("production", &[]);
+    let scratch_dir = scratch("production-key");
+    let key = scratch_dir.join("id_ed25519");
+    let st = std::process::Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "clawimg-production-test",
+            "-f",
+        ])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let public = std::fs::read_to_string(scratch_dir.join("id_ed25519.pub")).unwrap();
+    let key_set = format!("users.admin.authorized_keys=[\"{}\"]", public.trim());
+    let dir = build(
+        "production",
+        &[
+            "--set",
+            &key_set,
+            // QEMU's user network: the guest sees host connections coming from 10.0.2.2.
+            "--set",
+            "firewall.rules.ssh.from=[\"10.0.2.2\"]",
+            "--set",
+            "swap.size=\"256MiB\"",
+        ],
+    );
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
     let verify = m["extra"]["units"]["verify"].as_str().unwrap_or_default();
@@ -56,7 +88,7 @@ fn production_builds_and_boots_with_units_timers_and_stack_config() {
         format!("{COMPOSE}docker compose config --format json | jq -e '.networks[\"openclaw-net\"].internal and .networks[\"proxy-net\"].internal and (.services | has(\"cloudflared\"))'"),
         // Every image is pinned by digest.
         format!("{COMPOSE}test -z \"$(docker compose config --images | grep -v '@sha256:')\""),
-        // Skipped by its conditions (no images, no secrets), not failed.
+        // Skipped by its condition (no images loaded), not failed.
         "test \"$(systemctl show -P ConditionResult openclaw-stack.service)\" = no && test \"$(systemctl show -P Result openclaw-stack.service)\" = success".into(),
         "systemctl is-active docker.service".into(),
         "test -d /opt/openclaw/monitoring/backups".into(),
@@ -66,7 +98,41 @@ fn production_builds_and_boots_with_units_timers_and_stack_config() {
         flags.push("--probe");
         flags.push(p);
     }
-    let out = boot(&dir.join("production.raw"), &flags);
+    // The node's secrets: the required slots supplied, the rest generated on first boot.
+    let secrets = scratch_dir.join("node1.toml");
+    std::fs::write(
+        &secrets,
+        "[slots]\nanthropic_api_key = \"test-anthropic-value\"\nvoyage_api_key = \"test-voyage-value\"\ntelegram_bot_token = \"123:test-telegram\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let node = dir.join("node1.raw");
+    let mut c = clawimg();
+    c.arg("seal")
+        .arg(&dir)
+        .arg("--secrets")
+        .arg(&secrets)
+        .args(["--node", "node1", "-o"])
+        .arg(&node);
+    assert!(run(c).status.success(), "seal failed");
+    let env_probe = "sh -c 'test \"$(stat -c %a:%U /opt/openclaw/.env)\" = 600:root && grep -q ^ANTHROPIC_API_KEY=test-anthropic-value /opt/openclaw/.env && grep -Eq ^LITELLM_MASTER_KEY=[0-9a-f]{64}$ /opt/openclaw/.env'".to_string();
+    flags.extend([
+        "--probe",
+        env_probe.as_str(),
+        "--probe",
+        "test \"$(hostname)\" = node1",
+    ]);
+    let key_s = key.display().to_string();
+    flags.extend([
+        "--ssh-user",
+        "adminclaw",
+        "--ssh-port",
+        "222",
+        "--key",
+        key_s.as_str(),
+    ]);
+    let out = boot(&node, &flags);
     for row in [
         "5 declared units enabled/masked",
         "4 timers listed",
