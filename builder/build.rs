@@ -2,6 +2,7 @@
 
 use crate::assemble::{self, AssembleInput};
 use crate::base::{self, BaseInput};
+use crate::blobcache::BlobCache;
 use crate::error::{Context, Error, Result};
 use crate::identity::Identity;
 use crate::manifest::{self, Artifact, Manifest};
@@ -9,7 +10,7 @@ use crate::output::{self, Staging};
 use crate::profile::{self, Loaded};
 use crate::progress::Progress;
 use crate::rootfs::Rootfs;
-use crate::{customize, exec, qcow2, scrub, tools};
+use crate::{customize, exec, images, qcow2, scrub, tools};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -31,6 +32,8 @@ pub struct BuildOptions {
     pub mirror: Option<String>,
     /// No progress output.
     pub quiet: bool,
+    /// Container registry mirrors, `HOST=URL` (see [`crate::oci::Mirrors`]).
+    pub registry_mirrors: Vec<String>,
 }
 
 /// What a build produced.
@@ -78,6 +81,8 @@ pub fn input_hash(loaded: &Loaded, keyring_sha256: &str) -> Result<String> {
         h.update(b"\0");
         h.update(part.as_bytes());
     }
+    h.update(b"\0");
+    h.update(images::input_part(loaded)?.as_bytes());
     Ok(hex::encode(h.finalize()))
 }
 
@@ -89,17 +94,21 @@ pub struct Checked {
     pub keyring: PathBuf,
     /// Input hash.
     pub input_hash: String,
+    /// Pinned container images (catalog entries that passed the lints).
+    pub images: Vec<images::Pinned>,
 }
 
 /// Load and check the profile and environment (used by `check` and `build`).
 pub fn check(opts: &BuildOptions) -> Result<Checked> {
     let loaded = profile::load(&opts.profile, &opts.profiles_dir, &opts.vars)?;
     let keyring = base::check_keyring(&loaded.profile.base, &loaded.dir)?;
+    let images = images::resolve(&loaded)?;
     let ih = input_hash(&loaded, &loaded.profile.base.keyring_sha256)?;
     Ok(Checked {
         loaded,
         keyring,
         input_hash: ih,
+        images,
     })
 }
 
@@ -140,6 +149,17 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let _ = std::fs::remove_dir_all(&work.0);
     std::fs::create_dir_all(&work.0).ctx(|| format!("create {}", work.0.display()))?;
 
+    // Container images first: a bad pin fails before the long stages.
+    let blobs = BlobCache::open(&opts.cache_dir)?;
+    let fetched = if checked.images.is_empty() {
+        vec![]
+    } else {
+        let st = progress.stage("images", &format!("{} pinned container images", checked.images.len()));
+        let f = images::fetch(&checked.images, &blobs, &images::client(&opts.registry_mirrors)?, &progress)?;
+        st.done(&format!("{} images in the cache", f.len()));
+        f
+    };
+
     // base
     let st = progress.stage(
         "base",
@@ -163,6 +183,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let root = Rootfs::open(&base_out.path)?;
     let c = customize::run(&root, p, &ids)?;
     st.done(&format!("{} paths", c.paths.len()));
+    let baked = images::bake(&root, &blobs, &fetched)?;
     let st = progress.stage("scrub", "machine-id, host keys, caches, logs");
     let s = scrub::run(&root)?;
     st.done(&format!("{} entries removed", s.removed.len()));
@@ -211,7 +232,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             sha256: qcow_sum,
         },
     ];
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         manifest_version: 1,
         profile: name.clone(),
         profile_files: checked
@@ -231,6 +252,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         rootfs_bytes: asm.rootfs_bytes,
         extra: Default::default(),
     };
+    if !baked.is_empty() {
+        manifest.extra.insert("images".into(), serde_json::to_value(&baked).ctx(|| "images".into())?);
+    }
     manifest.write(staging.path())?;
     st.done("manifest.json, SHA256SUMS");
     let dir = staging.commit()?;

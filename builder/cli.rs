@@ -6,7 +6,9 @@ use crate::harness::{self, TestRun};
 use crate::manifest::Manifest;
 use crate::probes::{Expect, Probe};
 use crate::qemu::{Accel, DiskBus, Firmware};
-use crate::{exec, profile, tools};
+use crate::blobcache::BlobCache;
+use crate::progress::Progress;
+use crate::{exec, images, profile, tools};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -48,6 +50,10 @@ struct Global {
     /// Print every external command and its output, and per-tool timings.
     #[arg(short, long, global = true)]
     verbose: bool,
+    /// Container registry mirror HOST=URL (repeatable; HOST `*` = every registry; the URL
+    /// may end in a path prefix). Requests for HOST go only to the mirror.
+    #[arg(long = "registry-mirror", global = true, value_name = "HOST=URL", env = "CLAWIMG_REGISTRY_MIRROR", value_delimiter = ',')]
+    registry_mirrors: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -87,6 +93,12 @@ enum Cmd {
         after_help = "Examples:\n  clawimg test out/base/base.raw\n  clawimg test out/test --firmware uefi --disk nvme\n  clawimg test out/test/test.qcow2 --resize 20GiB\n  clawimg test test            # build profiles/test.toml, then boot it"
     )]
     Test(TestArgs),
+    /// Resolve the tags of PROFILE's container images and pin their digests in images/*.toml.
+    #[command(after_help = "Examples:\n  clawimg lock production\n  clawimg lock test --registry-mirror '*=http://127.0.0.1:5000'")]
+    Lock(ProfileArgs),
+    /// Pinned container images: pull into the cache, import an OCI archive.
+    #[command(subcommand)]
+    Images(ImagesCmd),
     /// Print the manifest of a built image (directory, image file or manifest.json).
     #[command(
         after_help = "Examples:\n  clawimg inspect out/base\n  clawimg inspect out/base/base.qcow2 --json"
@@ -97,6 +109,19 @@ enum Cmd {
         /// Print the raw JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ImagesCmd {
+    /// Pull PROFILE's pinned images into the blob cache (what `build` does first).
+    #[command(after_help = "Examples:\n  clawimg images pull production\n  CLAWIMG_REGISTRY_MIRROR=ghcr.io=https://mirror.example clawimg images pull production")]
+    Pull(ProfileArgs),
+    /// Seed the blob cache from an OCI archive or layout directory, offline.
+    #[command(after_help = "Examples:\n  skopeo copy --all docker://REF oci-archive:app.tar   # on a connected machine\n  clawimg images import app.tar")]
+    Import {
+        /// OCI archive (tar of an OCI image layout) or OCI layout directory.
+        archive: PathBuf,
     },
 }
 
@@ -159,6 +184,7 @@ fn options(g: &Global, p: &ProfileArgs) -> BuildOptions {
         vars: p.vars.clone(),
         mirror: p.mirror.clone().filter(|m| !m.is_empty()),
         quiet: g.quiet,
+        registry_mirrors: g.registry_mirrors.clone(),
     }
 }
 
@@ -181,6 +207,9 @@ fn run(cli: Cli) -> Result<i32> {
             println!("  input hash  {}", c.input_hash);
             println!("  keyring     {} (sha256 pinned)", c.keyring.display());
             println!("  packages    {}", c.loaded.profile.base.packages.join(" "));
+            for i in &c.images {
+                println!("  image       {} {}@{} ({})", i.name, i.reference, i.digest, i.platform);
+            }
             if g.verbose {
                 for (t, v) in found {
                     println!("  tool        {t}: {v}");
@@ -230,6 +259,43 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Test(t) => test(&g, t),
+        Cmd::Lock(p) => {
+            let loaded = profile::load(&p.profile, &g.profiles_dir, &p.vars)?;
+            let client = images::client(&g.registry_mirrors)?;
+            let locked = images::lock(&loaded, &client)?;
+            for l in &locked {
+                if l.old == l.new {
+                    println!("unchanged  {:<16} {}@{}", l.name, l.reference, l.new);
+                } else {
+                    let old = if l.old.is_empty() { "(none)" } else { &l.old };
+                    println!("changed    {:<16} {} {old} -> {}", l.name, l.reference, l.new);
+                }
+            }
+            println!("{} images, {} changed", locked.len(), locked.iter().filter(|l| l.old != l.new).count());
+            Ok(0)
+        }
+        Cmd::Images(ImagesCmd::Pull(p)) => {
+            let opts = options(&g, &p);
+            let c = build::check(&opts)?;
+            let client = images::client(&g.registry_mirrors)?;
+            let cache = BlobCache::open(&opts.cache_dir)?;
+            let fetched = images::fetch(&c.images, &cache, &client, &Progress::new(g.quiet))?;
+            for f in &fetched {
+                let bytes: u64 = f.layers.iter().map(|l| l.size).sum();
+                println!("{:<16} {}@{} -> image id {} ({} layers, {} bytes)", f.pinned.name, f.pinned.reference, f.manifest.digest, f.config.digest, f.layers.len(), bytes);
+            }
+            println!("{} images in {}, {} registry requests", fetched.len(), opts.cache_dir.display(), client.requests());
+            Ok(0)
+        }
+        Cmd::Images(ImagesCmd::Import { archive }) => {
+            let cache_dir = g.cache_dir.clone().unwrap_or_else(build::default_cache_dir);
+            let r = BlobCache::open(&cache_dir)?.import(&archive)?;
+            for (name, d) in &r.images {
+                println!("{:<40} {d}", if name.is_empty() { "(unnamed)" } else { name });
+            }
+            println!("{} blobs verified, {} new, into {}", r.blobs, r.new_blobs, cache_dir.display());
+            Ok(0)
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod assemble;
 pub mod base;
+pub mod blobcache;
 pub mod build;
 pub mod cli;
 pub mod customize;
@@ -19,7 +20,9 @@ pub mod gpt;
 pub mod grub;
 pub mod harness;
 pub mod identity;
+pub mod images;
 pub mod manifest;
+pub mod oci;
 pub mod output;
 pub mod probes;
 pub mod profile;

@@ -28,6 +28,8 @@ pub struct Profile {
     pub image: Image,
     /// Free-form variables for templates; `--var key=value` overrides them.
     pub vars: BTreeMap<String, toml::Value>,
+    /// Pinned container images baked into the image (names from the `images/` catalog).
+    pub containers: crate::images::Containers,
 }
 
 /// The base stage: what mmdebstrap installs.
