@@ -8,7 +8,9 @@
 //!   docker.io) and an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/*`, read
 //!   by Docker 25+ with the containerd image store), exactly like `docker save` of Docker 25+;
 //! - `/var/lib/clawimg/images/images.list`: one line per image, tab separated: name,
-//!   reference, archive, archive sha256, image id (config digest), manifest digest.
+//!   reference, archive, archive sha256, image id (config digest), manifest digest, pinned
+//!   digest. Docker reports one of the three digests as the loaded image's id, depending
+//!   on its image store (classic: config; containerd: the pinned index or manifest).
 
 use crate::blobcache::BlobCache;
 use crate::error::{Context, Error, Result};
@@ -252,6 +254,8 @@ pub fn input_part(loaded: &Loaded) -> Result<String> {
 pub struct Fetched {
     /// The catalog entry.
     pub pinned: Pinned,
+    /// The pinned index, when the digest names one.
+    pub index: Option<Descriptor>,
     /// The platform manifest (the pinned digest itself, or the entry of the pinned index).
     pub manifest: Descriptor,
     /// Image config (its digest is Docker's image id).
@@ -269,6 +273,7 @@ pub fn fetch(images: &[Pinned], cache: &BlobCache, client: &Client, progress: &P
         let what = format!("{}@{}", p.reference, p.digest);
         let top = client.manifest(cache, &p.parsed, &p.digest).map_err(wrap)?;
         let doc = ManifestDoc::parse(&top, &what).map_err(wrap)?;
+        let index = doc.is_index().then(|| Descriptor { media_type: doc.media_type.clone(), digest: p.digest.clone(), size: top.len() as u64, platform: None });
         let (manifest, doc) = if doc.is_index() {
             let sel = doc.select(&p.platform, &what).map_err(wrap)?;
             let body = client.manifest(cache, &p.parsed, &sel.digest).map_err(wrap)?;
@@ -286,7 +291,7 @@ pub fn fetch(images: &[Pinned], cache: &BlobCache, client: &Client, progress: &P
                 return Err(wrap(Error::failed(format!("{what}: unsupported digest {}", d.digest))));
             }
         }
-        out.push(Fetched { pinned: p.clone(), manifest, config, layers: doc.layers.clone() });
+        out.push(Fetched { pinned: p.clone(), index, manifest, config, layers: doc.layers.clone() });
     }
     // Blobs still missing, each once.
     let mut todo: Vec<(Reference, Descriptor)> = vec![];
@@ -425,7 +430,7 @@ fn write_archive(root: &Rootfs, cache: &BlobCache, f: &Fetched) -> Result<Baked>
     for d in ["blobs/", "blobs/sha256/"] {
         t.append_data(&mut header(0, 0o755, true), d, std::io::empty()).map_err(werr)?;
     }
-    for d in std::iter::once(&f.manifest).chain(std::iter::once(&f.config)).chain(&f.layers) {
+    for d in f.index.iter().chain([&f.manifest, &f.config]).chain(&f.layers) {
         let src = cache.path(&d.digest)?;
         let file = std::fs::File::open(&src).ctx(|| format!("open cached blob {}", d.digest))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -441,11 +446,15 @@ fn write_archive(root: &Rootfs, cache: &BlobCache, f: &Fetched) -> Result<Baked>
         }
     }
     let full = Reference::parse(&f.pinned.reference).map(|r| format!("{}:{}", r.name(), r.tag.unwrap_or_default())).unwrap_or_default();
+    // The OCI side names the pinned digest (an index keeps only the platform's manifest:
+    // Docker's containerd store imports such partial indexes), so the loaded image's id is
+    // the pinned digest and `name:tag@digest` resolves locally.
+    let top = f.index.as_ref().unwrap_or(&f.manifest);
     let index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": oci::OCI_INDEX,
         "manifests": [{
-            "mediaType": f.manifest.media_type, "digest": f.manifest.digest, "size": f.manifest.size,
+            "mediaType": top.media_type, "digest": top.digest, "size": top.size,
             "annotations": {
                 "io.containerd.image.name": full,
                 "org.opencontainers.image.ref.name": f.pinned.parsed.tag.clone().unwrap_or_default(),
@@ -481,11 +490,14 @@ pub fn bake(root: &Rootfs, cache: &BlobCache, fetched: &[Fetched]) -> Result<Vec
     }
     root.mkdir_all(IMAGES_DIR)?;
     let mut baked = vec![];
-    let mut list = String::from("# name\treference\tarchive\tarchive sha256\timage id\tmanifest digest (written by clawimg)\n");
+    let mut list = String::from("# name\treference\tarchive\tarchive sha256\timage id\tmanifest digest\tpinned digest (written by clawimg)\n");
     for f in fetched {
         let b = write_archive(root, cache, f)?;
         let file = b.archive.rsplit('/').next().unwrap_or("");
-        list.push_str(&format!("{}\t{}\t{file}\t{}\t{}\t{}\n", b.name, b.reference, b.archive_sha256, b.image_id, b.manifest_digest));
+        list.push_str(&format!(
+            "{}\t{}\t{file}\t{}\t{}\t{}\t{}\n",
+            b.name, b.reference, b.archive_sha256, b.image_id, b.manifest_digest, b.digest
+        ));
         baked.push(b);
     }
     root.write(&format!("{IMAGES_DIR}/images.list"), list.as_bytes(), 0o644)?;

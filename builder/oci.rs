@@ -536,7 +536,7 @@ impl Client {
                 }
             }
         }
-        w.finish(d.size).map_err(|e| Error::failed(format!("{what}: {e}")))
+        w.finish(d.size).map_err(|e| Error::failed(format!("{}: {e}", r.name())))
     }
 }
 

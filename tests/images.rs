@@ -173,6 +173,8 @@ struct Pushed {
     busybox_amd64: String,
     busybox_config: String,
     arm64_layer: String,
+    /// busybox amd64 layer's diff id.
+    busybox_diff_id: String,
     /// tools: manifest digest and its own (second) layer.
     tools_manifest: String,
     tools_layer: String,
@@ -220,6 +222,7 @@ fn push_images(reg: &Registry, work: &Path, authfile: Option<&Path>) -> Pushed {
         busybox_index: index["digest"].as_str().unwrap().into(),
         busybox_amd64: amd64["digest"].as_str().unwrap().into(),
         busybox_config: amd64_manifest["config"]["digest"].as_str().unwrap().into(),
+        busybox_diff_id: bb.1.clone(),
         arm64_layer: arm.0["digest"].as_str().unwrap().into(),
         tools_manifest: tools["digest"].as_str().unwrap().into(),
         tools_layer: extra.0["digest"].as_str().unwrap().into(),
@@ -287,6 +290,7 @@ fn lints_refuse_unpinned_latest_and_untagged_references() {
         assert!(err.contains(want) && err.contains(why), "expected {want:?} / {why:?}:\n{err}");
     }
     // An entry the catalog does not have is named with the profile key.
+    std::fs::remove_file(dir.join("images/x.toml")).unwrap();
     std::fs::write(dir.join("profiles/p.toml"), "extends = \"test\"\n[containers]\nimages = [\"ghost\"]\n").unwrap();
     let mut c = cl(&dir, &dir.join("cache"), "");
     c.args(["check", "p"]);
@@ -463,15 +467,17 @@ fn baked_images_load_at_first_boot_without_a_registry() {
     assert_eq!(imgs[0]["image_id"], p.busybox_config.as_str());
     assert_eq!(imgs[1]["digest"], p.tools_manifest.as_str());
     assert!(imgs.iter().all(|i| i["bytes"].as_u64().unwrap() > 100_000), "{imgs:?}");
-    let tools_id = imgs[1]["image_id"].as_str().unwrap();
 
     let bb = "clawimg.test/clawimg/busybox:1.0";
     let tl = "clawimg.test/clawimg/tools:1.0";
     let j = "journalctl -b -u clawimg-images.service --no-pager";
+    // Noble's docker.io 29 uses the containerd image store: the id is the pinned digest
+    // and the pinned reference name:tag@digest resolves without a registry.
     let probes = [
         "systemctl is-active clawimg-images.service".to_string(),
-        format!("test \"$(docker image inspect --format '{{{{.Id}}}}' {bb})\" = {}", p.busybox_config),
-        format!("test \"$(docker image inspect --format '{{{{.Id}}}}' {tl})\" = {tools_id}"),
+        format!("test \"$(docker image inspect --format '{{{{.Id}}}}' {bb}@{})\" = {}", p.busybox_index, p.busybox_index),
+        format!("test \"$(docker image inspect --format '{{{{.Id}}}}' {tl}@{})\" = {}", p.tools_manifest, p.tools_manifest),
+        format!("docker image inspect --format '{{{{.Architecture}}}} {{{{.RootFS.Layers}}}}' {bb} | grep -x 'amd64 \\[{}\\]'", p.busybox_diff_id),
         format!("docker run --rm --network none {bb} /bin/true"),
         format!("test \"$(docker run --rm --network none {tl} cat /etc/clawimg-tools)\" = 'tools image'"),
         // Idempotent: a second run finds both images and loads nothing.
