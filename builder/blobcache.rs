@@ -68,7 +68,13 @@ impl BlobCache {
             .prefix(".partial-")
             .tempfile_in(&self.dir)
             .ctx(|| format!("temp file in {}", self.dir.display()))?;
-        Ok(Writer { tmp, hasher: Sha256::new(), len: 0, digest: digest.to_string(), dest })
+        Ok(Writer {
+            tmp,
+            hasher: Sha256::new(),
+            len: 0,
+            digest: digest.to_string(),
+            dest,
+        })
     }
 
     /// Seed the cache from an OCI archive (tar of an OCI image layout, e.g. from
@@ -77,35 +83,41 @@ impl BlobCache {
     pub fn import(&self, archive: &Path) -> Result<Imported> {
         let mut out = Imported::default();
         let mut index = None;
-        let mut take = |name: &str, r: &mut dyn Read, size: u64, out: &mut Imported| -> Result<()> {
-            let name = name.trim_start_matches("./");
-            if name == "index.json" {
-                let mut b = vec![];
-                r.read_to_end(&mut b).ctx(|| "read index.json".into())?;
-                index = Some(b);
-            } else if let Some(hex) = name.strip_prefix("blobs/sha256/") {
-                let digest = format!("sha256:{hex}");
-                if !oci::valid_digest(&digest) {
-                    return Err(Error::failed(format!("{}: unexpected entry {name}", archive.display())));
-                }
-                out.blobs += 1;
-                if self.has(&digest) {
-                    return Ok(());
-                }
-                let mut w = self.writer(&digest)?;
-                let mut buf = vec![0u8; 256 << 10];
-                loop {
-                    let n = r.read(&mut buf).ctx(|| format!("read {name}"))?;
-                    if n == 0 {
-                        break;
+        let mut take =
+            |name: &str, r: &mut dyn Read, size: u64, out: &mut Imported| -> Result<()> {
+                let name = name.trim_start_matches("./");
+                if name == "index.json" {
+                    let mut b = vec![];
+                    r.read_to_end(&mut b).ctx(|| "read index.json".into())?;
+                    index = Some(b);
+                } else if let Some(hex) = name.strip_prefix("blobs/sha256/") {
+                    let digest = format!("sha256:{hex}");
+                    if !oci::valid_digest(&digest) {
+                        return Err(Error::failed(format!(
+                            "{}: unexpected entry {name}",
+                            archive.display()
+                        )));
                     }
-                    w.write(&buf[..n])?;
+                    out.blobs += 1;
+                    if self.has(&digest) {
+                        return Ok(());
+                    }
+                    let mut w = self.writer(&digest)?;
+                    let mut buf = vec![0u8; 256 << 10];
+                    loop {
+                        let n = r.read(&mut buf).ctx(|| format!("read {name}"))?;
+                        if n == 0 {
+                            break;
+                        }
+                        w.write(&buf[..n])?;
+                    }
+                    w.finish(size).map_err(|e| {
+                        Error::failed(format!("{}: {name}: {e}", archive.display()))
+                    })?;
+                    out.new_blobs += 1;
                 }
-                w.finish(size).map_err(|e| Error::failed(format!("{}: {name}: {e}", archive.display())))?;
-                out.new_blobs += 1;
-            }
-            Ok(())
-        };
+                Ok(())
+            };
         if archive.is_dir() {
             let blobs = archive.join("blobs/sha256");
             let mut names: Vec<_> = std::fs::read_dir(&blobs)
@@ -119,27 +131,44 @@ impl BlobCache {
                 let mut f = std::fs::File::open(&p).ctx(|| format!("open {}", p.display()))?;
                 take(&format!("blobs/sha256/{n}"), &mut f, size, &mut out)?;
             }
-            let mut f = std::fs::File::open(archive.join("index.json")).ctx(|| format!("{}: no index.json", archive.display()))?;
+            let mut f = std::fs::File::open(archive.join("index.json"))
+                .ctx(|| format!("{}: no index.json", archive.display()))?;
             take("index.json", &mut f, 0, &mut out)?;
         } else {
-            let f = std::fs::File::open(archive).map_err(|e| Error::config(format!("cannot open {}: {e}", archive.display())))?;
+            let f = std::fs::File::open(archive)
+                .map_err(|e| Error::config(format!("cannot open {}: {e}", archive.display())))?;
             let mut t = tar::Archive::new(f);
-            for e in t.entries().ctx(|| format!("{}: not a tar archive", archive.display()))? {
+            for e in t
+                .entries()
+                .ctx(|| format!("{}: not a tar archive", archive.display()))?
+            {
                 let mut e = e.ctx(|| format!("{}: bad tar entry", archive.display()))?;
                 if !e.header().entry_type().is_file() {
                     continue;
                 }
-                let name = e.path().ctx(|| "tar path".into())?.to_string_lossy().into_owned();
+                let name = e
+                    .path()
+                    .ctx(|| "tar path".into())?
+                    .to_string_lossy()
+                    .into_owned();
                 let size = e.size();
                 take(&name, &mut e, size, &mut out)?;
             }
         }
-        let index = index.ok_or_else(|| Error::config(format!("{}: no index.json: not an OCI archive", archive.display())))?;
+        let index = index.ok_or_else(|| {
+            Error::config(format!(
+                "{}: no index.json: not an OCI archive",
+                archive.display()
+            ))
+        })?;
         let doc = ManifestDoc::parse(&index, &format!("{}: index.json", archive.display()))?;
         let v: serde_json::Value = serde_json::from_slice(&index).unwrap_or_default();
         for (i, d) in doc.manifests.iter().enumerate() {
             let ann = &v["manifests"][i]["annotations"];
-            let name = ann["io.containerd.image.name"].as_str().or(ann["org.opencontainers.image.ref.name"].as_str()).unwrap_or("");
+            let name = ann["io.containerd.image.name"]
+                .as_str()
+                .or(ann["org.opencontainers.image.ref.name"].as_str())
+                .unwrap_or("");
             out.images.push((name.to_string(), d.digest.clone()));
         }
         Ok(out)
@@ -188,7 +217,10 @@ impl Writer {
 
     /// Discard what was written and start again.
     pub fn restart(&mut self) -> Result<()> {
-        self.tmp.as_file_mut().set_len(0).ctx(|| "truncate temp blob".into())?;
+        self.tmp
+            .as_file_mut()
+            .set_len(0)
+            .ctx(|| "truncate temp blob".into())?;
         std::io::Seek::rewind(self.tmp.as_file_mut()).ctx(|| "rewind temp blob".into())?;
         self.hasher = Sha256::new();
         self.len = 0;
@@ -205,13 +237,23 @@ impl Writer {
             )));
         }
         if self.len != size {
-            return Err(Error::failed(format!("blob {}: {} bytes, expected {size}", self.digest, self.len)));
+            return Err(Error::failed(format!(
+                "blob {}: {} bytes, expected {size}",
+                self.digest, self.len
+            )));
         }
         self.tmp.as_file().sync_all().ctx(|| "sync blob".into())?;
-        let mut perm = self.tmp.as_file().metadata().ctx(|| "stat blob".into())?.permissions();
+        let mut perm = self
+            .tmp
+            .as_file()
+            .metadata()
+            .ctx(|| "stat blob".into())?
+            .permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o644);
         let _ = std::fs::set_permissions(self.tmp.path(), perm);
-        self.tmp.persist(&self.dest).map_err(|e| Error::failed(format!("store {}: {}", self.dest.display(), e.error)))?;
+        self.tmp
+            .persist(&self.dest)
+            .map_err(|e| Error::failed(format!("store {}: {}", self.dest.display(), e.error)))?;
         Ok(())
     }
 }
@@ -230,7 +272,12 @@ mod tests {
         c.insert_bytes(&d, b"hello").unwrap();
         assert_eq!(c.read(&d).unwrap(), b"hello");
         // No temp files are left behind.
-        assert_eq!(std::fs::read_dir(t.path().join("blobs/sha256")).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(t.path().join("blobs/sha256"))
+                .unwrap()
+                .count(),
+            1
+        );
         assert!(c.path("sha256:../../etc").is_err());
     }
 }

@@ -154,8 +154,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let fetched = if checked.images.is_empty() {
         vec![]
     } else {
-        let st = progress.stage("images", &format!("{} pinned container images", checked.images.len()));
-        let f = images::fetch(&checked.images, &blobs, &images::client(&opts.registry_mirrors)?, &progress)?;
+        let st = progress.stage(
+            "images",
+            &format!("{} pinned container images", checked.images.len()),
+        );
+        let f = images::fetch(
+            &checked.images,
+            &blobs,
+            &images::client(&opts.registry_mirrors)?,
+            &progress,
+        )?;
         st.done(&format!("{} images in the cache", f.len()));
         f
     };
@@ -253,7 +261,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         extra: Default::default(),
     };
     if !baked.is_empty() {
-        manifest.extra.insert("images".into(), serde_json::to_value(&baked).ctx(|| "images".into())?);
+        manifest.extra.insert(
+            "images".into(),
+            serde_json::to_value(&baked).ctx(|| "images".into())?,
+        );
     }
     manifest.write(staging.path())?;
     st.done("manifest.json, SHA256SUMS");

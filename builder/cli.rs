@@ -1,13 +1,13 @@
 //! Command line interface.
 
+use crate::blobcache::BlobCache;
 use crate::build::{self, BuildOptions};
 use crate::error::{Error, Result};
 use crate::harness::{self, TestRun};
 use crate::manifest::Manifest;
 use crate::probes::{Expect, Probe};
-use crate::qemu::{Accel, DiskBus, Firmware};
-use crate::blobcache::BlobCache;
 use crate::progress::Progress;
+use crate::qemu::{Accel, DiskBus, Firmware};
 use crate::{exec, images, profile, tools};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -52,7 +52,13 @@ struct Global {
     verbose: bool,
     /// Container registry mirror HOST=URL (repeatable; HOST `*` = every registry; the URL
     /// may end in a path prefix). Requests for HOST go only to the mirror.
-    #[arg(long = "registry-mirror", global = true, value_name = "HOST=URL", env = "CLAWIMG_REGISTRY_MIRROR", value_delimiter = ',')]
+    #[arg(
+        long = "registry-mirror",
+        global = true,
+        value_name = "HOST=URL",
+        env = "CLAWIMG_REGISTRY_MIRROR",
+        value_delimiter = ','
+    )]
     registry_mirrors: Vec<String>,
 }
 
@@ -94,7 +100,9 @@ enum Cmd {
     )]
     Test(TestArgs),
     /// Resolve the tags of PROFILE's container images and pin their digests in images/*.toml.
-    #[command(after_help = "Examples:\n  clawimg lock production\n  clawimg lock test --registry-mirror '*=http://127.0.0.1:5000'")]
+    #[command(
+        after_help = "Examples:\n  clawimg lock production\n  clawimg lock test --registry-mirror '*=http://127.0.0.1:5000'"
+    )]
     Lock(ProfileArgs),
     /// Pinned container images: pull into the cache, import an OCI archive.
     #[command(subcommand)]
@@ -115,10 +123,14 @@ enum Cmd {
 #[derive(Subcommand, Debug)]
 enum ImagesCmd {
     /// Pull PROFILE's pinned images into the blob cache (what `build` does first).
-    #[command(after_help = "Examples:\n  clawimg images pull production\n  CLAWIMG_REGISTRY_MIRROR=ghcr.io=https://mirror.example clawimg images pull production")]
+    #[command(
+        after_help = "Examples:\n  clawimg images pull production\n  CLAWIMG_REGISTRY_MIRROR=ghcr.io=https://mirror.example clawimg images pull production"
+    )]
     Pull(ProfileArgs),
     /// Seed the blob cache from an OCI archive or layout directory, offline.
-    #[command(after_help = "Examples:\n  skopeo copy --all docker://REF oci-archive:app.tar   # on a connected machine\n  clawimg images import app.tar")]
+    #[command(
+        after_help = "Examples:\n  skopeo copy --all docker://REF oci-archive:app.tar   # on a connected machine\n  clawimg images import app.tar"
+    )]
     Import {
         /// OCI archive (tar of an OCI image layout) or OCI layout directory.
         archive: PathBuf,
@@ -208,7 +220,10 @@ fn run(cli: Cli) -> Result<i32> {
             println!("  keyring     {} (sha256 pinned)", c.keyring.display());
             println!("  packages    {}", c.loaded.profile.base.packages.join(" "));
             for i in &c.images {
-                println!("  image       {} {}@{} ({})", i.name, i.reference, i.digest, i.platform);
+                println!(
+                    "  image       {} {}@{} ({})",
+                    i.name, i.reference, i.digest, i.platform
+                );
             }
             if g.verbose {
                 for (t, v) in found {
@@ -251,6 +266,18 @@ fn run(cli: Cli) -> Result<i32> {
                         );
                     }
                 }
+                if let Some(imgs) = m.extra.get("images").and_then(|v| v.as_array()) {
+                    for i in imgs {
+                        let f = |k: &str| i[k].as_str().unwrap_or("").to_string();
+                        println!(
+                            "image        {:<16} {}@{} {:>6} KiB",
+                            f("name"),
+                            f("reference"),
+                            f("digest"),
+                            i["bytes"].as_u64().unwrap_or(0) >> 10
+                        );
+                    }
+                }
                 println!("packages     {}", m.packages.len());
                 for p in &m.packages {
                     println!("  {} {}", p.name, p.version);
@@ -268,10 +295,17 @@ fn run(cli: Cli) -> Result<i32> {
                     println!("unchanged  {:<16} {}@{}", l.name, l.reference, l.new);
                 } else {
                     let old = if l.old.is_empty() { "(none)" } else { &l.old };
-                    println!("changed    {:<16} {} {old} -> {}", l.name, l.reference, l.new);
+                    println!(
+                        "changed    {:<16} {} {old} -> {}",
+                        l.name, l.reference, l.new
+                    );
                 }
             }
-            println!("{} images, {} changed", locked.len(), locked.iter().filter(|l| l.old != l.new).count());
+            println!(
+                "{} images, {} changed",
+                locked.len(),
+                locked.iter().filter(|l| l.old != l.new).count()
+            );
             Ok(0)
         }
         Cmd::Images(ImagesCmd::Pull(p)) => {
@@ -282,18 +316,39 @@ fn run(cli: Cli) -> Result<i32> {
             let fetched = images::fetch(&c.images, &cache, &client, &Progress::new(g.quiet))?;
             for f in &fetched {
                 let bytes: u64 = f.layers.iter().map(|l| l.size).sum();
-                println!("{:<16} {}@{} -> image id {} ({} layers, {} bytes)", f.pinned.name, f.pinned.reference, f.manifest.digest, f.config.digest, f.layers.len(), bytes);
+                println!(
+                    "{:<16} {}@{} -> image id {} ({} layers, {} bytes)",
+                    f.pinned.name,
+                    f.pinned.reference,
+                    f.manifest.digest,
+                    f.config.digest,
+                    f.layers.len(),
+                    bytes
+                );
             }
-            println!("{} images in {}, {} registry requests", fetched.len(), opts.cache_dir.display(), client.requests());
+            println!(
+                "{} images in {}, {} registry requests",
+                fetched.len(),
+                opts.cache_dir.display(),
+                client.requests()
+            );
             Ok(0)
         }
         Cmd::Images(ImagesCmd::Import { archive }) => {
             let cache_dir = g.cache_dir.clone().unwrap_or_else(build::default_cache_dir);
             let r = BlobCache::open(&cache_dir)?.import(&archive)?;
             for (name, d) in &r.images {
-                println!("{:<40} {d}", if name.is_empty() { "(unnamed)" } else { name });
+                println!(
+                    "{:<40} {d}",
+                    if name.is_empty() { "(unnamed)" } else { name }
+                );
             }
-            println!("{} blobs verified, {} new, into {}", r.blobs, r.new_blobs, cache_dir.display());
+            println!(
+                "{} blobs verified, {} new, into {}",
+                r.blobs,
+                r.new_blobs,
+                cache_dir.display()
+            );
             Ok(0)
         }
     }

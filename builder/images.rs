@@ -78,7 +78,11 @@ impl CatalogEntry {
     /// `file:line:col: key `name.key`: ` for messages.
     fn at(&self, key: &str) -> String {
         let (line, col) = locate(&self.text, &self.name, key);
-        format!("{}:{line}:{col}: key `{}.{key}`", self.file.display(), self.name)
+        format!(
+            "{}:{line}:{col}: key `{}.{key}`",
+            self.file.display(),
+            self.name
+        )
     }
 }
 
@@ -89,7 +93,10 @@ fn locate(text: &str, name: &str, key: &str) -> (usize, usize) {
     for (i, l) in text.lines().enumerate() {
         let t = l.trim();
         if t.starts_with('[') {
-            let n = t.trim_matches(|c| c == '[' || c == ']').trim().trim_matches('"');
+            let n = t
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .trim_matches('"');
             in_table = n == name;
             if in_table {
                 header = (i + 1, 1);
@@ -109,21 +116,37 @@ pub fn catalog_dir(loaded: &Loaded) -> PathBuf {
 /// Read every `*.toml` in the catalog directory (missing directory = empty catalog).
 pub fn load_catalog(dir: &Path) -> Result<BTreeMap<String, CatalogEntry>> {
     let mut out: BTreeMap<String, CatalogEntry> = BTreeMap::new();
-    let Ok(rd) = std::fs::read_dir(dir) else { return Ok(out) };
-    let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Ok(out);
+    };
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
     files.sort();
     for file in files {
         let text = std::fs::read_to_string(&file).ctx(|| format!("read {}", file.display()))?;
         let at = |e: &toml::de::Error, key: Option<String>| {
-            let (line, col) = e.span().map(|s| profile::line_col(&text, s.start)).unwrap_or((1, 1));
-            let key = key.filter(|k| !k.is_empty() && k != ".").map(|k| format!("key `{k}`: ")).unwrap_or_default();
-            Error::config(format!("{}:{line}:{col}: {key}{}", file.display(), e.message().trim().replace('\n', " ")))
+            let (line, col) = e
+                .span()
+                .map(|s| profile::line_col(&text, s.start))
+                .unwrap_or((1, 1));
+            let key = key
+                .filter(|k| !k.is_empty() && k != ".")
+                .map(|k| format!("key `{k}`: "))
+                .unwrap_or_default();
+            Error::config(format!(
+                "{}:{line}:{col}: {key}{}",
+                file.display(),
+                e.message().trim().replace('\n', " ")
+            ))
         };
         let de = toml::Deserializer::parse(&text).map_err(|e| at(&e, None))?;
-        let entries: BTreeMap<String, Entry> = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            at(e.inner(), Some(key))
-        })?;
+        let entries: BTreeMap<String, Entry> =
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let key = e.path().to_string();
+                at(e.inner(), Some(key))
+            })?;
         for (name, entry) in entries {
             let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c);
             if name.is_empty() || !name.chars().all(ok) {
@@ -140,7 +163,15 @@ pub fn load_catalog(dir: &Path) -> Result<BTreeMap<String, CatalogEntry>> {
                     prev.file.display()
                 )));
             }
-            out.insert(name.clone(), CatalogEntry { name, entry, file: file.clone(), text: text.clone() });
+            out.insert(
+                name.clone(),
+                CatalogEntry {
+                    name,
+                    entry,
+                    file: file.clone(),
+                    text: text.clone(),
+                },
+            );
         }
     }
     Ok(out)
@@ -183,7 +214,8 @@ fn select(loaded: &Loaded, need_digest: bool) -> Result<Vec<(CatalogEntry, Pinne
             )));
         };
         let e = &c.entry;
-        let parsed = Reference::parse(&e.reference).map_err(|m| Error::config(format!("{}: {m}", c.at("reference"))))?;
+        let parsed = Reference::parse(&e.reference)
+            .map_err(|m| Error::config(format!("{}: {m}", c.at("reference"))))?;
         if parsed.digest.is_some() {
             return Err(Error::config(format!(
                 "{}: write the digest in `digest`, and only a version tag in the reference",
@@ -215,9 +247,13 @@ fn select(loaded: &Loaded, need_digest: bool) -> Result<Vec<(CatalogEntry, Pinne
             )));
         }
         if !e.digest.is_empty() && !oci::valid_digest(&e.digest) {
-            return Err(Error::config(format!("{}: expected \"sha256:\" and 64 lowercase hex digits", c.at("digest"))));
+            return Err(Error::config(format!(
+                "{}: expected \"sha256:\" and 64 lowercase hex digits",
+                c.at("digest")
+            )));
         }
-        let platform = Platform::parse(&e.platform).map_err(|m| Error::config(format!("{}: {m}", c.at("platform"))))?;
+        let platform = Platform::parse(&e.platform)
+            .map_err(|m| Error::config(format!("{}: {m}", c.at("platform"))))?;
         let pinned = Pinned {
             name: name.clone(),
             reference: e.reference.clone(),
@@ -240,7 +276,10 @@ pub fn resolve(loaded: &Loaded) -> Result<Vec<Pinned>> {
 pub fn input_part(loaded: &Loaded) -> Result<String> {
     let mut s = String::new();
     for p in resolve(loaded)? {
-        s.push_str(&format!("{}\0{}\0{}\0{}\0", p.name, p.reference, p.digest, p.platform));
+        s.push_str(&format!(
+            "{}\0{}\0{}\0{}\0",
+            p.name, p.reference, p.digest, p.platform
+        ));
     }
     if !s.is_empty() {
         s.push_str(LOAD_UNIT);
@@ -266,32 +305,81 @@ pub struct Fetched {
 
 /// Pull every image into the cache: manifests first, then missing blobs in parallel with a
 /// progress bar. With everything cached no request is made.
-pub fn fetch(images: &[Pinned], cache: &BlobCache, client: &Client, progress: &Progress) -> Result<Vec<Fetched>> {
+pub fn fetch(
+    images: &[Pinned],
+    cache: &BlobCache,
+    client: &Client,
+    progress: &Progress,
+) -> Result<Vec<Fetched>> {
     let mut out = vec![];
     for p in images {
-        let wrap = |e: Error| Error { kind: e.kind, message: format!("image `{}` ({}): {}: {}", p.name, p.reference, p.origin, e.message) };
+        let wrap = |e: Error| Error {
+            kind: e.kind,
+            message: format!(
+                "image `{}` ({}): {}: {}",
+                p.name, p.reference, p.origin, e.message
+            ),
+        };
         let what = format!("{}@{}", p.reference, p.digest);
         let top = client.manifest(cache, &p.parsed, &p.digest).map_err(wrap)?;
         let doc = ManifestDoc::parse(&top, &what).map_err(wrap)?;
-        let index = doc.is_index().then(|| Descriptor { media_type: doc.media_type.clone(), digest: p.digest.clone(), size: top.len() as u64, platform: None });
+        let index = doc.is_index().then(|| Descriptor {
+            media_type: doc.media_type.clone(),
+            digest: p.digest.clone(),
+            size: top.len() as u64,
+            platform: None,
+        });
         let (manifest, doc) = if doc.is_index() {
             let sel = doc.select(&p.platform, &what).map_err(wrap)?;
-            let body = client.manifest(cache, &p.parsed, &sel.digest).map_err(wrap)?;
+            let body = client
+                .manifest(cache, &p.parsed, &sel.digest)
+                .map_err(wrap)?;
             let d = ManifestDoc::parse(&body, &what).map_err(wrap)?;
             if d.is_index() {
-                return Err(wrap(Error::failed(format!("{what}: nested index for {} is not supported", p.platform))));
+                return Err(wrap(Error::failed(format!(
+                    "{what}: nested index for {} is not supported",
+                    p.platform
+                ))));
             }
-            (Descriptor { media_type: d.media_type.clone(), digest: sel.digest, size: body.len() as u64, platform: sel.platform }, d)
+            (
+                Descriptor {
+                    media_type: d.media_type.clone(),
+                    digest: sel.digest,
+                    size: body.len() as u64,
+                    platform: sel.platform,
+                },
+                d,
+            )
         } else {
-            (Descriptor { media_type: doc.media_type.clone(), digest: p.digest.clone(), size: top.len() as u64, platform: None }, doc)
+            (
+                Descriptor {
+                    media_type: doc.media_type.clone(),
+                    digest: p.digest.clone(),
+                    size: top.len() as u64,
+                    platform: None,
+                },
+                doc,
+            )
         };
-        let config = doc.config.clone().ok_or_else(|| wrap(Error::failed(format!("{what}: manifest without config"))))?;
+        let config = doc
+            .config
+            .clone()
+            .ok_or_else(|| wrap(Error::failed(format!("{what}: manifest without config"))))?;
         for d in std::iter::once(&config).chain(&doc.layers) {
             if !oci::valid_digest(&d.digest) {
-                return Err(wrap(Error::failed(format!("{what}: unsupported digest {}", d.digest))));
+                return Err(wrap(Error::failed(format!(
+                    "{what}: unsupported digest {}",
+                    d.digest
+                ))));
             }
         }
-        out.push(Fetched { pinned: p.clone(), index, manifest, config, layers: doc.layers.clone() });
+        out.push(Fetched {
+            pinned: p.clone(),
+            index,
+            manifest,
+            config,
+            layers: doc.layers.clone(),
+        });
     }
     // Blobs still missing, each once.
     let mut todo: Vec<(Reference, Descriptor)> = vec![];
@@ -315,7 +403,9 @@ pub fn fetch(images: &[Pinned], cache: &BlobCache, client: &Client, progress: &P
                     if failed.load(Ordering::Relaxed) {
                         return;
                     }
-                    let Some((r, d)) = queue.lock().ok().and_then(|mut q| q.pop()) else { return };
+                    let Some((r, d)) = queue.lock().ok().and_then(|mut q| q.pop()) else {
+                        return;
+                    };
                     if let Err(e) = client.blob(cache, &r, &d, &bar) {
                         failed.store(true, Ordering::Relaxed);
                         if let Ok(mut fe) = first_err.lock() {
@@ -333,8 +423,12 @@ pub fn fetch(images: &[Pinned], cache: &BlobCache, client: &Client, progress: &P
     }
     // The config says which platform the image really is.
     for f in &out {
-        let cfg: serde_json::Value = serde_json::from_slice(&cache.read(&f.config.digest)?).unwrap_or_default();
-        let (os, arch) = (cfg["os"].as_str().unwrap_or(""), cfg["architecture"].as_str().unwrap_or(""));
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&cache.read(&f.config.digest)?).unwrap_or_default();
+        let (os, arch) = (
+            cfg["os"].as_str().unwrap_or(""),
+            cfg["architecture"].as_str().unwrap_or(""),
+        );
         if os != f.pinned.platform.os || arch != f.pinned.platform.architecture {
             return Err(Error::failed(format!(
                 "image `{}` ({}): {}: the pinned image is {os}/{arch}, not {}",
@@ -400,7 +494,10 @@ impl<R: Read> Read for HashRead<R> {
 }
 
 fn epoch() -> u64 {
-    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 fn header(size: u64, mode: u32, dir: bool) -> tar::Header {
@@ -410,7 +507,11 @@ fn header(size: u64, mode: u32, dir: bool) -> tar::Header {
     h.set_mtime(epoch());
     h.set_uid(0);
     h.set_gid(0);
-    h.set_entry_type(if dir { tar::EntryType::Directory } else { tar::EntryType::Regular });
+    h.set_entry_type(if dir {
+        tar::EntryType::Directory
+    } else {
+        tar::EntryType::Regular
+    });
     h
 }
 
@@ -420,22 +521,41 @@ fn write_archive(root: &Rootfs, cache: &BlobCache, f: &Fetched) -> Result<Baked>
     let archive = format!("{}.tar", f.pinned.name);
     let path = format!("{IMAGES_DIR}/{archive}");
     let file = root.create(&path, 0o600)?;
-    let mut t = tar::Builder::new(HashWrite { inner: std::io::BufWriter::new(file), h: Sha256::new(), n: 0 });
+    let mut t = tar::Builder::new(HashWrite {
+        inner: std::io::BufWriter::new(file),
+        h: Sha256::new(),
+        n: 0,
+    });
     t.mode(tar::HeaderMode::Deterministic);
     let werr = |e: std::io::Error| Error::failed(format!("write {path}: {e}"));
     let add = |t: &mut tar::Builder<_>, name: &str, data: &[u8]| -> Result<()> {
-        t.append_data(&mut header(data.len() as u64, 0o644, false), name, data).map_err(werr)
+        t.append_data(&mut header(data.len() as u64, 0o644, false), name, data)
+            .map_err(werr)
     };
     add(&mut t, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     for d in ["blobs/", "blobs/sha256/"] {
-        t.append_data(&mut header(0, 0o755, true), d, std::io::empty()).map_err(werr)?;
+        t.append_data(&mut header(0, 0o755, true), d, std::io::empty())
+            .map_err(werr)?;
     }
-    for d in f.index.iter().chain([&f.manifest, &f.config]).chain(&f.layers) {
+    for d in f
+        .index
+        .iter()
+        .chain([&f.manifest, &f.config])
+        .chain(&f.layers)
+    {
         let src = cache.path(&d.digest)?;
         let file = std::fs::File::open(&src).ctx(|| format!("open cached blob {}", d.digest))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut r = HashRead { inner: file, h: Sha256::new() };
-        t.append_data(&mut header(size, 0o644, false), format!("blobs/sha256/{}", &d.digest[7..]), &mut r).map_err(werr)?;
+        let mut r = HashRead {
+            inner: file,
+            h: Sha256::new(),
+        };
+        t.append_data(
+            &mut header(size, 0o644, false),
+            format!("blobs/sha256/{}", &d.digest[7..]),
+            &mut r,
+        )
+        .map_err(werr)?;
         let actual = format!("sha256:{}", hex::encode(r.h.finalize()));
         if actual != d.digest || size != d.size {
             return Err(Error::failed(format!(
@@ -445,7 +565,9 @@ fn write_archive(root: &Rootfs, cache: &BlobCache, f: &Fetched) -> Result<Baked>
             )));
         }
     }
-    let full = Reference::parse(&f.pinned.reference).map(|r| format!("{}:{}", r.name(), r.tag.unwrap_or_default())).unwrap_or_default();
+    let full = Reference::parse(&f.pinned.reference)
+        .map(|r| format!("{}:{}", r.name(), r.tag.unwrap_or_default()))
+        .unwrap_or_default();
     // The OCI side names the pinned digest (an index keeps only the platform's manifest:
     // Docker's containerd store imports such partial indexes), so the loaded image's id is
     // the pinned digest and `name:tag@digest` resolves locally.
@@ -466,8 +588,18 @@ fn write_archive(root: &Rootfs, cache: &BlobCache, f: &Fetched) -> Result<Baked>
         "RepoTags": [f.pinned.reference],
         "Layers": f.layers.iter().map(|l| format!("blobs/sha256/{}", &l.digest[7..])).collect::<Vec<_>>(),
     }]);
-    add(&mut t, "index.json", serde_json::to_string(&index).unwrap_or_default().as_bytes())?;
-    add(&mut t, "manifest.json", serde_json::to_string(&docker).unwrap_or_default().as_bytes())?;
+    add(
+        &mut t,
+        "index.json",
+        serde_json::to_string(&index).unwrap_or_default().as_bytes(),
+    )?;
+    add(
+        &mut t,
+        "manifest.json",
+        serde_json::to_string(&docker)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
     let mut hw = t.into_inner().map_err(werr)?;
     hw.flush().map_err(werr)?;
     Ok(Baked {
@@ -501,8 +633,16 @@ pub fn bake(root: &Rootfs, cache: &BlobCache, fetched: &[Fetched]) -> Result<Vec
         baked.push(b);
     }
     root.write(&format!("{IMAGES_DIR}/images.list"), list.as_bytes(), 0o644)?;
-    root.write("/usr/lib/clawimg/clawimg-load-images", LOAD_SCRIPT.as_bytes(), 0o755)?;
-    root.write(&format!("/usr/lib/systemd/system/{UNIT_NAME}"), LOAD_UNIT.as_bytes(), 0o644)?;
+    root.write(
+        "/usr/lib/clawimg/clawimg-load-images",
+        LOAD_SCRIPT.as_bytes(),
+        0o755,
+    )?;
+    root.write(
+        &format!("/usr/lib/systemd/system/{UNIT_NAME}"),
+        LOAD_UNIT.as_bytes(),
+        0o644,
+    )?;
     units::enable(root, UNIT_NAME)?;
     Ok(baked)
 }
@@ -526,7 +666,9 @@ pub fn lock(loaded: &Loaded, client: &Client) -> Result<Vec<Locked>> {
     let mut edits: BTreeMap<PathBuf, toml_edit::DocumentMut> = BTreeMap::new();
     for (c, p) in select(loaded, false)? {
         let tag = p.parsed.tag.clone().unwrap_or_default();
-        let (digest, body) = client.resolve_tag(&p.parsed, &tag).map_err(|e| Error::failed(format!("image `{}`: {}", p.name, e.message)))?;
+        let (digest, body) = client
+            .resolve_tag(&p.parsed, &tag)
+            .map_err(|e| Error::failed(format!("image `{}`: {}", p.name, e.message)))?;
         let doc = ManifestDoc::parse(&body, &p.reference)?;
         if doc.is_index() {
             doc.select(&p.platform, &p.reference)?;
@@ -535,20 +677,31 @@ pub fn lock(loaded: &Loaded, client: &Client) -> Result<Vec<Locked>> {
             let d = match edits.get_mut(&c.file) {
                 Some(d) => d,
                 None => {
-                    let text = std::fs::read_to_string(&c.file).ctx(|| format!("read {}", c.file.display()))?;
-                    let d: toml_edit::DocumentMut = text.parse().map_err(|e| Error::config(format!("{}: {e}", c.file.display())))?;
+                    let text = std::fs::read_to_string(&c.file)
+                        .ctx(|| format!("read {}", c.file.display()))?;
+                    let d: toml_edit::DocumentMut = text
+                        .parse()
+                        .map_err(|e| Error::config(format!("{}: {e}", c.file.display())))?;
                     edits.entry(c.file.clone()).or_insert(d)
                 }
             };
             d[&p.name]["digest"] = toml_edit::value(digest.clone());
         }
-        out.push(Locked { name: p.name, reference: p.reference, old: p.digest, new: digest });
+        out.push(Locked {
+            name: p.name,
+            reference: p.reference,
+            old: p.digest,
+            new: digest,
+        });
     }
     for (file, doc) in edits {
         let dir = file.parent().unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).ctx(|| format!("temp file in {}", dir.display()))?;
-        tmp.write_all(doc.to_string().as_bytes()).ctx(|| format!("write {}", file.display()))?;
-        tmp.persist(&file).map_err(|e| Error::failed(format!("write {}: {}", file.display(), e.error)))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)
+            .ctx(|| format!("temp file in {}", dir.display()))?;
+        tmp.write_all(doc.to_string().as_bytes())
+            .ctx(|| format!("write {}", file.display()))?;
+        tmp.persist(&file)
+            .map_err(|e| Error::failed(format!("write {}: {}", file.display(), e.error)))?;
     }
     Ok(out)
 }

@@ -57,16 +57,23 @@ impl Reference {
         };
         if let Some(d) = &digest {
             if !valid_digest(d) {
-                return Err(format!("`{d}` is not a sha256 digest (sha256: and 64 hex digits)"));
+                return Err(format!(
+                    "`{d}` is not a sha256 digest (sha256: and 64 hex digits)"
+                ));
             }
         }
         let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
         let (name, tag) = match rest[last_slash..].rfind(':') {
-            Some(i) => (&rest[..last_slash + i], Some(rest[last_slash + i + 1..].to_string())),
+            Some(i) => (
+                &rest[..last_slash + i],
+                Some(rest[last_slash + i + 1..].to_string()),
+            ),
             None => (rest, None),
         };
         let (registry, mut repository) = match name.split_once('/') {
-            Some((first, path)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            Some((first, path))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
                 (first.to_string(), path.to_string())
             }
             _ => ("docker.io".to_string(), name.to_string()),
@@ -75,16 +82,27 @@ impl Reference {
             repository = format!("library/{repository}");
         }
         let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c);
-        if repository.is_empty() || !repository.chars().all(ok) || repository.starts_with('/') || repository.ends_with('/') {
+        if repository.is_empty()
+            || !repository.chars().all(ok)
+            || repository.starts_with('/')
+            || repository.ends_with('/')
+        {
             return Err(format!("repository `{repository}` must be lowercase letters, digits, '.', '_', '-' and '/'"));
         }
         if let Some(t) = &tag {
             let tok = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
             if t.is_empty() || t.len() > 128 || !t.chars().all(tok) {
-                return Err(format!("tag `{t}` must be 1-128 letters, digits, '.', '_' or '-'"));
+                return Err(format!(
+                    "tag `{t}` must be 1-128 letters, digits, '.', '_' or '-'"
+                ));
             }
         }
-        Ok(Reference { registry, repository, tag, digest })
+        Ok(Reference {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
     }
 
     /// `registry/repository` (fully qualified name).
@@ -95,8 +113,11 @@ impl Reference {
 
 /// `sha256:` followed by 64 lowercase hex digits.
 pub fn valid_digest(d: &str) -> bool {
-    d.strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)))
+    d.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    })
 }
 
 /// `os/architecture[/variant]`.
@@ -114,18 +135,32 @@ impl Platform {
     /// Parse `linux/amd64` or `linux/arm64/v8`.
     pub fn parse(s: &str) -> std::result::Result<Platform, String> {
         let parts: Vec<&str> = s.split('/').collect();
-        let good = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let good =
+            |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         match parts.as_slice() {
-            [os, arch] if good(os) && good(arch) => Ok(Platform { os: os.to_string(), architecture: arch.to_string(), variant: None }),
-            [os, arch, v] if good(os) && good(arch) && good(v) => {
-                Ok(Platform { os: os.to_string(), architecture: arch.to_string(), variant: Some(v.to_string()) })
-            }
-            _ => Err(format!("expected os/architecture[/variant] such as \"linux/amd64\", found {s:?}")),
+            [os, arch] if good(os) && good(arch) => Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: None,
+            }),
+            [os, arch, v] if good(os) && good(arch) && good(v) => Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: Some(v.to_string()),
+            }),
+            _ => Err(format!(
+                "expected os/architecture[/variant] such as \"linux/amd64\", found {s:?}"
+            )),
         }
     }
 
     fn matches(&self, p: &PlatformJson) -> bool {
-        p.os == self.os && p.architecture == self.architecture && self.variant.as_ref().is_none_or(|v| p.variant.as_deref() == Some(v))
+        p.os == self.os
+            && p.architecture == self.architecture
+            && self
+                .variant
+                .as_ref()
+                .is_none_or(|v| p.variant.as_deref() == Some(v))
     }
 }
 
@@ -190,7 +225,11 @@ impl ManifestDoc {
         let mut m: ManifestDoc = serde_json::from_slice(bytes)
             .map_err(|e| Error::failed(format!("{what}: not an image manifest or index: {e}")))?;
         if m.media_type.is_empty() {
-            m.media_type = if m.config.is_some() { OCI_MANIFEST.into() } else { OCI_INDEX.into() };
+            m.media_type = if m.config.is_some() {
+                OCI_MANIFEST.into()
+            } else {
+                OCI_INDEX.into()
+            };
         }
         Ok(m)
     }
@@ -211,9 +250,22 @@ impl ManifestDoc {
                     .manifests
                     .iter()
                     .filter_map(|d| d.platform.as_ref())
-                    .map(|p| format!("{}/{}{}", p.os, p.architecture, p.variant.as_deref().map(|v| format!("/{v}")).unwrap_or_default()))
+                    .map(|p| {
+                        format!(
+                            "{}/{}{}",
+                            p.os,
+                            p.architecture,
+                            p.variant
+                                .as_deref()
+                                .map(|v| format!("/{v}"))
+                                .unwrap_or_default()
+                        )
+                    })
                     .collect();
-                Error::failed(format!("{what}: the index has no manifest for {platform} (it has: {})", have.join(", ")))
+                Error::failed(format!(
+                    "{what}: the index has no manifest for {platform} (it has: {})",
+                    have.join(", ")
+                ))
             })
     }
 }
@@ -229,7 +281,10 @@ pub struct Endpoint {
 
 impl Endpoint {
     fn host(&self) -> &str {
-        self.base.split_once("://").map(|(_, h)| h).unwrap_or(&self.base)
+        self.base
+            .split_once("://")
+            .map(|(_, h)| h)
+            .unwrap_or(&self.base)
     }
     fn repo(&self, repository: &str) -> String {
         if self.prefix.is_empty() {
@@ -259,7 +314,12 @@ impl Mirrors {
     /// Parse `HOST=URL` items (`*` matches every registry). URLs may carry a path prefix.
     pub fn parse(items: &[String]) -> Result<Mirrors> {
         let mut map = vec![];
-        for item in items.iter().flat_map(|i| i.split(',')).map(str::trim).filter(|i| !i.is_empty()) {
+        for item in items
+            .iter()
+            .flat_map(|i| i.split(','))
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+        {
             let bad = || {
                 Error::config(format!(
                     "registry mirror `{item}`: expected HOST=URL, e.g. docker.io=https://mirror.example or *=http://127.0.0.1:5000"
@@ -274,19 +334,37 @@ impl Mirrors {
                 Some((a, p)) => (a, p.trim_matches('/')),
                 None => (rest, ""),
             };
-            map.push((host.to_string(), Endpoint { base: format!("{scheme}://{authority}"), prefix: prefix.to_string() }));
+            map.push((
+                host.to_string(),
+                Endpoint {
+                    base: format!("{scheme}://{authority}"),
+                    prefix: prefix.to_string(),
+                },
+            ));
         }
         Ok(Mirrors { map })
     }
 
     /// The endpoint for a registry: its mirror, or the registry itself over HTTPS.
     pub fn endpoint(&self, registry: &str) -> Endpoint {
-        if let Some((_, e)) = self.map.iter().find(|(h, _)| h == registry).or_else(|| self.map.iter().find(|(h, _)| h == "*")) {
+        if let Some((_, e)) = self
+            .map
+            .iter()
+            .find(|(h, _)| h == registry)
+            .or_else(|| self.map.iter().find(|(h, _)| h == "*"))
+        {
             return e.clone();
         }
         // Docker Hub's API lives on a different host than its image names say.
-        let host = if registry == "docker.io" { "registry-1.docker.io" } else { registry };
-        Endpoint { base: format!("https://{host}"), prefix: String::new() }
+        let host = if registry == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            registry
+        };
+        Endpoint {
+            base: format!("https://{host}"),
+            prefix: String::new(),
+        }
     }
 }
 
@@ -315,11 +393,17 @@ impl Credentials {
         }
         let mut auths = HashMap::new();
         for f in files {
-            let Ok(text) = std::fs::read_to_string(&f) else { continue };
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+            let Ok(text) = std::fs::read_to_string(&f) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
             if let Some(map) = v["auths"].as_object() {
                 for (k, e) in map {
-                    let host = k.trim_start_matches("https://").trim_start_matches("http://");
+                    let host = k
+                        .trim_start_matches("https://")
+                        .trim_start_matches("http://");
                     let host = host.split('/').next().unwrap_or(host).to_string();
                     if let Some(a) = e["auth"].as_str().filter(|a| !a.is_empty()) {
                         auths.entry(host).or_insert_with(|| a.to_string());
@@ -333,8 +417,14 @@ impl Credentials {
     /// `Basic ...` header value for a host, if credentials exist.
     fn basic(&self, host: &str) -> Option<String> {
         let alias = ["docker.io", "index.docker.io", "registry-1.docker.io"];
-        let keys: Vec<&str> = if alias.contains(&host) { alias.to_vec() } else { vec![host] };
-        keys.iter().find_map(|k| self.auths.get(*k)).map(|a| format!("Basic {a}"))
+        let keys: Vec<&str> = if alias.contains(&host) {
+            alias.to_vec()
+        } else {
+            vec![host]
+        };
+        keys.iter()
+            .find_map(|k| self.auths.get(*k))
+            .map(|a| format!("Basic {a}"))
     }
 }
 
@@ -361,7 +451,13 @@ impl Client {
             .timeout_read(Duration::from_secs(120))
             .user_agent(concat!("clawimg/", env!("CARGO_PKG_VERSION")))
             .build();
-        Client { agent, mirrors, creds: Credentials::load(), auth: Mutex::new(HashMap::new()), requests: AtomicU64::new(0) }
+        Client {
+            agent,
+            mirrors,
+            creds: Credentials::load(),
+            auth: Mutex::new(HashMap::new()),
+            requests: AtomicU64::new(0),
+        }
     }
 
     /// The endpoint used for a reference.
@@ -375,7 +471,14 @@ impl Client {
     }
 
     /// GET with auth and retries. `range` asks for the bytes from an offset on.
-    fn get(&self, r: &Reference, kind: &str, id: &str, accept: Option<&str>, range: u64) -> std::result::Result<ureq::Response, Fail> {
+    fn get(
+        &self,
+        r: &Reference,
+        kind: &str,
+        id: &str,
+        accept: Option<&str>,
+        range: u64,
+    ) -> std::result::Result<ureq::Response, Fail> {
         let ep = self.endpoint(r);
         let repo = ep.repo(&r.repository);
         let url = format!("{}/v2/{repo}/{kind}/{id}", ep.base);
@@ -399,7 +502,9 @@ impl Client {
                 Err(ureq::Error::Status(401, resp)) if !authed => {
                     authed = true;
                     let challenge = resp.header("www-authenticate").unwrap_or("").to_string();
-                    let header = self.authorize(&ep, &repo, &challenge).map_err(Fail::Other)?;
+                    let header = self
+                        .authorize(&ep, &repo, &challenge)
+                        .map_err(Fail::Other)?;
                     if let Ok(mut m) = self.auth.lock() {
                         m.insert(key.clone(), header);
                     }
@@ -413,18 +518,34 @@ impl Client {
                 }
                 Err(ureq::Error::Status(404, _)) => return Err(Fail::NotFound),
                 Err(ureq::Error::Status(code, resp)) if code == 429 || code >= 500 => {
-                    let after = resp.header("retry-after").and_then(|v| v.trim().parse::<u64>().ok());
-                    (format!("HTTP {code}"), after.map(|s| Duration::from_secs(s.min(60))))
+                    let after = resp
+                        .header("retry-after")
+                        .and_then(|v| v.trim().parse::<u64>().ok());
+                    (
+                        format!("HTTP {code}"),
+                        after.map(|s| Duration::from_secs(s.min(60))),
+                    )
                 }
                 Err(ureq::Error::Status(code, resp)) => {
-                    let body: String = resp.into_string().unwrap_or_default().chars().take(300).collect();
-                    return Err(Fail::Other(Error::failed(format!("{url}: HTTP {code}: {}", body.trim()))));
+                    let body: String = resp
+                        .into_string()
+                        .unwrap_or_default()
+                        .chars()
+                        .take(300)
+                        .collect();
+                    return Err(Fail::Other(Error::failed(format!(
+                        "{url}: HTTP {code}: {}",
+                        body.trim()
+                    ))));
                 }
                 Err(ureq::Error::Transport(t)) => (t.to_string(), None),
             };
             attempt += 1;
             if attempt >= ATTEMPTS {
-                return Err(Fail::Other(Error::failed(format!("{url}: giving up after {ATTEMPTS} attempts: {}", wait.0))));
+                return Err(Fail::Other(Error::failed(format!(
+                    "{url}: giving up after {ATTEMPTS} attempts: {}",
+                    wait.0
+                ))));
             }
             std::thread::sleep(wait.1.unwrap_or_else(|| backoff(attempt)));
         }
@@ -469,11 +590,19 @@ impl Client {
         let what = format!("{}:{tag}", r.name());
         let resp = match self.get(r, "manifests", tag, Some(ACCEPT), 0) {
             Ok(resp) => resp,
-            Err(Fail::NotFound) => return Err(Error::failed(format!("{what}: tag not found at {}", self.endpoint(r).show()))),
+            Err(Fail::NotFound) => {
+                return Err(Error::failed(format!(
+                    "{what}: tag not found at {}",
+                    self.endpoint(r).show()
+                )))
+            }
             Err(Fail::Other(e)) => return Err(e),
         };
         let body = read_limited(resp, &what)?;
-        Ok((format!("sha256:{}", hex::encode(Sha256::digest(&body))), body))
+        Ok((
+            format!("sha256:{}", hex::encode(Sha256::digest(&body))),
+            body,
+        ))
     }
 
     /// Fetch a manifest or index by digest: from the cache, else from the registry (verified
@@ -486,7 +615,10 @@ impl Client {
         let resp = match self.get(r, "manifests", digest, Some(ACCEPT), 0) {
             Ok(resp) => resp,
             Err(Fail::NotFound) => {
-                return Err(Error::failed(format!("{what}: manifest not found at {} (wrong digest?)", self.endpoint(r).show())))
+                return Err(Error::failed(format!(
+                    "{what}: manifest not found at {} (wrong digest?)",
+                    self.endpoint(r).show()
+                )))
             }
             Err(Fail::Other(e)) => return Err(e),
         };
@@ -503,7 +635,13 @@ impl Client {
 
     /// Download a blob into the cache, verifying digest and size while streaming; resumes
     /// an interrupted transfer with an HTTP range request.
-    pub fn blob(&self, cache: &BlobCache, r: &Reference, d: &Descriptor, progress: &indicatif::ProgressBar) -> Result<()> {
+    pub fn blob(
+        &self,
+        cache: &BlobCache,
+        r: &Reference,
+        d: &Descriptor,
+        progress: &indicatif::ProgressBar,
+    ) -> Result<()> {
         if cache.has(&d.digest) {
             return Ok(());
         }
@@ -522,7 +660,12 @@ impl Client {
                     let limit = d.size + 1 - w.len();
                     copy_counted(resp.into_reader().take(limit), &mut w, progress)
                 }
-                Err(Fail::NotFound) => return Err(Error::failed(format!("{what}: not found at {}", self.endpoint(r).show()))),
+                Err(Fail::NotFound) => {
+                    return Err(Error::failed(format!(
+                        "{what}: not found at {}",
+                        self.endpoint(r).show()
+                    )))
+                }
                 Err(Fail::Other(e)) => return Err(e),
             };
             match res {
@@ -530,13 +673,16 @@ impl Client {
                 Err(e) => {
                     attempt += 1;
                     if attempt >= ATTEMPTS {
-                        return Err(Error::failed(format!("{what}: download failed after {ATTEMPTS} attempts: {e}")));
+                        return Err(Error::failed(format!(
+                            "{what}: download failed after {ATTEMPTS} attempts: {e}"
+                        )));
                     }
                     std::thread::sleep(backoff(attempt));
                 }
             }
         }
-        w.finish(d.size).map_err(|e| Error::failed(format!("{}: {e}", r.name())))
+        w.finish(d.size)
+            .map_err(|e| Error::failed(format!("{}: {e}", r.name())))
     }
 }
 
@@ -544,7 +690,11 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(500u64 << attempt.min(6))
 }
 
-fn copy_counted(mut r: impl Read, w: &mut blobcache::Writer, bar: &indicatif::ProgressBar) -> std::io::Result<()> {
+fn copy_counted(
+    mut r: impl Read,
+    w: &mut blobcache::Writer,
+    bar: &indicatif::ProgressBar,
+) -> std::io::Result<()> {
     let mut buf = vec![0u8; 256 << 10];
     loop {
         let n = r.read(&mut buf)?;
@@ -563,7 +713,9 @@ fn read_limited(resp: ureq::Response, what: &str) -> Result<Vec<u8>> {
         .read_to_end(&mut body)
         .map_err(|e| Error::failed(format!("{what}: reading manifest: {e}")))?;
     if body.len() as u64 > MAX_MANIFEST {
-        return Err(Error::failed(format!("{what}: manifest larger than {MAX_MANIFEST} bytes")));
+        return Err(Error::failed(format!(
+            "{what}: manifest larger than {MAX_MANIFEST} bytes"
+        )));
     }
     Ok(body)
 }
@@ -597,29 +749,47 @@ mod tests {
     #[test]
     fn references_normalize_like_docker() {
         let r = Reference::parse("caddy:2-alpine").unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()), ("docker.io", "library/caddy", Some("2-alpine")));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("docker.io", "library/caddy", Some("2-alpine"))
+        );
         let r = Reference::parse("127.0.0.1:5000/a/b").unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag), ("127.0.0.1:5000", "a/b", None));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag),
+            ("127.0.0.1:5000", "a/b", None)
+        );
         let d = format!("sha256:{}", "a".repeat(64));
         let r = Reference::parse(&format!("ghcr.io/o/app:1.2@{d}")).unwrap();
-        assert_eq!((r.tag.as_deref(), r.digest.as_deref()), (Some("1.2"), Some(d.as_str())));
+        assert_eq!(
+            (r.tag.as_deref(), r.digest.as_deref()),
+            (Some("1.2"), Some(d.as_str()))
+        );
         assert!(Reference::parse("Upper/case:1").is_err());
         assert!(Reference::parse("x@sha256:12").is_err());
     }
 
     #[test]
     fn mirrors_and_prefixes() {
-        let m = Mirrors::parse(&["docker.io=http://127.0.0.1:5000/hub,*=https://m.test".into()]).unwrap();
+        let m = Mirrors::parse(&["docker.io=http://127.0.0.1:5000/hub,*=https://m.test".into()])
+            .unwrap();
         let e = m.endpoint("docker.io");
-        assert_eq!((e.base.as_str(), e.repo("library/caddy").as_str()), ("http://127.0.0.1:5000", "hub/library/caddy"));
+        assert_eq!(
+            (e.base.as_str(), e.repo("library/caddy").as_str()),
+            ("http://127.0.0.1:5000", "hub/library/caddy")
+        );
         assert_eq!(m.endpoint("ghcr.io").base, "https://m.test");
         assert!(Mirrors::parse(&["nohost".into()]).is_err());
-        assert_eq!(Mirrors::default().endpoint("ghcr.io").base, "https://ghcr.io");
+        assert_eq!(
+            Mirrors::default().endpoint("ghcr.io").base,
+            "https://ghcr.io"
+        );
     }
 
     #[test]
     fn challenges() {
-        let (s, p) = parse_challenge(r#"Bearer realm="https://auth.test/token",service="reg",scope="repository:a/b:pull""#);
+        let (s, p) = parse_challenge(
+            r#"Bearer realm="https://auth.test/token",service="reg",scope="repository:a/b:pull""#,
+        );
         assert_eq!(s, "Bearer");
         assert_eq!(p["realm"], "https://auth.test/token");
         assert_eq!(p["service"], "reg");
@@ -634,8 +804,20 @@ mod tests {
             {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222","size":2,"platform":{"os":"linux","architecture":"amd64"}}]}"#;
         let m = ManifestDoc::parse(idx, "t").unwrap();
         assert!(m.is_index());
-        assert_eq!(m.select(&Platform::parse("linux/amd64").unwrap(), "t").unwrap().size, 2);
-        assert_eq!(m.select(&Platform::parse("linux/arm64").unwrap(), "t").unwrap().size, 1);
-        assert!(m.select(&Platform::parse("linux/s390x").unwrap(), "t").is_err());
+        assert_eq!(
+            m.select(&Platform::parse("linux/amd64").unwrap(), "t")
+                .unwrap()
+                .size,
+            2
+        );
+        assert_eq!(
+            m.select(&Platform::parse("linux/arm64").unwrap(), "t")
+                .unwrap()
+                .size,
+            1
+        );
+        assert!(m
+            .select(&Platform::parse("linux/s390x").unwrap(), "t")
+            .is_err());
     }
 }

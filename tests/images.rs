@@ -26,12 +26,19 @@ struct Registry {
 impl Registry {
     fn start(dir: &Path, htpasswd: Option<(&str, &str)>) -> Registry {
         std::fs::create_dir_all(dir.join("storage")).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut auth = String::new();
         if let Some((user, pass)) = htpasswd {
             let hash = bcrypt::hash(pass, 5).unwrap();
             std::fs::write(dir.join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
-            auth = format!("auth:\n  htpasswd:\n    realm: clawimg-test\n    path: {}\n", dir.join("htpasswd").display());
+            auth = format!(
+                "auth:\n  htpasswd:\n    realm: clawimg-test\n    path: {}\n",
+                dir.join("htpasswd").display()
+            );
         }
         let config = format!(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
@@ -48,10 +55,18 @@ impl Registry {
             .expect("start docker-registry (package docker-registry)");
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(30), "registry did not start: {}", std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default());
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "registry did not start: {}",
+                std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Registry { child, port, dir: dir.to_path_buf() }
+        Registry {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        }
     }
 
     fn mirror(&self) -> String {
@@ -61,13 +76,22 @@ impl Registry {
     /// HTTP requests the registry served so far (its access log).
     fn requests(&self) -> usize {
         let log = std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default();
-        log.lines().filter(|l| ["\"GET /", "\"HEAD /", "\"POST /", "\"PUT /", "\"PATCH /"].iter().any(|m| l.contains(m))).count()
+        log.lines()
+            .filter(|l| {
+                ["\"GET /", "\"HEAD /", "\"POST /", "\"PUT /", "\"PATCH /"]
+                    .iter()
+                    .any(|m| l.contains(m))
+            })
+            .count()
     }
 
     /// The registry's own file for a blob.
     fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = &digest[7..];
-        self.dir.join(format!("storage/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
+        self.dir.join(format!(
+            "storage/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+            &hex[..2]
+        ))
     }
 }
 
@@ -100,7 +124,11 @@ impl Layout {
 
     /// A gzip layer from (path, bytes, mode) files and (path, target) symlinks; returns
     /// (descriptor, diff id).
-    fn layer(&self, files: &[(&str, Vec<u8>, u32)], links: &[(&str, &str)]) -> (serde_json::Value, String) {
+    fn layer(
+        &self,
+        files: &[(&str, Vec<u8>, u32)],
+        links: &[(&str, &str)],
+    ) -> (serde_json::Value, String) {
         let mut b = tar::Builder::new(Vec::new());
         let mut dirs: Vec<String> = vec![];
         for p in files.iter().map(|f| f.0).chain(links.iter().map(|l| l.0)) {
@@ -111,7 +139,8 @@ impl Layout {
                     h.set_entry_type(tar::EntryType::Directory);
                     h.set_mode(0o755);
                     h.set_size(0);
-                    b.append_data(&mut h, format!("{d}/"), std::io::empty()).unwrap();
+                    b.append_data(&mut h, format!("{d}/"), std::io::empty())
+                        .unwrap();
                 }
             }
         }
@@ -132,7 +161,10 @@ impl Layout {
         let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&tar).unwrap();
         let gz = gz.finish().unwrap();
-        (self.blob("application/vnd.oci.image.layer.v1.tar+gzip", &gz), sha(&tar))
+        (
+            self.blob("application/vnd.oci.image.layer.v1.tar+gzip", &gz),
+            sha(&tar),
+        )
     }
 
     /// An image manifest for `arch` with these layers; returns its descriptor.
@@ -142,19 +174,28 @@ impl Layout {
             "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
             "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.1.clone()).collect::<Vec<_>>()},
         });
-        let config = self.blob("application/vnd.oci.image.config.v1+json", config.to_string().as_bytes());
+        let config = self.blob(
+            "application/vnd.oci.image.config.v1+json",
+            config.to_string().as_bytes(),
+        );
         let manifest = json!({
             "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": config, "layers": layers.iter().map(|l| l.0.clone()).collect::<Vec<_>>(),
         });
-        let mut d = self.blob("application/vnd.oci.image.manifest.v1+json", manifest.to_string().as_bytes());
+        let mut d = self.blob(
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest.to_string().as_bytes(),
+        );
         d["platform"] = json!({"os": "linux", "architecture": arch});
         d
     }
 
     fn index(&self, manifests: &[serde_json::Value]) -> serde_json::Value {
         let idx = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
-        self.blob("application/vnd.oci.image.index.v1+json", idx.to_string().as_bytes())
+        self.blob(
+            "application/vnd.oci.image.index.v1+json",
+            idx.to_string().as_bytes(),
+        )
     }
 
     fn tag(&self, top: &serde_json::Value, tag: &str) {
@@ -182,7 +223,12 @@ struct Pushed {
 
 fn tool(cmd: &mut Command) -> Output {
     let o = cmd.output().expect("run tool");
-    assert!(o.status.success(), "{cmd:?} failed:\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     o
 }
 
@@ -191,7 +237,11 @@ fn tool(cmd: &mut Command) -> Output {
 fn push_images(reg: &Registry, work: &Path, authfile: Option<&Path>) -> Pushed {
     let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (package busybox-static)");
     let bb_files = vec![("bin/busybox", busybox, 0o755)];
-    let bb_links = [("bin/sh", "busybox"), ("bin/true", "busybox"), ("bin/cat", "busybox")];
+    let bb_links = [
+        ("bin/sh", "busybox"),
+        ("bin/true", "busybox"),
+        ("bin/cat", "busybox"),
+    ];
 
     let l1 = Layout::new(&work.join("oci-busybox"));
     let bb = l1.layer(&bb_files, &bb_links);
@@ -200,22 +250,40 @@ fn push_images(reg: &Registry, work: &Path, authfile: Option<&Path>) -> Pushed {
     let arm64 = l1.image("arm64", std::slice::from_ref(&arm));
     let index = l1.index(&[arm64, amd64.clone()]);
     l1.tag(&index, "1.0");
-    let amd64_manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(l1.0.join("blobs/sha256").join(&amd64["digest"].as_str().unwrap()[7..])).unwrap()).unwrap();
+    let amd64_manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            l1.0.join("blobs/sha256")
+                .join(&amd64["digest"].as_str().unwrap()[7..]),
+        )
+        .unwrap(),
+    )
+    .unwrap();
 
     let l2 = Layout::new(&work.join("oci-tools"));
     let bb2 = l2.layer(&bb_files, &bb_links);
-    let extra = l2.layer(&[("etc/clawimg-tools", b"tools image\n".to_vec(), 0o644)], &[]);
+    let extra = l2.layer(
+        &[("etc/clawimg-tools", b"tools image\n".to_vec(), 0o644)],
+        &[],
+    );
     let tools = l2.image("amd64", &[bb2, extra.clone()]);
     l2.tag(&tools, "1.0");
 
     for (layout, repo) in [(&l1, "busybox"), (&l2, "tools")] {
         let mut c = Command::new("skopeo");
-        c.args(["--insecure-policy", "copy", "--all", "--dest-tls-verify=false"]);
+        c.args([
+            "--insecure-policy",
+            "copy",
+            "--all",
+            "--dest-tls-verify=false",
+        ]);
         if let Some(a) = authfile {
             c.arg("--dest-authfile").arg(a);
         }
-        c.arg(format!("oci:{}:1.0", layout.0.display())).arg(format!("docker://127.0.0.1:{}/clawimg/{repo}:1.0", reg.port));
+        c.arg(format!("oci:{}:1.0", layout.0.display()))
+            .arg(format!(
+                "docker://127.0.0.1:{}/clawimg/{repo}:1.0",
+                reg.port
+            ));
         tool(&mut c);
     }
     Pushed {
@@ -248,13 +316,24 @@ fn scratch_repo(name: &str) -> PathBuf {
 /// `clawimg` with the scratch profiles, a cache, a mirror, and no ambient credentials.
 fn cl(dir: &Path, cache: &Path, mirror: &str) -> Command {
     let mut c = clawimg();
-    c.arg("--profiles-dir").arg(dir.join("profiles")).arg("--cache-dir").arg(cache);
-    c.env(MIRROR_ENV, mirror).env("HOME", dir).env_remove("DOCKER_CONFIG").env_remove("REGISTRY_AUTH_FILE").env_remove("XDG_RUNTIME_DIR");
+    c.arg("--profiles-dir")
+        .arg(dir.join("profiles"))
+        .arg("--cache-dir")
+        .arg(cache);
+    c.env(MIRROR_ENV, mirror)
+        .env("HOME", dir)
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR");
     c
 }
 
 fn ok(o: &Output) -> String {
-    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(o.status.success(), "clawimg failed:\n{text}");
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -279,25 +358,43 @@ fn lints_refuse_unpinned_latest_and_untagged_references() {
         ("reference = \"clawimg.test/a:1\"\ndigest = \"sha256:12\"\n", "x.toml:4:1: key `a.digest`", "64"),
         ("reference = \"clawimg.test/a:1\"\nplatfrom = \"linux/amd64\"\n", "x.toml:4:1: key `a.platfrom`", "unknown field"),
     ];
-    std::fs::write(dir.join("profiles/p.toml"), "extends = \"test\"\n[containers]\nimages = [\"a\"]\n").unwrap();
+    std::fs::write(
+        dir.join("profiles/p.toml"),
+        "extends = \"test\"\n[containers]\nimages = [\"a\"]\n",
+    )
+    .unwrap();
     for (entry, want, why) in cases {
-        std::fs::write(dir.join("images/x.toml"), format!("# lint fixture\n[a]\n{entry}")).unwrap();
+        std::fs::write(
+            dir.join("images/x.toml"),
+            format!("# lint fixture\n[a]\n{entry}"),
+        )
+        .unwrap();
         let mut c = cl(&dir, &dir.join("cache"), "");
         c.args(["check", "p"]);
         let o = run(c);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{err}");
-        assert!(err.contains(want) && err.contains(why), "expected {want:?} / {why:?}:\n{err}");
+        assert!(
+            err.contains(want) && err.contains(why),
+            "expected {want:?} / {why:?}:\n{err}"
+        );
     }
     // An entry the catalog does not have is named with the profile key.
     std::fs::remove_file(dir.join("images/x.toml")).unwrap();
-    std::fs::write(dir.join("profiles/p.toml"), "extends = \"test\"\n[containers]\nimages = [\"ghost\"]\n").unwrap();
+    std::fs::write(
+        dir.join("profiles/p.toml"),
+        "extends = \"test\"\n[containers]\nimages = [\"ghost\"]\n",
+    )
+    .unwrap();
     let mut c = cl(&dir, &dir.join("cache"), "");
     c.args(["check", "p"]);
     let o = run(c);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("key `containers.images`") && err.contains("ghost"), "{err}");
+    assert!(
+        err.contains("key `containers.images`") && err.contains("ghost"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -308,10 +405,17 @@ fn lock_pull_by_digest_resolves_amd64_then_works_from_cache_and_offline_import()
 
     // lock fills the digests and says what changed; a second lock changes nothing.
     let out = lock(&dir, &reg);
-    assert!(out.contains(&format!("(none) -> {}", p.busybox_index)) && out.contains(&format!("(none) -> {}", p.tools_manifest)), "{out}");
+    assert!(
+        out.contains(&format!("(none) -> {}", p.busybox_index))
+            && out.contains(&format!("(none) -> {}", p.tools_manifest)),
+        "{out}"
+    );
     assert!(out.contains("2 changed"), "{out}");
     let catalog = std::fs::read_to_string(dir.join("images/test.toml")).unwrap();
-    assert!(catalog.contains(&p.busybox_index) && catalog.contains("# Catalog format"), "{catalog}");
+    assert!(
+        catalog.contains(&p.busybox_index) && catalog.contains("# Catalog format"),
+        "{catalog}"
+    );
     assert!(lock(&dir, &reg).contains("0 changed"));
 
     // Pull by digest: the index resolves to the amd64 manifest; arm64 blobs are never fetched.
@@ -319,11 +423,26 @@ fn lock_pull_by_digest_resolves_amd64_then_works_from_cache_and_offline_import()
     let mut c = cl(&dir, &cache, &reg.mirror());
     c.args(["images", "pull", "test-images"]);
     let out = ok(&run(c));
-    assert!(out.contains(&format!("@{} -> image id {}", p.busybox_amd64, p.busybox_config)), "{out}");
-    for d in [&p.busybox_index, &p.busybox_amd64, &p.busybox_config, &p.tools_manifest, &p.tools_layer] {
+    assert!(
+        out.contains(&format!(
+            "@{} -> image id {}",
+            p.busybox_amd64, p.busybox_config
+        )),
+        "{out}"
+    );
+    for d in [
+        &p.busybox_index,
+        &p.busybox_amd64,
+        &p.busybox_config,
+        &p.tools_manifest,
+        &p.tools_layer,
+    ] {
         assert!(cached(&cache, d), "{d} not cached");
     }
-    assert!(!cached(&cache, &p.arm64_layer), "the arm64 layer must not be pulled");
+    assert!(
+        !cached(&cache, &p.arm64_layer),
+        "the arm64 layer must not be pulled"
+    );
 
     // Everything cached: not one request reaches the registry.
     let before = reg.requests();
@@ -332,18 +451,42 @@ fn lock_pull_by_digest_resolves_amd64_then_works_from_cache_and_offline_import()
     c.args(["images", "pull", "test-images"]);
     let out = ok(&run(c));
     assert!(out.contains("0 registry requests"), "{out}");
-    assert_eq!(reg.requests(), before, "a fully cached pull made registry requests");
+    assert_eq!(
+        reg.requests(),
+        before,
+        "a fully cached pull made registry requests"
+    );
 
     // Offline: OCI archives made by skopeo seed an empty cache; the mirror is a dead port.
     let mut archives = vec![];
     for repo in ["busybox", "tools"] {
         let a = dir.join(format!("{repo}.oci.tar"));
-        tool(Command::new("skopeo").args(["--insecure-policy", "copy", "--all", "--src-tls-verify=false"]).arg(format!("docker://127.0.0.1:{}/clawimg/{repo}:1.0", reg.port)).arg(format!("oci-archive:{}:clawimg/{repo}:1.0", a.display())));
+        tool(
+            Command::new("skopeo")
+                .args([
+                    "--insecure-policy",
+                    "copy",
+                    "--all",
+                    "--src-tls-verify=false",
+                ])
+                .arg(format!(
+                    "docker://127.0.0.1:{}/clawimg/{repo}:1.0",
+                    reg.port
+                ))
+                .arg(format!("oci-archive:{}:clawimg/{repo}:1.0", a.display())),
+        );
         archives.push(a);
     }
     let before = reg.requests();
     let offline = dir.join("cache-offline");
-    let dead = format!("clawimg.test=http://127.0.0.1:{}", TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let dead = format!(
+        "clawimg.test=http://127.0.0.1:{}",
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
     for a in &archives {
         let mut c = cl(&dir, &offline, &dead);
         c.args(["images", "import"]).arg(a);
@@ -359,7 +502,10 @@ fn lock_pull_by_digest_resolves_amd64_then_works_from_cache_and_offline_import()
     let bad = dir.join("bad.oci.tar");
     let mut bytes = std::fs::read(&archives[1]).unwrap();
     let layer = std::fs::read(reg.blob_file(&p.tools_layer)).unwrap();
-    let at = bytes.windows(layer.len()).position(|w| w == layer.as_slice()).expect("layer in archive");
+    let at = bytes
+        .windows(layer.len())
+        .position(|w| w == layer.as_slice())
+        .expect("layer in archive");
     bytes[at + layer.len() / 2] ^= 0xff;
     std::fs::write(&bad, bytes).unwrap();
     let mut c = cl(&dir, &dir.join("cache-bad"), &dead);
@@ -378,7 +524,11 @@ fn basic_auth_uses_docker_config_credentials() {
     let docker = dir.join("docker");
     std::fs::create_dir_all(&docker).unwrap();
     let config = docker.join("config.json");
-    std::fs::write(&config, json!({"auths": {format!("127.0.0.1:{}", reg.port): {"auth": auth}}}).to_string()).unwrap();
+    std::fs::write(
+        &config,
+        json!({"auths": {format!("127.0.0.1:{}", reg.port): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
     let p = push_images(&reg, &dir, Some(&config));
 
     // Without credentials: a clear error, no secret anywhere.
@@ -387,9 +537,15 @@ fn basic_auth_uses_docker_config_credentials() {
     let o = run(c);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("requires credentials") && err.contains("config.json"), "{err}");
+    assert!(
+        err.contains("requires credentials") && err.contains("config.json"),
+        "{err}"
+    );
 
-    for cmd in [&["lock", "test-images"][..], &["images", "pull", "test-images"][..]] {
+    for cmd in [
+        &["lock", "test-images"][..],
+        &["images", "pull", "test-images"][..],
+    ] {
         let mut c = cl(&dir, &dir.join("cache"), &reg.mirror());
         c.env("DOCKER_CONFIG", &docker).args(cmd);
         let out = ok(&run(c));
@@ -415,7 +571,10 @@ fn corrupted_blob_and_wrong_digest_fail_the_build() {
         c.arg("build").arg("test-images").arg("--out").arg(&out);
         let o = run(c);
         assert!(!out.exists(), "a failed build must not create out/");
-        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
     };
 
     // Flip bytes in the registry's stored layer: the stream no longer matches its digest.
@@ -426,8 +585,14 @@ fn corrupted_blob_and_wrong_digest_fail_the_build() {
     std::fs::write(&f, data).unwrap();
     let (code, err) = build("cache1");
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains(&format!("blob {} failed verification", p.tools_layer)), "{err}");
-    assert!(!cached(&dir.join("cache1"), &p.tools_layer), "a corrupted blob must not be cached");
+    assert!(
+        err.contains(&format!("blob {} failed verification", p.tools_layer)),
+        "{err}"
+    );
+    assert!(
+        !cached(&dir.join("cache1"), &p.tools_layer),
+        "a corrupted blob must not be cached"
+    );
 
     // A digest the registry does not have fails, naming the catalog entry.
     let catalog = dir.join("images/test.toml");
@@ -436,7 +601,13 @@ fn corrupted_blob_and_wrong_digest_fail_the_build() {
     std::fs::write(&catalog, text.replace(&p.busybox_index, &wrong)).unwrap();
     let (code, err) = build("cache2");
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("test.toml:") && err.contains("key `busybox.digest`") && err.contains(&wrong) && err.contains("not found"), "{err}");
+    assert!(
+        err.contains("test.toml:")
+            && err.contains("key `busybox.digest`")
+            && err.contains(&wrong)
+            && err.contains("not found"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -456,17 +627,29 @@ fn baked_images_load_at_first_boot_without_a_registry() {
     let mut c = cl(&dir, &cache, &reg.mirror());
     c.arg("build").arg("test-images").arg("--out").arg(&out);
     ok(&run(c));
-    assert_eq!(reg.requests(), before, "the build with a full cache made registry requests");
+    assert_eq!(
+        reg.requests(),
+        before,
+        "the build with a full cache made registry requests"
+    );
     drop(reg);
 
-    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("test-images/manifest.json")).unwrap()).unwrap();
-    let imgs = m["extra"]["images"].as_array().expect("manifest lists the images");
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("test-images/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let imgs = m["extra"]["images"]
+        .as_array()
+        .expect("manifest lists the images");
     assert_eq!(imgs.len(), 2, "{imgs:?}");
     assert_eq!(imgs[0]["digest"], p.busybox_index.as_str());
     assert_eq!(imgs[0]["manifest_digest"], p.busybox_amd64.as_str());
     assert_eq!(imgs[0]["image_id"], p.busybox_config.as_str());
     assert_eq!(imgs[1]["digest"], p.tools_manifest.as_str());
-    assert!(imgs.iter().all(|i| i["bytes"].as_u64().unwrap() > 100_000), "{imgs:?}");
+    assert!(
+        imgs.iter().all(|i| i["bytes"].as_u64().unwrap() > 100_000),
+        "{imgs:?}"
+    );
 
     let bb = "clawimg.test/clawimg/busybox:1.0";
     let tl = "clawimg.test/clawimg/tools:1.0";
@@ -486,7 +669,9 @@ fn baked_images_load_at_first_boot_without_a_registry() {
         format!("docker rmi -f {tl} >/dev/null && printf X | dd of=/var/lib/clawimg/images/tools.tar bs=1 seek=5000 conv=notrunc status=none && ! systemctl restart clawimg-images.service && systemctl is-failed clawimg-images.service && {j} | grep 'FAILED tools ({tl})'"),
     ];
     let mut c = clawimg();
-    c.arg("test").arg(out.join("test-images/test-images.qcow2")).args(["--firmware", "bios"]);
+    c.arg("test")
+        .arg(out.join("test-images/test-images.qcow2"))
+        .args(["--firmware", "bios"]);
     for pr in &probes {
         c.arg("--probe").arg(pr);
     }
