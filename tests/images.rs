@@ -513,6 +513,52 @@ fn lock_pull_by_digest_resolves_amd64_then_works_from_cache_and_offline_import()
     let o = run(c);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains(&p.tools_layer));
+
+    // Production names through a prefixed mirror: a stand-in published on the test registry
+    // as `hub/library/stand-in:1.0` is the Docker Hub image `stand-in:1.0` when docker.io is
+    // mirrored to http://127.0.0.1:PORT/hub (one registry serving several upstreams).
+    tool(
+        Command::new("skopeo")
+            .args([
+                "--insecure-policy",
+                "copy",
+                "--all",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+            ])
+            .arg(format!("docker://127.0.0.1:{}/clawimg/tools:1.0", reg.port))
+            .arg(format!(
+                "docker://127.0.0.1:{}/hub/library/stand-in:1.0",
+                reg.port
+            )),
+    );
+    std::fs::write(
+        dir.join("images/hub.toml"),
+        "[stand-in]\nreference = \"stand-in:1.0\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("profiles/hub.toml"),
+        "extends = \"test\"\n[containers]\nimages = [\"stand-in\"]\n",
+    )
+    .unwrap();
+    let mirrors = format!(
+        "{},docker.io=http://127.0.0.1:{}/hub",
+        reg.mirror(),
+        reg.port
+    );
+    let hub_cache = dir.join("cache-hub");
+    let mut c = cl(&dir, &hub_cache, &mirrors);
+    c.args(["lock", "hub"]);
+    let out = ok(&run(c));
+    assert!(
+        out.contains(&format!("(none) -> {}", p.tools_manifest)),
+        "{out}"
+    );
+    let mut c = cl(&dir, &hub_cache, &mirrors);
+    c.args(["images", "pull", "hub"]);
+    ok(&run(c));
+    assert!(cached(&hub_cache, &p.tools_layer));
 }
 
 #[test]
