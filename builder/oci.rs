@@ -785,6 +785,67 @@ mod tests {
         );
     }
 
+    /// Fault injection: a 503, then a connection cut mid-blob, then a range request that
+    /// must continue where the cut happened.
+    #[test]
+    fn retries_5xx_and_resumes_a_cut_download() {
+        use std::io::{BufRead, BufReader, Write};
+        let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let served = body.clone();
+        let server = std::thread::spawn(move || {
+            let mut ranges = vec![];
+            for (n, conn) in listener.incoming().take(3).enumerate() {
+                let mut conn = conn.unwrap();
+                let mut head = String::new();
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                while r.read_line(&mut head).unwrap() > 2 && !head.ends_with("\r\n\r\n") {}
+                let range = head.lines().find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("range: bytes=")
+                        .map(|v| v.trim_end_matches('-').parse::<usize>().unwrap())
+                });
+                ranges.push(range);
+                let half = served.len() / 2;
+                let _ = match n {
+                    0 => conn.write_all(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+                    1 => conn
+                        .write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", served.len()).as_bytes())
+                        .and_then(|_| conn.write_all(&served[..half])),
+                    _ => {
+                        let from = range.unwrap_or(0);
+                        conn.write_all(
+                            format!("HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", served.len() - from).as_bytes(),
+                        )
+                        .and_then(|_| conn.write_all(&served[from..]))
+                    }
+                };
+            }
+            ranges
+        });
+        let t = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(t.path()).unwrap();
+        let client = Client::new(Mirrors::parse(&[format!("*=http://127.0.0.1:{port}")]).unwrap());
+        let r = Reference::parse("clawimg.test/x:1").unwrap();
+        let d = Descriptor {
+            media_type: String::new(),
+            digest: digest.clone(),
+            size: body.len() as u64,
+            platform: None,
+        };
+        client
+            .blob(&cache, &r, &d, &indicatif::ProgressBar::hidden())
+            .unwrap();
+        assert_eq!(cache.read(&digest).unwrap(), body);
+        assert_eq!(client.requests(), 3);
+        assert_eq!(
+            server.join().unwrap(),
+            vec![None, None, Some(body.len() / 2)]
+        );
+    }
+
     #[test]
     fn challenges() {
         let (s, p) = parse_challenge(
