@@ -1,7 +1,8 @@
 //! Pinned container images against a real registry: Debian's `docker-registry` on
-//! 127.0.0.1 (one instance with htpasswd basic auth), test images made here from
-//! busybox-static and pushed with skopeo, reached as `clawimg.test/...` through
-//! `--registry-mirror`. One boot proves the baked images load at first boot.
+//! 127.0.0.1 (plain, with htpasswd basic auth, and with token auth served by a small
+//! JWT issuer here), test images made here from busybox-static and pushed with skopeo,
+//! reached as `clawimg.test/...` through `--registry-mirror`. One boot proves the baked
+//! images load at first boot.
 
 mod common;
 use common::*;
@@ -25,12 +26,7 @@ struct Registry {
 
 impl Registry {
     fn start(dir: &Path, htpasswd: Option<(&str, &str)>) -> Registry {
-        std::fs::create_dir_all(dir.join("storage")).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        std::fs::create_dir_all(dir).unwrap();
         let mut auth = String::new();
         if let Some((user, pass)) = htpasswd {
             let hash = bcrypt::hash(pass, 5).unwrap();
@@ -40,6 +36,17 @@ impl Registry {
                 dir.join("htpasswd").display()
             );
         }
+        Registry::start_with(dir, &auth)
+    }
+
+    /// Start with an `auth:` section of the registry configuration (may be empty).
+    fn start_with(dir: &Path, auth: &str) -> Registry {
+        std::fs::create_dir_all(dir.join("storage")).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let config = format!(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
             dir.join("storage").display()
@@ -588,6 +595,208 @@ fn basic_auth_uses_docker_config_credentials() {
         "{err}"
     );
 
+    for cmd in [
+        &["lock", "test-images"][..],
+        &["images", "pull", "test-images"][..],
+    ] {
+        let mut c = cl(&dir, &dir.join("cache"), &reg.mirror());
+        c.env("DOCKER_CONFIG", &docker).args(cmd);
+        let out = ok(&run(c));
+        assert!(!out.contains(pass));
+    }
+    assert!(cached(&dir.join("cache"), &p.tools_layer));
+}
+
+/// A token server for the registry's `auth.token` scheme: signs JWTs (RS256, x5c chain)
+/// with a throwaway certificate made by openssl. With the right basic credentials every
+/// requested action is granted; anonymous requests get `pull` on `clawimg/busybox` only.
+fn token_server(dir: &Path, user: &str, pass: &str) -> u16 {
+    let key = dir.join("token-key.pem");
+    let cert = dir.join("token-cert.pem");
+    tool(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=clawimg-token",
+            ])
+            .args(["-addext", "keyUsage=digitalSignature,keyCertSign"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+    );
+    let der = tool(
+        Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&cert),
+    )
+    .stdout;
+    let x5c = base64_encode_bytes(&der);
+    let expected = format!("Basic {}", base64_encode(&format!("{user}:{pass}")));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader};
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut lines = vec![];
+            loop {
+                let mut l = String::new();
+                if r.read_line(&mut l).unwrap_or(0) == 0 || l == "\r\n" {
+                    break;
+                }
+                lines.push(l.trim_end().to_string());
+            }
+            let target = lines
+                .first()
+                .and_then(|l| l.split(' ').nth(1))
+                .unwrap_or("")
+                .to_string();
+            let auth = lines.iter().find_map(|l| {
+                l.strip_prefix("Authorization: ")
+                    .or(l.strip_prefix("authorization: "))
+            });
+            let authed = auth == Some(expected.as_str());
+            if auth.is_some() && !authed {
+                let _ = conn.write_all(
+                    b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                continue;
+            }
+            let query = target.split_once('?').map(|q| q.1).unwrap_or("");
+            let mut access = vec![];
+            for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+                if k != "scope" {
+                    continue;
+                }
+                let v = percent_decode(v);
+                let parts: Vec<&str> = v.split(':').collect();
+                if parts.len() != 3 {
+                    continue;
+                }
+                let actions: Vec<&str> = if authed {
+                    parts[2].split(',').collect()
+                } else if parts[1] == "clawimg/busybox" {
+                    vec!["pull"]
+                } else {
+                    vec![]
+                };
+                access.push(json!({"type": parts[0], "name": parts[1], "actions": actions}));
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let header = json!({"alg": "RS256", "typ": "JWT", "x5c": [x5c]});
+            let claims = json!({
+                "iss": "clawimg-test-issuer", "sub": if authed { "clawtoken" } else { "" }, "aud": "clawimg-test",
+                "exp": now + 600, "nbf": now - 60, "iat": now - 60, "jti": format!("{now}-{}", access.len()), "access": access,
+            });
+            let input = format!(
+                "{}.{}",
+                b64url(header.to_string().as_bytes()),
+                b64url(claims.to_string().as_bytes())
+            );
+            let mut sign = Command::new("openssl")
+                .args(["dgst", "-sha256", "-binary", "-sign"])
+                .arg(&key)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            sign.stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            let sig = sign.wait_with_output().unwrap().stdout;
+            let body = json!({"token": format!("{input}.{}", b64url(&sig))}).to_string();
+            let _ = conn.write_all(
+                format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes(),
+            );
+        }
+    });
+    port
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = vec![];
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(b'?'));
+            i += 3;
+        } else {
+            out.push(if b[i] == b'+' { b' ' } else { b[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn b64url(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn base64_encode_bytes(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+#[test]
+fn bearer_tokens_anonymous_and_with_docker_config_credentials() {
+    let dir = scratch_repo("images-token");
+    let (user, pass) = ("clawtoken", "throwaway-token-password");
+    let tport = token_server(&dir, user, pass);
+    let auth = format!(
+        "auth:\n  token:\n    realm: http://127.0.0.1:{tport}/token\n    service: clawimg-test\n    issuer: clawimg-test-issuer\n    rootcertbundle: {}\n",
+        dir.join("token-cert.pem").display()
+    );
+    let reg = Registry::start_with(&dir.join("registry"), &auth);
+    let docker = dir.join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let config = docker.join("config.json");
+    let entry = json!({"auth": base64_encode(&format!("{user}:{pass}"))});
+    std::fs::write(
+        &config,
+        json!({"auths": {format!("127.0.0.1:{}", reg.port): entry}}).to_string(),
+    )
+    .unwrap();
+    let p = push_images(&reg, &dir, Some(&config));
+
+    // Anonymous token: the public image resolves and pulls without credentials.
+    std::fs::write(
+        dir.join("profiles/anon.toml"),
+        "extends = \"test\"\n[containers]\nimages = [\"busybox\"]\n",
+    )
+    .unwrap();
+    for cmd in [&["lock", "anon"][..], &["images", "pull", "anon"][..]] {
+        let mut c = cl(&dir, &dir.join("cache"), &reg.mirror());
+        c.args(cmd);
+        ok(&run(c));
+    }
+    assert!(cached(&dir.join("cache"), &p.busybox_config));
+    // The private one is refused without credentials...
+    let mut c = cl(&dir, &dir.join("cache"), &reg.mirror());
+    c.args(["lock", "test-images"]);
+    let o = run(c);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("access denied") && err.contains("clawimg/tools"),
+        "{err}"
+    );
+    // ...and served with a token obtained with the docker config.json credentials.
     for cmd in [
         &["lock", "test-images"][..],
         &["images", "pull", "test-images"][..],
