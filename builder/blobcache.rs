@@ -27,6 +27,21 @@ impl BlobCache {
     pub fn open(cache_dir: &Path) -> Result<BlobCache> {
         let dir = cache_dir.join("blobs/sha256");
         std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+        // Temp files of killed runs; a day old is surely not a running download.
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let stale = e
+                    .metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| t.elapsed().ok());
+                if e.file_name().to_string_lossy().starts_with(".partial-")
+                    && stale.is_some_and(|age| age.as_secs() > 86_400)
+                {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         Ok(BlobCache { dir })
     }
 
