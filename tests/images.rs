@@ -912,7 +912,7 @@ fn baked_images_load_at_first_boot_without_a_registry() {
     // Noble's docker.io 29 uses the containerd image store: the id is the pinned digest
     // and the pinned reference name:tag@digest resolves without a registry.
     let probes = [
-        "systemctl is-active clawimg-images.service".to_string(),
+        "systemctl is-active clawimg-images.service && test -f /var/lib/clawimg/images.loaded".to_string(),
         format!("test \"$(docker image inspect --format '{{{{.Id}}}}' {bb}@{})\" = {}", p.busybox_index, p.busybox_index),
         format!("test \"$(docker image inspect --format '{{{{.Id}}}}' {tl}@{})\" = {}", p.tools_manifest, p.tools_manifest),
         format!("docker image inspect --format '{{{{.Architecture}}}} {{{{.RootFS.Layers}}}}' {bb} | grep -x 'amd64 \\[{}\\]'", p.busybox_diff_id),
@@ -921,7 +921,7 @@ fn baked_images_load_at_first_boot_without_a_registry() {
         // Idempotent: a second run finds both images and loads nothing.
         format!("systemctl restart clawimg-images.service && {j} | grep -q 'tools: {tl} already loaded'"),
         // Tampered archive: the unit fails and the journal names the image.
-        format!("docker rmi -f {tl} >/dev/null && printf X | dd of=/var/lib/clawimg/images/tools.tar bs=1 seek=5000 conv=notrunc status=none && ! systemctl restart clawimg-images.service && systemctl is-failed clawimg-images.service && {j} | grep 'FAILED tools ({tl})'"),
+        format!("docker rmi -f {tl} >/dev/null && printf X | dd of=/var/lib/clawimg/images/tools.tar bs=1 seek=5000 conv=notrunc status=none && ! systemctl restart clawimg-images.service && systemctl is-failed clawimg-images.service && ! test -e /var/lib/clawimg/images.loaded && {j} | grep 'FAILED tools ({tl})'"),
     ];
     let mut c = clawimg();
     c.arg("test")
