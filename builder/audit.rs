@@ -7,6 +7,7 @@
 use crate::error::{Error, Result};
 use crate::secrets::SecretsFile;
 use ext4_view::{Ext4, Ext4Read, PathBuf as ExtPath};
+use md5::Digest as _;
 use regex::bytes::{Regex, RegexSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -176,6 +177,30 @@ fn node_state(path: &str, len: u64) -> Option<&'static str> {
     None
 }
 
+/// Path → md5 of every file dpkg installed, from `/var/lib/dpkg/info/*.md5sums`.
+fn package_md5sums(fs: &Ext4) -> std::collections::HashMap<String, String> {
+    let mut map = std::collections::HashMap::new();
+    let Ok(rd) = fs.read_dir("/var/lib/dpkg/info") else {
+        return map;
+    };
+    for ent in rd.flatten() {
+        let p = ent.path();
+        if !p.display().to_string().ends_with(".md5sums") {
+            continue;
+        }
+        let Ok(text) = fs.read(&p) else { continue };
+        for line in String::from_utf8_lossy(&text).lines() {
+            if let Some((sum, path)) = line.split_once("  ") {
+                map.insert(
+                    format!("/{}", path.trim_start_matches('/')),
+                    sum.to_string(),
+                );
+            }
+        }
+    }
+    map
+}
+
 /// Audit the root filesystem of a raw disk image.
 pub fn audit_image(raw: &Path, secrets: Option<&SecretsFile>) -> Result<Report> {
     let root = crate::seed::find_partition(raw, ROOT_TYPE)?;
@@ -192,6 +217,7 @@ pub fn audit_image(raw: &Path, secrets: Option<&SecretsFile>) -> Result<Report> 
         ))
     })?;
     let rules = Rules::new(secrets);
+    let shipped = package_md5sums(&fs);
     let mut report = Report::default();
     let mut stack = vec![ExtPath::new("/")];
     let ext_err = |p: &ExtPath, e: ext4_view::Ext4Error| {
@@ -246,11 +272,18 @@ pub fn audit_image(raw: &Path, secrets: Option<&SecretsFile>) -> Result<Report> 
                     "non-empty machine-id (must be empty: systemd makes one per node)",
                 );
             }
-            if rules.private_key.is_match(&data) {
+            // A file exactly as its Ubuntu package ships it is public (e.g. a TLS library's
+            // built-in test key); shape rules only judge what the build made or changed.
+            let from_package = shipped
+                .get(ps.as_str())
+                .is_some_and(|sum| *sum == hex::encode(md5::Md5::digest(&data)));
+            if !from_package && rules.private_key.is_match(&data) {
                 add("private-key", "PEM/OpenSSH private key block");
             }
-            for i in rules.tokens.matches(&data).iter() {
-                add("token-shape", TOKEN_RULES[i].1);
+            if !from_package {
+                for i in rules.tokens.matches(&data).iter() {
+                    add("token-shape", TOKEN_RULES[i].1);
+                }
             }
             if is_env_file(&ps) && rules.env_hex.is_match(&data) {
                 add("env-hex-token", "64-hex-digit value in an env file");

@@ -3,6 +3,7 @@
 use crate::assemble::{self, AssembleInput};
 use crate::base::{self, BaseInput};
 use crate::base_stage::{self, BaseStage};
+use crate::blobcache::BlobCache;
 use crate::cache::Cache;
 use crate::error::{Context, Error, Result};
 use crate::identity::Identity;
@@ -13,7 +14,9 @@ use crate::profile::{self, Loaded};
 use crate::progress::Progress;
 use crate::provenance::Provenance;
 use crate::rootfs::Rootfs;
-use crate::{audit, customize, exec, overlay, qcow2, repro, reuse, scrub, secrets, tools, unitset};
+use crate::{
+    audit, customize, exec, images, overlay, qcow2, repro, reuse, scrub, secrets, tools, unitset,
+};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,6 +40,8 @@ pub struct BuildOptions {
     pub mirror: Option<String>,
     /// No progress output.
     pub quiet: bool,
+    /// Container registry mirrors, `HOST=URL` (see [`crate::oci::Mirrors`]).
+    pub registry_mirrors: Vec<String>,
 }
 
 /// What a build produced.
@@ -101,6 +106,8 @@ pub fn input_hash(loaded: &Loaded, keyring_sha256: &str) -> Result<String> {
     }
     overlay::hash_into(&mut h, loaded)?;
     unitset::hash_into(&mut h, loaded)?;
+    h.update(b"\0");
+    h.update(images::input_part(loaded)?.as_bytes());
     Ok(hex::encode(h.finalize()))
 }
 
@@ -118,6 +125,8 @@ pub struct Checked {
     pub plan: crate::hardening::Plan,
     /// Lint findings the profile acknowledged.
     pub acknowledged: Vec<crate::lints::Finding>,
+    /// Pinned container images (catalog entries that passed the lints).
+    pub images: Vec<images::Pinned>,
 }
 
 /// Load and check the profile and environment (used by `check` and `build`).
@@ -129,6 +138,7 @@ pub fn check(opts: &BuildOptions) -> Result<Checked> {
     let overlays = overlay::load(&loaded)?;
     // Firewall CIDR list files are pinned by sha256 in the profile, so the hash covers them.
     let (plan, acknowledged) = crate::hardening::check(&loaded)?;
+    let images = images::resolve(&loaded)?;
     let ih = input_hash(&loaded, &loaded.profile.base.keyring_sha256)?;
     Ok(Checked {
         loaded,
@@ -137,6 +147,7 @@ pub fn check(opts: &BuildOptions) -> Result<Checked> {
         overlays,
         plan,
         acknowledged,
+        images,
     })
 }
 
@@ -220,6 +231,24 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         }
         st.done("miss");
     }
+    // Container images first: a bad pin fails before the long stages.
+    let blobs = BlobCache::open(&opts.cache_dir)?;
+    let fetched = if checked.images.is_empty() {
+        vec![]
+    } else {
+        let st = progress.stage(
+            "images",
+            &format!("{} pinned container images", checked.images.len()),
+        );
+        let f = images::fetch(
+            &checked.images,
+            &blobs,
+            &images::client(&opts.registry_mirrors)?,
+            &progress,
+        )?;
+        st.done(&format!("{} images in the cache", f.len()));
+        f
+    };
 
     // base
     let st = progress.stage(
@@ -272,6 +301,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let st = progress.stage("secrets", "secret slots (declared only), first-boot unit");
     let sp = secrets::install(&root, p)?;
     st.done(&format!("{} slots, {} paths", p.secrets.len(), sp.len()));
+    let baked = images::bake(&root, &blobs, &fetched)?;
     let st = progress.stage("scrub", "machine-id, host keys, caches, logs");
     let s = scrub::run(&root)?;
     let caches = repro::scrub_caches(&root)?;
@@ -390,6 +420,12 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             "source_date_epoch": sde, "source_date_epoch_from": sde_source, "locked": locked.is_some(),
         }),
     );
+    if !baked.is_empty() {
+        manifest.extra.insert(
+            "images".into(),
+            serde_json::to_value(&baked).ctx(|| "images".into())?,
+        );
+    }
     manifest.write(staging.path())?;
     reuse::store(&cache, &image_key, staging.path(), &manifest)?;
     st.done("manifest.json, SHA256SUMS");

@@ -1,12 +1,14 @@
 //! Command line interface.
 
+use crate::blobcache::BlobCache;
 use crate::build::{self, BuildOptions};
 use crate::error::{Error, Result};
 use crate::harness::{self, TestRun};
 use crate::manifest::Manifest;
 use crate::probes::{Expect, Probe};
+use crate::progress::Progress;
 use crate::qemu::{Accel, DiskBus, Firmware};
-use crate::{exec, profile, tools};
+use crate::{exec, images, profile, tools};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -48,6 +50,16 @@ struct Global {
     /// Print every external command and its output, and per-tool timings.
     #[arg(short, long, global = true)]
     verbose: bool,
+    /// Container registry mirror HOST=URL (repeatable; HOST `*` = every registry; the URL
+    /// may end in a path prefix). Requests for HOST go only to the mirror.
+    #[arg(
+        long = "registry-mirror",
+        global = true,
+        value_name = "HOST=URL",
+        env = "CLAWIMG_REGISTRY_MIRROR",
+        value_delimiter = ','
+    )]
+    registry_mirrors: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -91,13 +103,14 @@ enum Cmd {
         after_help = "Examples:\n  clawimg test out/base/base.raw\n  clawimg test out/test --firmware uefi --disk nvme\n  clawimg test out/test/test.qcow2 --resize 20GiB\n  clawimg test test            # build profiles/test.toml, then boot it"
     )]
     Test(TestArgs),
-    /// Pin every package of PROFILE (exact version + .deb sha256) into PROFILE.lock.
+    /// Pin every package of PROFILE (exact version + .deb sha256) into PROFILE.lock, and
+    /// the digests of its container images into images/*.toml.
     ///
     /// Resolves against the archive with a fresh mmdebstrap run (needs root); the .debs are
     /// kept in the cache so a build from the lock needs no network. `build` then installs
     /// exactly the locked versions and checks each .deb's sha256.
     #[command(
-        after_help = "Examples:\n  clawimg lock test\n  clawimg lock test --update   # shows name old -> new"
+        after_help = "Examples:\n  clawimg lock test\n  clawimg lock test --update   # shows name old -> new\n  clawimg lock production --images-only --registry-mirror '*=http://127.0.0.1:5000'"
     )]
     Lock {
         #[command(flatten)]
@@ -105,6 +118,12 @@ enum Cmd {
         /// Re-resolve an existing lock and print what changed.
         #[arg(long)]
         update: bool,
+        /// Only pin the container image digests in images/*.toml (no package resolution).
+        #[arg(long, conflicts_with = "packages_only")]
+        images_only: bool,
+        /// Only pin the packages into PROFILE.lock.
+        #[arg(long)]
+        packages_only: bool,
     },
     /// Explain the differences between two builds: artifacts, partitions, packages, files.
     ///
@@ -166,6 +185,9 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         secrets: Option<PathBuf>,
     },
+    /// Pinned container images: pull into the cache, import an OCI archive.
+    #[command(subcommand)]
+    Images(ImagesCmd),
     /// Print the manifest of a built image (directory, image file or manifest.json).
     #[command(
         after_help = "Examples:\n  clawimg inspect out/base\n  clawimg inspect out/base/base.qcow2 --json\n  clawimg inspect out/production --explain /opt/openclaw/docker-compose.yml"
@@ -235,6 +257,23 @@ enum CacheCmd {
         /// Entries to keep per stage.
         #[arg(long, default_value_t = 2)]
         keep: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ImagesCmd {
+    /// Pull PROFILE's pinned images into the blob cache (what `build` does first).
+    #[command(
+        after_help = "Examples:\n  clawimg images pull production\n  CLAWIMG_REGISTRY_MIRROR=ghcr.io=https://mirror.example clawimg images pull production"
+    )]
+    Pull(ProfileArgs),
+    /// Seed the blob cache from an OCI archive or layout directory, offline.
+    #[command(
+        after_help = "Examples:\n  skopeo copy --all docker://REF oci-archive:app.tar   # on a connected machine\n  clawimg images import app.tar"
+    )]
+    Import {
+        /// OCI archive (tar of an OCI image layout) or OCI layout directory.
+        archive: PathBuf,
     },
 }
 
@@ -310,6 +349,7 @@ fn options(g: &Global, p: &ProfileArgs) -> BuildOptions {
         sets: p.sets.clone(),
         mirror: p.mirror.clone().filter(|m| !m.is_empty()),
         quiet: g.quiet,
+        registry_mirrors: g.registry_mirrors.clone(),
     }
 }
 
@@ -335,6 +375,12 @@ fn run(cli: Cli) -> Result<i32> {
             println!("  lints       ok ({} acknowledged)", c.acknowledged.len());
             for f in &c.acknowledged {
                 println!("  warning{f}");
+            }
+            for i in &c.images {
+                println!(
+                    "  image       {} {}@{} ({})",
+                    i.name, i.reference, i.digest, i.platform
+                );
             }
             if g.verbose {
                 for (t, v) in found {
@@ -387,6 +433,18 @@ fn run(cli: Cli) -> Result<i32> {
                     }
                 }
                 crate::declared::print_summary(&m);
+                if let Some(imgs) = m.extra.get("images").and_then(|v| v.as_array()) {
+                    for i in imgs {
+                        let f = |k: &str| i[k].as_str().unwrap_or("").to_string();
+                        println!(
+                            "image        {:<16} {}@{} {:>6} KiB",
+                            f("name"),
+                            f("reference"),
+                            f("digest"),
+                            i["bytes"].as_u64().unwrap_or(0) >> 10
+                        );
+                    }
+                }
                 println!("packages     {}", m.packages.len());
                 for p in &m.packages {
                     println!("  {} {}", p.name, p.version);
@@ -469,7 +527,36 @@ fn run(cli: Cli) -> Result<i32> {
                 Ok(1)
             }
         }
-        Cmd::Lock { p, update } => {
+        Cmd::Lock {
+            p,
+            update,
+            images_only,
+            packages_only,
+        } => {
+            if !packages_only {
+                let loaded = profile::load(&p.profile, &g.profiles_dir, &p.vars)?;
+                let client = images::client(&g.registry_mirrors)?;
+                let locked = images::lock(&loaded, &client)?;
+                for l in &locked {
+                    if l.old == l.new {
+                        println!("unchanged  {:<16} {}@{}", l.name, l.reference, l.new);
+                    } else {
+                        let old = if l.old.is_empty() { "(none)" } else { &l.old };
+                        println!(
+                            "changed    {:<16} {} {old} -> {}",
+                            l.name, l.reference, l.new
+                        );
+                    }
+                }
+                println!(
+                    "{} images, {} changed",
+                    locked.len(),
+                    locked.iter().filter(|l| l.old != l.new).count()
+                );
+                if images_only {
+                    return Ok(0);
+                }
+            }
             let (l, path, changes) = crate::base_stage::lock(&options(&g, &p), update)?;
             println!(
                 "wrote {} ({} packages, SOURCE_DATE_EPOCH {})",
@@ -523,6 +610,49 @@ fn run(cli: Cli) -> Result<i32> {
                     );
                 }
             }
+            Ok(0)
+        }
+        Cmd::Images(ImagesCmd::Pull(p)) => {
+            let opts = options(&g, &p);
+            let c = build::check(&opts)?;
+            let client = images::client(&g.registry_mirrors)?;
+            let cache = BlobCache::open(&opts.cache_dir)?;
+            let fetched = images::fetch(&c.images, &cache, &client, &Progress::new(g.quiet))?;
+            for f in &fetched {
+                let bytes: u64 = f.layers.iter().map(|l| l.size).sum();
+                println!(
+                    "{:<16} {}@{} -> image id {} ({} layers, {} bytes)",
+                    f.pinned.name,
+                    f.pinned.reference,
+                    f.manifest.digest,
+                    f.config.digest,
+                    f.layers.len(),
+                    bytes
+                );
+            }
+            println!(
+                "{} images in {}, {} registry requests",
+                fetched.len(),
+                opts.cache_dir.display(),
+                client.requests()
+            );
+            Ok(0)
+        }
+        Cmd::Images(ImagesCmd::Import { archive }) => {
+            let cache_dir = g.cache_dir.clone().unwrap_or_else(build::default_cache_dir);
+            let r = BlobCache::open(&cache_dir)?.import(&archive)?;
+            for (name, d) in &r.images {
+                println!(
+                    "{:<40} {d}",
+                    if name.is_empty() { "(unnamed)" } else { name }
+                );
+            }
+            println!(
+                "{} blobs verified, {} new, into {}",
+                r.blobs,
+                r.new_blobs,
+                cache_dir.display()
+            );
             Ok(0)
         }
     }

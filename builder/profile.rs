@@ -74,6 +74,8 @@ pub struct Profile {
     /// Lint acknowledgements (lints.rs).
     #[serde(skip_serializing_if = "crate::profile::lints_default")]
     pub lints: crate::lints::LintConfig,
+    /// Pinned container images baked into the image (names from the `images/` catalog).
+    pub containers: crate::images::Containers,
 }
 
 /// The `[overlays]` section.

@@ -115,6 +115,14 @@ impl Rootfs {
         Ok(())
     }
 
+    /// Create (or replace) a file for streaming writes; same rules as [`Rootfs::write`].
+    pub fn create(&self, p: &str, mode: u32) -> Result<cap_std::fs::File> {
+        self.write(p, b"", mode)?;
+        self.dir
+            .open_with(rel(p), OpenOptions::new().write(true).truncate(true))
+            .map_err(|e| self.err("open", p, e))
+    }
+
     /// Create (or replace) a symlink `p -> target`.
     pub fn symlink(&self, target: &str, p: &str) -> Result<()> {
         let r = rel(p);

@@ -37,6 +37,7 @@ fn locked_profiles() -> &'static Path {
             .arg("-q")
             .arg("lock")
             .arg("test")
+            .arg("--packages-only")
             .arg("--cache-dir")
             .arg(d.join("cache"));
         let o = run(c);

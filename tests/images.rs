@@ -1,0 +1,940 @@
+//! Pinned container images against a real registry: Debian's `docker-registry` on
+//! 127.0.0.1 (plain, with htpasswd basic auth, and with token auth served by a small
+//! JWT issuer here), test images made here from busybox-static and pushed with skopeo,
+//! reached as `clawimg.test/...` through `--registry-mirror`. One boot proves the baked
+//! images load at first boot.
+
+mod common;
+use common::*;
+use flate2::write::GzEncoder;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const MIRROR_ENV: &str = "CLAWIMG_REGISTRY_MIRROR";
+
+/// A `docker-registry` process with its own storage, config and log.
+struct Registry {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Registry {
+    fn start(dir: &Path, htpasswd: Option<(&str, &str)>) -> Registry {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut auth = String::new();
+        if let Some((user, pass)) = htpasswd {
+            let hash = bcrypt::hash(pass, 5).unwrap();
+            std::fs::write(dir.join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
+            auth = format!(
+                "auth:\n  htpasswd:\n    realm: clawimg-test\n    path: {}\n",
+                dir.join("htpasswd").display()
+            );
+        }
+        Registry::start_with(dir, &auth)
+    }
+
+    /// Start with an `auth:` section of the registry configuration (may be empty).
+    fn start_with(dir: &Path, auth: &str) -> Registry {
+        std::fs::create_dir_all(dir.join("storage")).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+            dir.join("storage").display()
+        );
+        std::fs::write(dir.join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start docker-registry (package docker-registry)");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "registry did not start: {}",
+                std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Registry {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn mirror(&self) -> String {
+        format!("clawimg.test=http://127.0.0.1:{}", self.port)
+    }
+
+    /// HTTP requests the registry served so far (its access log).
+    fn requests(&self) -> usize {
+        let log = std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default();
+        log.lines()
+            .filter(|l| {
+                ["\"GET /", "\"HEAD /", "\"POST /", "\"PUT /", "\"PATCH /"]
+                    .iter()
+                    .any(|m| l.contains(m))
+            })
+            .count()
+    }
+
+    /// The registry's own file for a blob.
+    fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = &digest[7..];
+        self.dir.join(format!(
+            "storage/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+            &hex[..2]
+        ))
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sha(b: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(b)))
+}
+
+/// An OCI image layout directory being written.
+struct Layout(PathBuf);
+
+impl Layout {
+    fn new(dir: &Path) -> Layout {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        Layout(dir.to_path_buf())
+    }
+
+    fn blob(&self, media_type: &str, data: &[u8]) -> serde_json::Value {
+        let d = sha(data);
+        std::fs::write(self.0.join("blobs/sha256").join(&d[7..]), data).unwrap();
+        json!({"mediaType": media_type, "digest": d, "size": data.len()})
+    }
+
+    /// A gzip layer from (path, bytes, mode) files and (path, target) symlinks; returns
+    /// (descriptor, diff id).
+    fn layer(
+        &self,
+        files: &[(&str, Vec<u8>, u32)],
+        links: &[(&str, &str)],
+    ) -> (serde_json::Value, String) {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut dirs: Vec<String> = vec![];
+        for p in files.iter().map(|f| f.0).chain(links.iter().map(|l| l.0)) {
+            if let Some((d, _)) = p.rsplit_once('/') {
+                if !dirs.contains(&d.to_string()) {
+                    dirs.push(d.to_string());
+                    let mut h = tar::Header::new_ustar();
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(0o755);
+                    h.set_size(0);
+                    b.append_data(&mut h, format!("{d}/"), std::io::empty())
+                        .unwrap();
+                }
+            }
+        }
+        for (p, data, mode) in files {
+            let mut h = tar::Header::new_ustar();
+            h.set_mode(*mode);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, p, data.as_slice()).unwrap();
+        }
+        for (p, target) in links {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_mode(0o777);
+            h.set_size(0);
+            b.append_link(&mut h, p, target).unwrap();
+        }
+        let tar = b.into_inner().unwrap();
+        let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let gz = gz.finish().unwrap();
+        (
+            self.blob("application/vnd.oci.image.layer.v1.tar+gzip", &gz),
+            sha(&tar),
+        )
+    }
+
+    /// An image manifest for `arch` with these layers; returns its descriptor.
+    fn image(&self, arch: &str, layers: &[(serde_json::Value, String)]) -> serde_json::Value {
+        let config = json!({
+            "architecture": arch, "os": "linux",
+            "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
+            "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.1.clone()).collect::<Vec<_>>()},
+        });
+        let config = self.blob(
+            "application/vnd.oci.image.config.v1+json",
+            config.to_string().as_bytes(),
+        );
+        let manifest = json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config, "layers": layers.iter().map(|l| l.0.clone()).collect::<Vec<_>>(),
+        });
+        let mut d = self.blob(
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest.to_string().as_bytes(),
+        );
+        d["platform"] = json!({"os": "linux", "architecture": arch});
+        d
+    }
+
+    fn index(&self, manifests: &[serde_json::Value]) -> serde_json::Value {
+        let idx = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
+        self.blob(
+            "application/vnd.oci.image.index.v1+json",
+            idx.to_string().as_bytes(),
+        )
+    }
+
+    fn tag(&self, top: &serde_json::Value, tag: &str) {
+        let mut d = top.clone();
+        d.as_object_mut().unwrap().remove("platform");
+        d["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
+        let idx = json!({"schemaVersion": 2, "manifests": [d]});
+        std::fs::write(self.0.join("index.json"), idx.to_string()).unwrap();
+    }
+}
+
+/// Digests of what the tests pushed.
+struct Pushed {
+    /// busybox: index digest, amd64 manifest, amd64 config, arm64 layer.
+    busybox_index: String,
+    busybox_amd64: String,
+    busybox_config: String,
+    arm64_layer: String,
+    /// busybox amd64 layer's diff id.
+    busybox_diff_id: String,
+    /// tools: manifest digest and its own (second) layer.
+    tools_manifest: String,
+    tools_layer: String,
+}
+
+fn tool(cmd: &mut Command) -> Output {
+    let o = cmd.output().expect("run tool");
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// Make the two test images and push them: `clawimg/busybox:1.0` as an index (amd64 +
+/// arm64), `clawimg/tools:1.0` as a plain manifest sharing the busybox layer.
+fn push_images(reg: &Registry, work: &Path, authfile: Option<&Path>) -> Pushed {
+    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (package busybox-static)");
+    let bb_files = vec![("bin/busybox", busybox, 0o755)];
+    let bb_links = [
+        ("bin/sh", "busybox"),
+        ("bin/true", "busybox"),
+        ("bin/cat", "busybox"),
+    ];
+
+    let l1 = Layout::new(&work.join("oci-busybox"));
+    let bb = l1.layer(&bb_files, &bb_links);
+    let amd64 = l1.image("amd64", std::slice::from_ref(&bb));
+    let arm = l1.layer(&[("etc/arch", b"arm64 stand-in\n".to_vec(), 0o644)], &[]);
+    let arm64 = l1.image("arm64", std::slice::from_ref(&arm));
+    let index = l1.index(&[arm64, amd64.clone()]);
+    l1.tag(&index, "1.0");
+    let amd64_manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            l1.0.join("blobs/sha256")
+                .join(&amd64["digest"].as_str().unwrap()[7..]),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+
+    let l2 = Layout::new(&work.join("oci-tools"));
+    let bb2 = l2.layer(&bb_files, &bb_links);
+    let extra = l2.layer(
+        &[("etc/clawimg-tools", b"tools image\n".to_vec(), 0o644)],
+        &[],
+    );
+    let tools = l2.image("amd64", &[bb2, extra.clone()]);
+    l2.tag(&tools, "1.0");
+
+    for (layout, repo) in [(&l1, "busybox"), (&l2, "tools")] {
+        let mut c = Command::new("skopeo");
+        c.args([
+            "--insecure-policy",
+            "copy",
+            "--all",
+            "--dest-tls-verify=false",
+        ]);
+        if let Some(a) = authfile {
+            c.arg("--dest-authfile").arg(a);
+        }
+        c.arg(format!("oci:{}:1.0", layout.0.display()))
+            .arg(format!(
+                "docker://127.0.0.1:{}/clawimg/{repo}:1.0",
+                reg.port
+            ));
+        tool(&mut c);
+    }
+    Pushed {
+        busybox_index: index["digest"].as_str().unwrap().into(),
+        busybox_amd64: amd64["digest"].as_str().unwrap().into(),
+        busybox_config: amd64_manifest["config"]["digest"].as_str().unwrap().into(),
+        busybox_diff_id: bb.1.clone(),
+        arm64_layer: arm.0["digest"].as_str().unwrap().into(),
+        tools_manifest: tools["digest"].as_str().unwrap().into(),
+        tools_layer: extra.0["digest"].as_str().unwrap().into(),
+    }
+}
+
+/// A scratch copy of the profiles and the image catalog.
+fn scratch_repo(name: &str) -> PathBuf {
+    let dir = scratch(name);
+    let src = repo();
+    for sub in ["profiles", "profiles/keyrings", "images"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        for e in std::fs::read_dir(src.join(sub)).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                std::fs::copy(&p, dir.join(sub).join(p.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    dir
+}
+
+/// `clawimg` with the scratch profiles, a cache, a mirror, and no ambient credentials.
+fn cl(dir: &Path, cache: &Path, mirror: &str) -> Command {
+    let mut c = clawimg();
+    c.arg("--profiles-dir")
+        .arg(dir.join("profiles"))
+        .arg("--cache-dir")
+        .arg(cache);
+    c.env(MIRROR_ENV, mirror)
+        .env("HOME", dir)
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR");
+    c
+}
+
+fn ok(o: &Output) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "clawimg failed:\n{text}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn lock(dir: &Path, reg: &Registry) -> String {
+    let mut c = cl(dir, &dir.join("cache"), &reg.mirror());
+    c.args(["lock", "test-images", "--images-only"]);
+    ok(&run(c))
+}
+
+fn cached(cache: &Path, digest: &str) -> bool {
+    cache.join("blobs/sha256").join(&digest[7..]).is_file()
+}
+
+#[test]
+fn lints_refuse_unpinned_latest_and_untagged_references() {
+    let dir = scratch_repo("images-lint");
+    let cases = [
+        ("reference = \"clawimg.test/a:1\"\n", "x.toml:2:1: key `a.digest`", "clawimg lock"),
+        ("reference = \"clawimg.test/a:latest\"\ndigest = \"sha256:0000000000000000000000000000000000000000000000000000000000000000\"\n", "x.toml:3:1: key `a.reference`", "latest"),
+        ("reference = \"clawimg.test/a\"\ndigest = \"sha256:0000000000000000000000000000000000000000000000000000000000000000\"\n", "x.toml:3:1: key `a.reference`", "no tag"),
+        ("reference = \"clawimg.test/a:1\"\ndigest = \"sha256:12\"\n", "x.toml:4:1: key `a.digest`", "64"),
+        ("reference = \"clawimg.test/a:1\"\nplatfrom = \"linux/amd64\"\n", "x.toml:4:1: key `a.platfrom`", "unknown field"),
+    ];
+    std::fs::write(
+        dir.join("profiles/p.toml"),
+        "extends = \"test\"\n[containers]\nimages = [\"a\"]\n",
+    )
+    .unwrap();
+    for (entry, want, why) in cases {
+        std::fs::write(
+            dir.join("images/x.toml"),
+            format!("# lint fixture\n[a]\n{entry}"),
+        )
+        .unwrap();
+        let mut c = cl(&dir, &dir.join("cache"), "");
+        c.args(["check", "p"]);
+        let o = run(c);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(want) && err.contains(why),
+            "expected {want:?} / {why:?}:\n{err}"
+        );
+    }
+    // An entry the catalog does not have is named with the profile key.
+    std::fs::remove_file(dir.join("images/x.toml")).unwrap();
+    std::fs::write(
+        dir.join("profiles/p.toml"),
+        "extends = \"test\"\n[containers]\nimages = [\"ghost\"]\n",
+    )
+    .unwrap();
+    let mut c = cl(&dir, &dir.join("cache"), "");
+    c.args(["check", "p"]);
+    let o = run(c);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("key `containers.images`") && err.contains("ghost"),
+        "{err}"
+    );
+}
+
+#[test]
+fn lock_pull_by_digest_resolves_amd64_then_works_from_cache_and_offline_import() {
+    let dir = scratch_repo("images-pull");
+    let reg = Registry::start(&dir.join("registry"), None);
+    let p = push_images(&reg, &dir, None);
+
+    // lock fills the digests and says what changed; a second lock changes nothing.
+    let out = lock(&dir, &reg);
+    assert!(
+        out.contains(&format!("(none) -> {}", p.busybox_index))
+            && out.contains(&format!("(none) -> {}", p.tools_manifest)),
+        "{out}"
+    );
+    assert!(out.contains("2 changed"), "{out}");
+    let catalog = std::fs::read_to_string(dir.join("images/test.toml")).unwrap();
+    assert!(
+        catalog.contains(&p.busybox_index) && catalog.contains("# Catalog format"),
+        "{catalog}"
+    );
+    assert!(lock(&dir, &reg).contains("0 changed"));
+
+    // Pull by digest: the index resolves to the amd64 manifest; arm64 blobs are never fetched.
+    let cache = dir.join("cache");
+    let mut c = cl(&dir, &cache, &reg.mirror());
+    c.args(["images", "pull", "test-images"]);
+    let out = ok(&run(c));
+    assert!(
+        out.contains(&format!(
+            "@{} -> image id {}",
+            p.busybox_amd64, p.busybox_config
+        )),
+        "{out}"
+    );
+    for d in [
+        &p.busybox_index,
+        &p.busybox_amd64,
+        &p.busybox_config,
+        &p.tools_manifest,
+        &p.tools_layer,
+    ] {
+        assert!(cached(&cache, d), "{d} not cached");
+    }
+    assert!(
+        !cached(&cache, &p.arm64_layer),
+        "the arm64 layer must not be pulled"
+    );
+
+    // Everything cached: not one request reaches the registry.
+    let before = reg.requests();
+    assert!(before > 0);
+    let mut c = cl(&dir, &cache, &reg.mirror());
+    c.args(["images", "pull", "test-images"]);
+    let out = ok(&run(c));
+    assert!(out.contains("0 registry requests"), "{out}");
+    assert_eq!(
+        reg.requests(),
+        before,
+        "a fully cached pull made registry requests"
+    );
+
+    // Offline: OCI archives made by skopeo seed an empty cache; the mirror is a dead port.
+    let mut archives = vec![];
+    for repo in ["busybox", "tools"] {
+        let a = dir.join(format!("{repo}.oci.tar"));
+        tool(
+            Command::new("skopeo")
+                .args([
+                    "--insecure-policy",
+                    "copy",
+                    "--all",
+                    "--src-tls-verify=false",
+                ])
+                .arg(format!(
+                    "docker://127.0.0.1:{}/clawimg/{repo}:1.0",
+                    reg.port
+                ))
+                .arg(format!("oci-archive:{}:clawimg/{repo}:1.0", a.display())),
+        );
+        archives.push(a);
+    }
+    let before = reg.requests();
+    let offline = dir.join("cache-offline");
+    let dead = format!(
+        "clawimg.test=http://127.0.0.1:{}",
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    for a in &archives {
+        let mut c = cl(&dir, &offline, &dead);
+        c.args(["images", "import"]).arg(a);
+        let out = ok(&run(c));
+        assert!(out.contains("blobs verified"), "{out}");
+    }
+    let mut c = cl(&dir, &offline, &dead);
+    c.args(["images", "pull", "test-images"]);
+    let out = ok(&run(c));
+    assert!(out.contains("0 registry requests"), "{out}");
+    assert_eq!(reg.requests(), before);
+    // A corrupted archive is refused, naming the blob.
+    let bad = dir.join("bad.oci.tar");
+    let mut bytes = std::fs::read(&archives[1]).unwrap();
+    let layer = std::fs::read(reg.blob_file(&p.tools_layer)).unwrap();
+    let at = bytes
+        .windows(layer.len())
+        .position(|w| w == layer.as_slice())
+        .expect("layer in archive");
+    bytes[at + layer.len() / 2] ^= 0xff;
+    std::fs::write(&bad, bytes).unwrap();
+    let mut c = cl(&dir, &dir.join("cache-bad"), &dead);
+    c.args(["images", "import"]).arg(&bad);
+    let o = run(c);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&p.tools_layer));
+
+    // Production names through a prefixed mirror: a stand-in published on the test registry
+    // as `hub/library/stand-in:1.0` is the Docker Hub image `stand-in:1.0` when docker.io is
+    // mirrored to http://127.0.0.1:PORT/hub (one registry serving several upstreams).
+    tool(
+        Command::new("skopeo")
+            .args([
+                "--insecure-policy",
+                "copy",
+                "--all",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+            ])
+            .arg(format!("docker://127.0.0.1:{}/clawimg/tools:1.0", reg.port))
+            .arg(format!(
+                "docker://127.0.0.1:{}/hub/library/stand-in:1.0",
+                reg.port
+            )),
+    );
+    std::fs::write(
+        dir.join("images/hub.toml"),
+        "[stand-in]\nreference = \"stand-in:1.0\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("profiles/hub.toml"),
+        "extends = \"test\"\n[containers]\nimages = [\"stand-in\"]\n",
+    )
+    .unwrap();
+    let mirrors = format!(
+        "{},docker.io=http://127.0.0.1:{}/hub",
+        reg.mirror(),
+        reg.port
+    );
+    let hub_cache = dir.join("cache-hub");
+    let mut c = cl(&dir, &hub_cache, &mirrors);
+    c.args(["lock", "hub", "--images-only"]);
+    let out = ok(&run(c));
+    assert!(
+        out.contains(&format!("(none) -> {}", p.tools_manifest)),
+        "{out}"
+    );
+    let mut c = cl(&dir, &hub_cache, &mirrors);
+    c.args(["images", "pull", "hub"]);
+    ok(&run(c));
+    assert!(cached(&hub_cache, &p.tools_layer));
+}
+
+#[test]
+fn basic_auth_uses_docker_config_credentials() {
+    let dir = scratch_repo("images-auth");
+    let (user, pass) = ("clawtest", "throwaway-test-password");
+    let reg = Registry::start(&dir.join("registry"), Some((user, pass)));
+    let auth = base64_encode(&format!("{user}:{pass}"));
+    let docker = dir.join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let config = docker.join("config.json");
+    std::fs::write(
+        &config,
+        json!({"auths": {format!("127.0.0.1:{}", reg.port): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let p = push_images(&reg, &dir, Some(&config));
+
+    // Without credentials: a clear error, no secret anywhere.
+    let mut c = cl(&dir, &dir.join("cache"), &reg.mirror());
+    c.args(["lock", "test-images", "--images-only"]);
+    let o = run(c);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("requires credentials") && err.contains("config.json"),
+        "{err}"
+    );
+
+    for cmd in [
+        &["lock", "test-images", "--images-only"][..],
+        &["images", "pull", "test-images"][..],
+    ] {
+        let mut c = cl(&dir, &dir.join("cache"), &reg.mirror());
+        c.env("DOCKER_CONFIG", &docker).args(cmd);
+        let out = ok(&run(c));
+        assert!(!out.contains(pass));
+    }
+    assert!(cached(&dir.join("cache"), &p.tools_layer));
+}
+
+/// A token server for the registry's `auth.token` scheme: signs JWTs (RS256, x5c chain)
+/// with a throwaway certificate made by openssl. With the right basic credentials every
+/// requested action is granted; anonymous requests get `pull` on `clawimg/busybox` only.
+fn token_server(dir: &Path, user: &str, pass: &str) -> u16 {
+    let key = dir.join("token-key.pem");
+    let cert = dir.join("token-cert.pem");
+    tool(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=clawimg-token",
+            ])
+            .args(["-addext", "keyUsage=digitalSignature,keyCertSign"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+    );
+    let der = tool(
+        Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&cert),
+    )
+    .stdout;
+    let x5c = base64_encode_bytes(&der);
+    let expected = format!("Basic {}", base64_encode(&format!("{user}:{pass}")));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader};
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut lines = vec![];
+            loop {
+                let mut l = String::new();
+                if r.read_line(&mut l).unwrap_or(0) == 0 || l == "\r\n" {
+                    break;
+                }
+                lines.push(l.trim_end().to_string());
+            }
+            let target = lines
+                .first()
+                .and_then(|l| l.split(' ').nth(1))
+                .unwrap_or("")
+                .to_string();
+            let auth = lines.iter().find_map(|l| {
+                l.strip_prefix("Authorization: ")
+                    .or(l.strip_prefix("authorization: "))
+            });
+            let authed = auth == Some(expected.as_str());
+            if auth.is_some() && !authed {
+                let _ = conn.write_all(
+                    b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                continue;
+            }
+            let query = target.split_once('?').map(|q| q.1).unwrap_or("");
+            let mut access = vec![];
+            for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+                if k != "scope" {
+                    continue;
+                }
+                let v = percent_decode(v);
+                let parts: Vec<&str> = v.split(':').collect();
+                if parts.len() != 3 {
+                    continue;
+                }
+                let actions: Vec<&str> = if authed {
+                    parts[2].split(',').collect()
+                } else if parts[1] == "clawimg/busybox" {
+                    vec!["pull"]
+                } else {
+                    vec![]
+                };
+                access.push(json!({"type": parts[0], "name": parts[1], "actions": actions}));
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let header = json!({"alg": "RS256", "typ": "JWT", "x5c": [x5c]});
+            let claims = json!({
+                "iss": "clawimg-test-issuer", "sub": if authed { "clawtoken" } else { "" }, "aud": "clawimg-test",
+                "exp": now + 600, "nbf": now - 60, "iat": now - 60, "jti": format!("{now}-{}", access.len()), "access": access,
+            });
+            let input = format!(
+                "{}.{}",
+                b64url(header.to_string().as_bytes()),
+                b64url(claims.to_string().as_bytes())
+            );
+            let mut sign = Command::new("openssl")
+                .args(["dgst", "-sha256", "-binary", "-sign"])
+                .arg(&key)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            sign.stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            let sig = sign.wait_with_output().unwrap().stdout;
+            let body = json!({"token": format!("{input}.{}", b64url(&sig))}).to_string();
+            let _ = conn.write_all(
+                format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes(),
+            );
+        }
+    });
+    port
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = vec![];
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(b'?'));
+            i += 3;
+        } else {
+            out.push(if b[i] == b'+' { b' ' } else { b[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn b64url(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn base64_encode_bytes(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+#[test]
+fn bearer_tokens_anonymous_and_with_docker_config_credentials() {
+    let dir = scratch_repo("images-token");
+    let (user, pass) = ("clawtoken", "throwaway-token-password");
+    let tport = token_server(&dir, user, pass);
+    let auth = format!(
+        "auth:\n  token:\n    realm: http://127.0.0.1:{tport}/token\n    service: clawimg-test\n    issuer: clawimg-test-issuer\n    rootcertbundle: {}\n",
+        dir.join("token-cert.pem").display()
+    );
+    let reg = Registry::start_with(&dir.join("registry"), &auth);
+    let docker = dir.join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let config = docker.join("config.json");
+    let entry = json!({"auth": base64_encode(&format!("{user}:{pass}"))});
+    std::fs::write(
+        &config,
+        json!({"auths": {format!("127.0.0.1:{}", reg.port): entry}}).to_string(),
+    )
+    .unwrap();
+    let p = push_images(&reg, &dir, Some(&config));
+
+    // Anonymous token: the public image resolves and pulls without credentials.
+    std::fs::write(
+        dir.join("profiles/anon.toml"),
+        "extends = \"test\"\n[containers]\nimages = [\"busybox\"]\n",
+    )
+    .unwrap();
+    for cmd in [
+        &["lock", "anon", "--images-only"][..],
+        &["images", "pull", "anon"][..],
+    ] {
+        let mut c = cl(&dir, &dir.join("cache"), &reg.mirror());
+        c.args(cmd);
+        ok(&run(c));
+    }
+    assert!(cached(&dir.join("cache"), &p.busybox_config));
+    // The private one is refused without credentials...
+    let mut c = cl(&dir, &dir.join("cache"), &reg.mirror());
+    c.args(["lock", "test-images", "--images-only"]);
+    let o = run(c);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("access denied") && err.contains("clawimg/tools"),
+        "{err}"
+    );
+    // ...and served with a token obtained with the docker config.json credentials.
+    for cmd in [
+        &["lock", "test-images", "--images-only"][..],
+        &["images", "pull", "test-images"][..],
+    ] {
+        let mut c = cl(&dir, &dir.join("cache"), &reg.mirror());
+        c.env("DOCKER_CONFIG", &docker).args(cmd);
+        let out = ok(&run(c));
+        assert!(!out.contains(pass));
+    }
+    assert!(cached(&dir.join("cache"), &p.tools_layer));
+}
+
+fn base64_encode(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[test]
+fn corrupted_blob_and_wrong_digest_fail_the_build() {
+    let dir = scratch_repo("images-corrupt");
+    let reg = Registry::start(&dir.join("registry"), None);
+    let p = push_images(&reg, &dir, None);
+    lock(&dir, &reg);
+    let build = |cache: &str| {
+        let out = dir.join("out");
+        let mut c = cl(&dir, &dir.join(cache), &reg.mirror());
+        c.arg("build").arg("test-images").arg("--out").arg(&out);
+        let o = run(c);
+        assert!(!out.exists(), "a failed build must not create out/");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+
+    // Flip bytes in the registry's stored layer: the stream no longer matches its digest.
+    let f = reg.blob_file(&p.tools_layer);
+    let mut data = std::fs::read(&f).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    std::fs::write(&f, data).unwrap();
+    let (code, err) = build("cache1");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("blob {} failed verification", p.tools_layer)),
+        "{err}"
+    );
+    assert!(
+        !cached(&dir.join("cache1"), &p.tools_layer),
+        "a corrupted blob must not be cached"
+    );
+
+    // A digest the registry does not have fails, naming the catalog entry.
+    let catalog = dir.join("images/test.toml");
+    let text = std::fs::read_to_string(&catalog).unwrap();
+    let wrong = sha(b"not the busybox index");
+    std::fs::write(&catalog, text.replace(&p.busybox_index, &wrong)).unwrap();
+    let (code, err) = build("cache2");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("test.toml:")
+            && err.contains("key `busybox.digest`")
+            && err.contains(&wrong)
+            && err.contains("not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn baked_images_load_at_first_boot_without_a_registry() {
+    let dir = scratch_repo("images-boot");
+    let reg = Registry::start(&dir.join("registry"), None);
+    let p = push_images(&reg, &dir, None);
+    lock(&dir, &reg);
+    let cache = dir.join("cache");
+    let mut c = cl(&dir, &cache, &reg.mirror());
+    c.args(["images", "pull", "test-images"]);
+    ok(&run(c));
+
+    // With everything cached the build makes no registry request.
+    let before = reg.requests();
+    let out = dir.join("out");
+    let mut c = cl(&dir, &cache, &reg.mirror());
+    c.arg("build").arg("test-images").arg("--out").arg(&out);
+    ok(&run(c));
+    assert_eq!(
+        reg.requests(),
+        before,
+        "the build with a full cache made registry requests"
+    );
+    drop(reg);
+
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("test-images/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let imgs = m["extra"]["images"]
+        .as_array()
+        .expect("manifest lists the images");
+    assert_eq!(imgs.len(), 2, "{imgs:?}");
+    assert_eq!(imgs[0]["digest"], p.busybox_index.as_str());
+    assert_eq!(imgs[0]["manifest_digest"], p.busybox_amd64.as_str());
+    assert_eq!(imgs[0]["image_id"], p.busybox_config.as_str());
+    assert_eq!(imgs[1]["digest"], p.tools_manifest.as_str());
+    assert!(
+        imgs.iter().all(|i| i["bytes"].as_u64().unwrap() > 100_000),
+        "{imgs:?}"
+    );
+
+    let bb = "clawimg.test/clawimg/busybox:1.0";
+    let tl = "clawimg.test/clawimg/tools:1.0";
+    let j = "journalctl -b -u clawimg-images.service --no-pager";
+    // Noble's docker.io 29 uses the containerd image store: the id is the pinned digest
+    // and the pinned reference name:tag@digest resolves without a registry.
+    let probes = [
+        "systemctl is-active clawimg-images.service && test -f /var/lib/clawimg/images.loaded".to_string(),
+        format!("test \"$(docker image inspect --format '{{{{.Id}}}}' {bb}@{})\" = {}", p.busybox_index, p.busybox_index),
+        format!("test \"$(docker image inspect --format '{{{{.Id}}}}' {tl}@{})\" = {}", p.tools_manifest, p.tools_manifest),
+        format!("docker image inspect --format '{{{{.Architecture}}}} {{{{.RootFS.Layers}}}}' {bb} | grep -x 'amd64 \\[{}\\]'", p.busybox_diff_id),
+        format!("docker run --rm --network none {bb} /bin/true"),
+        format!("test \"$(docker run --rm --network none {tl} cat /etc/clawimg-tools)\" = 'tools image'"),
+        // Idempotent: a second run finds both images and loads nothing.
+        format!("systemctl restart clawimg-images.service && {j} | grep -q 'tools: {tl} already loaded'"),
+        // Tampered archive: the unit fails and the journal names the image.
+        format!("docker rmi -f {tl} >/dev/null && printf X | dd of=/var/lib/clawimg/images/tools.tar bs=1 seek=5000 conv=notrunc status=none && ! systemctl restart clawimg-images.service && systemctl is-failed clawimg-images.service && ! test -e /var/lib/clawimg/images.loaded && {j} | grep 'FAILED tools ({tl})'"),
+    ];
+    let mut c = clawimg();
+    c.arg("test")
+        .arg(out.join("test-images/test-images.qcow2"))
+        .args(["--firmware", "bios"]);
+    for pr in &probes {
+        c.arg("--probe").arg(pr);
+    }
+    let o = run(c);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{text}");
+    assert!(!text.contains(" FAIL "), "{text}");
+}
