@@ -218,16 +218,19 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let target = opts.out_dir.join(&name);
     {
         let st = progress.stage("cache", "look up the finished image");
-        let staging = Staging::new(&target)?;
-        if let Some(manifest) = reuse::reuse(&cache, &image_key, staging.path())? {
-            st.done("hit: outputs verified and re-linked");
-            let dir = staging.commit()?;
-            return Ok(BuildResult {
-                dir,
-                manifest,
-                timings: progress.timings(),
-                total: started.elapsed(),
-            });
+        // Only a hit touches out/: a miss must leave it alone until the build succeeded.
+        if cache.lookup("image", &image_key).is_some() {
+            let staging = Staging::new(&target)?;
+            if let Some(manifest) = reuse::reuse(&cache, &image_key, staging.path())? {
+                st.done("hit: outputs verified and re-linked");
+                let dir = staging.commit()?;
+                return Ok(BuildResult {
+                    dir,
+                    manifest,
+                    timings: progress.timings(),
+                    total: started.elapsed(),
+                });
+            }
         }
         st.done("miss");
     }
