@@ -125,7 +125,14 @@ fn flash_over_ssh_to_two_targets_and_refuse_unsafe_ones() {
     // Two "disks" on the rescue system, larger than the image and full of old data.
     for name in ["primary.img", "standby.img"] {
         let p = dir.join(name);
-        std::fs::write(&p, vec![0xA5u8; 80 << 20]).unwrap();
+        std::fs::write(&p, vec![0xA5u8; 1 << 20]).unwrap();
+        // Old bytes where the seed partition will be, too.
+        {
+            use std::os::unix::fs::FileExt;
+            let (soff, slen) = seed_range(img);
+            let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+            f.write_all_at(&vec![0xA5u8; slen as usize], soff).unwrap();
+        }
         std::fs::OpenOptions::new()
             .write(true)
             .open(&p)
