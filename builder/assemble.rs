@@ -113,6 +113,12 @@ pub fn run(input: &AssembleInput<'_>, raw: &Path) -> Result<Assembled> {
         .ctx(|| "seek".into())?;
     w.write_all(&boot.bios_core)
         .ctx(|| "write GRUB core image".into())?;
+    // The seed partition is explicit zeros (allocated, so in the block map): flashing onto a
+    // used disk must clear it, or old bytes there could look like a node's seed.
+    w.seek(SeekFrom::Start(layout.seed.offset()))
+        .ctx(|| "seek".into())?;
+    w.write_all(&vec![0u8; layout.seed.bytes() as usize])
+        .ctx(|| "write the empty seed partition".into())?;
     gpt::write(&f, &layout, &input.ids, boot.mbr_code)?;
     f.sync_all().ctx(|| "sync disk image".into())?;
     Ok(Assembled {

@@ -162,6 +162,13 @@ enum Cmd {
         /// Do not ask before overwriting a block device.
         #[arg(long)]
         yes: bool,
+        /// Seal this node's secrets (TOML, mode 0600) into the seed partition of what is
+        /// written; the image itself is not changed.
+        #[arg(long, value_name = "FILE", requires = "node")]
+        secrets: Option<PathBuf>,
+        /// Node name for --secrets (becomes the host name).
+        #[arg(long, requires = "secrets")]
+        node: Option<String>,
     },
     /// Make a node's disk: copy IMAGE and write the secrets and node name into its seed
     /// partition (the root partition stays byte-identical). Checks everything first.
@@ -453,9 +460,36 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Test(t) => test(&g, t),
-        Cmd::Flash { image, to, yes } => {
+        Cmd::Flash {
+            image,
+            to,
+            yes,
+            secrets,
+            node,
+        } => {
             let image = raw_image(&image)?;
             let target = crate::flash::parse_target(&to)?;
+            // With secrets, the node's copy is sealed first (every secrets check runs there,
+            // before the target is touched) in a private temp dir beside the image.
+            let _sealed_dir;
+            let image = match (secrets, node) {
+                (Some(secrets), Some(node)) => {
+                    let dir = tempfile::Builder::new()
+                        .prefix(".clawimg-flash-")
+                        .tempdir_in(image.parent().unwrap_or(Path::new(".")))
+                        .map_err(|e| Error::failed(format!("temp dir beside the image: {e}")))?;
+                    let req = crate::seed::SealRequest {
+                        image: image.clone(),
+                        secrets,
+                        node: node.clone(),
+                        output: dir.path().join(format!("{node}.raw")),
+                    };
+                    let sealed = crate::seed::seal(&req)?;
+                    _sealed_dir = dir;
+                    sealed
+                }
+                _ => image,
+            };
             let o = crate::flash::FlashOptions {
                 image,
                 target,

@@ -91,6 +91,19 @@ fn root_range(dir: &Path) -> (u64, u64) {
     (r["offset"].as_u64().unwrap(), r["bytes"].as_u64().unwrap())
 }
 
+fn seed_range(dir: &Path) -> (u64, u64) {
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let r = m["partitions"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "clawimg-seed")
+        .expect("seed partition in the manifest")
+        .clone();
+    (r["offset"].as_u64().unwrap(), r["bytes"].as_u64().unwrap())
+}
+
 fn flash(image: &Path, to: &str, opts: Option<&str>) -> std::process::Output {
     let mut c = clawimg();
     c.arg("flash").arg(image).args(["--to", to]);
@@ -113,6 +126,13 @@ fn flash_over_ssh_to_two_targets_and_refuse_unsafe_ones() {
     for name in ["primary.img", "standby.img"] {
         let p = dir.join(name);
         std::fs::write(&p, vec![0xA5u8; 1 << 20]).unwrap();
+        // Old bytes where the seed partition will be, too.
+        {
+            use std::os::unix::fs::FileExt;
+            let (soff, slen) = seed_range(img);
+            let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+            f.write_all_at(&vec![0xA5u8; slen as usize], soff).unwrap();
+        }
         std::fs::OpenOptions::new()
             .write(true)
             .open(&p)
@@ -129,6 +149,18 @@ fn flash_over_ssh_to_two_targets_and_refuse_unsafe_ones() {
         );
         // The root partition on the target is byte-identical to the image's.
         assert_eq!(sha256_range(&p, off, len), image_root, "{name}");
+        // Old bytes in the seed partition are cleared (it is explicit zeros in the image).
+        let (soff, slen) = seed_range(img);
+        assert_eq!(
+            sha256_range(&p, soff, slen),
+            sha256_range(&raw, soff, slen),
+            "{name}"
+        );
+        assert!(
+            std::fs::read(&p).unwrap()[soff as usize..(soff + slen) as usize]
+                .iter()
+                .all(|&b| b == 0)
+        );
     }
     // Too small: refused before writing; the target is unchanged.
     let small = dir.join("small.img");
@@ -182,4 +214,69 @@ fn flash_to_a_new_local_file_is_verified_and_sparse() {
         serde_json::from_str(&std::fs::read_to_string(img.join("test.bmap.json")).unwrap())
             .unwrap();
     assert!(m.blocks() * 512 <= map["mapped_bytes"].as_u64().unwrap() + (1 << 20));
+}
+
+#[test]
+fn flash_with_secrets_seals_the_node_copy_only() {
+    let img = test_image();
+    let raw = img.join("test.raw");
+    let image_sum = sha256_range(&raw, 0, std::fs::metadata(&raw).unwrap().len());
+    let dir = scratch("flash-secrets");
+    let secrets = dir.join("node1.toml");
+    std::fs::write(&secrets, "[slots]\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let target = dir.join("node1.img");
+    // A secrets file readable by others is refused before anything is written.
+    let mut c = clawimg();
+    c.arg("flash")
+        .arg(&raw)
+        .args([
+            "--to",
+            target.to_str().unwrap(),
+            "--node",
+            "node1",
+            "--secrets",
+        ])
+        .arg(&secrets);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        !target.exists(),
+        "nothing may be written before the secrets check passes"
+    );
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut c = clawimg();
+    c.arg("flash")
+        .arg(&raw)
+        .args([
+            "--to",
+            target.to_str().unwrap(),
+            "--node",
+            "node1",
+            "--secrets",
+        ])
+        .arg(&secrets);
+    let o = run(c);
+    assert!(o.status.success());
+    let (soff, slen) = seed_range(img);
+    let seed = std::fs::read(&target).unwrap()[soff as usize..(soff + slen) as usize].to_vec();
+    assert!(
+        String::from_utf8_lossy(&seed).contains("node=node1"),
+        "the node's seed is on the target"
+    );
+    let (off, len) = root_range(img);
+    assert_eq!(
+        sha256_range(&target, off, len),
+        sha256_range(&raw, off, len)
+    );
+    // The image itself is unchanged and no sealed copy is left beside it.
+    assert_eq!(
+        sha256_range(&raw, 0, std::fs::metadata(&raw).unwrap().len()),
+        image_sum
+    );
+    assert!(std::fs::read_dir(img).unwrap().flatten().all(|e| !e
+        .file_name()
+        .to_string_lossy()
+        .starts_with(".clawimg-flash-")));
 }
