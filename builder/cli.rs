@@ -467,7 +467,7 @@ fn run(cli: Cli) -> Result<i32> {
             secrets,
             node,
         } => {
-            let image = raw_image(&image)?;
+            let image = crate::seed::raw_image(&image)?;
             let target = crate::flash::parse_target(&to)?;
             // With secrets, the node's copy is sealed first (every secrets check runs there,
             // before the target is touched) in a private temp dir beside the image.
@@ -715,23 +715,6 @@ fn print_summary(r: &build::BuildResult) {
     }
 }
 
-/// A raw image file, or the raw image listed in an image directory's manifest.
-fn raw_image(p: &Path) -> Result<PathBuf> {
-    if p.is_dir() {
-        let m = Manifest::read(p)?;
-        return m
-            .artifacts
-            .iter()
-            .find(|a| a.file.ends_with(".raw"))
-            .map(|a| p.join(&a.file))
-            .ok_or_else(|| Error::config(format!("{}: manifest lists no raw image", p.display())));
-    }
-    if !p.is_file() {
-        return Err(Error::config(format!("image {} not found", p.display())));
-    }
-    Ok(p.to_path_buf())
-}
-
 /// Find the image file for TARGET: a file, an output directory, or a profile to build.
 fn resolve_image(g: &Global, t: &TestArgs) -> Result<PathBuf> {
     let p = Path::new(&t.target);
@@ -739,14 +722,7 @@ fn resolve_image(g: &Global, t: &TestArgs) -> Result<PathBuf> {
         return Ok(p.to_path_buf());
     }
     if p.is_dir() {
-        let m = Manifest::read(p)?;
-        let raw = m
-            .artifacts
-            .iter()
-            .find(|a| a.file.ends_with(".raw"))
-            .map(|a| p.join(&a.file));
-        return raw
-            .ok_or_else(|| Error::config(format!("{}: manifest lists no raw image", p.display())));
+        return crate::seed::raw_image(p);
     }
     if profile::resolve(&t.target, &g.profiles_dir).is_file() {
         let opts = options(

@@ -4,7 +4,6 @@
 
 mod common;
 use common::*;
-use std::process::Command;
 
 #[test]
 fn lockout_profile_is_refused_before_anything_is_written() {
@@ -58,22 +57,7 @@ fn lockout_profile_is_refused_before_anything_is_written() {
 fn hardened_host_boots_with_every_module_in_effect() {
     let dir = scratch("hardened");
     let key = dir.join("id_ed25519");
-    let st = Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "clawimg-hardening-test",
-            "-f",
-        ])
-        .arg(&key)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let public = std::fs::read_to_string(dir.join("id_ed25519.pub")).unwrap();
+    let public = keygen(&key, "clawimg-hardening-test");
     let out = dir.join("out");
     let mut c = clawimg();
     c.arg("test")

@@ -15,22 +15,7 @@ const COMPOSE: &str = "cd /opt/openclaw && set -a && . ./stack.env && set +a && 
 fn production_builds_and_boots_with_units_timers_and_stack_config() {
     let scratch_dir = scratch("production-key");
     let key = scratch_dir.join("id_ed25519");
-    let st = std::process::Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "clawimg-production-test",
-            "-f",
-        ])
-        .arg(&key)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let public = std::fs::read_to_string(scratch_dir.join("id_ed25519.pub")).unwrap();
+    let public = keygen(&key, "clawimg-production-test");
     let key_set = format!("users.admin.authorized_keys=[\"{}\"]", public.trim());
     let dir = build(
         "production",

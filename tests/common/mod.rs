@@ -72,3 +72,14 @@ pub fn boot(image: &Path, flags: &[&str]) -> String {
     assert!(o.status.success(), "clawimg test {flags:?} failed:\n{text}");
     text
 }
+
+/// Make an ed25519 key pair at `path` (public half at `path.pub`); returns the public key.
+pub fn keygen(path: &Path, comment: &str) -> String {
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .status()
+        .expect("run ssh-keygen");
+    assert!(st.success(), "ssh-keygen failed");
+    std::fs::read_to_string(format!("{}.pub", path.display())).expect("read public key")
+}
