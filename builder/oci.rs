@@ -777,11 +777,11 @@ mod tests {
             (e.base.as_str(), e.repo("library/caddy").as_str()),
             ("http://127.0.0.1:5000", "hub/library/caddy")
         );
-        assert_eq!(m.endpoint("ghcr.io").base, "https://m.test");
+        assert_eq!(m.endpoint("registry.example").base, "https://m.test");
         assert!(Mirrors::parse(&["nohost".into()]).is_err());
         assert_eq!(
-            Mirrors::default().endpoint("ghcr.io").base,
-            "https://ghcr.io"
+            Mirrors::default().endpoint("registry.example").base,
+            "https://registry.example"
         );
     }
 
