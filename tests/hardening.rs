@@ -8,16 +8,7 @@ use common::*;
 #[test]
 fn lockout_profile_is_refused_before_anything_is_written() {
     let dir = scratch("lockout");
-    let profiles = dir.join("profiles");
-    std::fs::create_dir_all(profiles.join("keyrings")).unwrap();
-    std::fs::copy(
-        repo().join("profiles/keyrings/ubuntu-archive-keyring.gpg"),
-        profiles.join("keyrings/ubuntu-archive-keyring.gpg"),
-    )
-    .unwrap();
-    for p in ["base.toml", "hardened.toml"] {
-        std::fs::copy(repo().join("profiles").join(p), profiles.join(p)).unwrap();
-    }
+    let profiles = profiles_copy(&dir, &["base.toml", "hardened.toml"]);
     // SSH moved to 2222 while UFW still only admits 222: the first boot would lock everyone out.
     std::fs::write(
         profiles.join("lockout.toml"),

@@ -8,18 +8,7 @@ use std::path::Path;
 /// Write profiles into a temp dir (with the real keyring) and run `clawimg build`.
 fn build_err(files: &[(&str, &str)], profile: &str) -> (i32, String, std::path::PathBuf) {
     let dir = scratch(&format!("bad-{profile}"));
-    let profiles = dir.join("profiles");
-    std::fs::create_dir_all(profiles.join("keyrings")).unwrap();
-    std::fs::copy(
-        repo().join("profiles/keyrings/ubuntu-archive-keyring.gpg"),
-        profiles.join("keyrings/ubuntu-archive-keyring.gpg"),
-    )
-    .unwrap();
-    std::fs::copy(
-        repo().join("profiles/base.toml"),
-        profiles.join("base.toml"),
-    )
-    .unwrap();
+    let profiles = profiles_copy(&dir, &["base.toml"]);
     for (name, text) in files {
         std::fs::write(profiles.join(name), text).unwrap();
     }

@@ -83,3 +83,13 @@ pub fn keygen(path: &Path, comment: &str) -> String {
     assert!(st.success(), "ssh-keygen failed");
     std::fs::read_to_string(format!("{}.pub", path.display())).expect("read public key")
 }
+
+/// A `profiles/` directory in `dir` with the pinned keyring and the named repository profiles.
+pub fn profiles_copy(dir: &Path, files: &[&str]) -> PathBuf {
+    let profiles = dir.join("profiles");
+    std::fs::create_dir_all(profiles.join("keyrings")).unwrap();
+    for f in std::iter::once("keyrings/ubuntu-archive-keyring.gpg").chain(files.iter().copied()) {
+        std::fs::copy(repo().join("profiles").join(f), profiles.join(f)).unwrap();
+    }
+    profiles
+}
