@@ -170,6 +170,22 @@ enum Cmd {
         #[arg(long, requires = "secrets")]
         node: Option<String>,
     },
+    /// Upload an image to an OpenStack cloud (Glance v2) or S3-compatible object storage.
+    ///
+    /// Glance: Keystone v3 password auth from clouds.yaml (--cloud / OS_CLOUD) or the OS_*
+    /// variables; the image gets disk/container format, hw_firmware_type, os_distro,
+    /// os_version and clawimg_sha256; the command waits for `active`, checks Glance's
+    /// checksum and hash against the file and prints the image id. An active image with the
+    /// same name and sha256 is reused: nothing is uploaded twice.
+    ///
+    /// S3: SigV4, multipart with parallel parts, each part checked by MD5, the object's
+    /// sha256 stored as x-amz-meta-sha256 and checked with HEAD afterwards. Credentials come
+    /// from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials (AWS_PROFILE). An
+    /// interrupted upload resumes where it stopped when run again.
+    #[command(
+        after_help = "Examples:\n  OS_CLOUD=ovh clawimg upload out/production --to glance\n  clawimg upload out/production --to glance --cloud ovh --name openclaw-2026-11 --firmware bios\n  clawimg upload out/production/production.raw --to glance --format raw\n  clawimg upload out/production --to s3://images/openclaw/production.qcow2 --endpoint https://s3.gra.example --region gra\n\nPasswords and keys are read from the environment or the config files, never from the command line."
+    )]
+    Upload(UploadArgs),
     /// Make a node's disk: copy IMAGE and write the secrets and node name into its seed
     /// partition (the root partition stays byte-identical). Checks everything first.
     #[command(
@@ -209,6 +225,44 @@ enum Cmd {
         #[arg(long, value_name = "PATH")]
         explain: Option<String>,
     },
+}
+
+#[derive(Args, Debug, Clone)]
+struct UploadArgs {
+    /// Image file (raw or qcow2) or image directory (OUT/PROFILE).
+    image: PathBuf,
+    /// Destination: `glance`, or s3://BUCKET/KEY.
+    #[arg(long, value_name = "PROVIDER")]
+    to: String,
+    /// Which image of a directory to upload, or the expected format of a file
+    /// [default: qcow2 for a directory].
+    #[arg(long, value_enum)]
+    format: Option<crate::upload::Format>,
+    /// Glance: entry of clouds.yaml [default: $OS_CLOUD, else the OS_* variables].
+    #[arg(long, value_name = "NAME")]
+    cloud: Option<String>,
+    /// Glance: image name [default: PROFILE-SHA256PREFIX].
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Glance: hw_firmware_type property (the image boots with both).
+    #[arg(long, value_enum, default_value_t = crate::upload::BootFirmware::Uefi)]
+    firmware: crate::upload::BootFirmware,
+    /// Glance: seconds to wait for the image to become active.
+    #[arg(long, default_value_t = 1800, value_name = "SECS")]
+    timeout: u64,
+    /// Service URL: the image endpoint for Glance (instead of the catalog's; also
+    /// OS_IMAGE_URL), the S3 endpoint (also AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// S3: signing region [default: $AWS_REGION, else us-east-1].
+    #[arg(long, value_name = "R")]
+    region: Option<String>,
+    /// S3: part size in MiB (at least 5).
+    #[arg(long, default_value_t = 16, value_name = "MIB")]
+    part_size: u64,
+    /// S3: parts uploaded in parallel.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    jobs: usize,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -509,6 +563,25 @@ fn run(cli: Cli) -> Result<i32> {
                 println!("  on the wire: {:.1} MiB (zstd)", w as f64 / 1048576.0);
             }
             println!("  read-back verified: sha256 {}", r.readback_sha256);
+            Ok(0)
+        }
+        Cmd::Upload(a) => {
+            let o = crate::upload::UploadOptions {
+                target: crate::upload::Target::parse(&a.to)?,
+                image: a.image,
+                format: a.format,
+                name: a.name,
+                cloud: a.cloud,
+                endpoint: a.endpoint,
+                region: a.region,
+                firmware: a.firmware,
+                part_size: a.part_size << 20,
+                jobs: a.jobs,
+                cache_dir: g.cache_dir.clone().unwrap_or_else(build::default_cache_dir),
+                timeout: Duration::from_secs(a.timeout),
+                quiet: g.quiet,
+            };
+            println!("{}", crate::upload::upload(&o)?);
             Ok(0)
         }
         Cmd::Seal(a) => {
