@@ -519,13 +519,13 @@ pub fn upload(
                         done.insert(p.number, p);
                     }
                 }
-                progress.println(&format!(
+                eprintln!(
                     "resuming upload: {}/{count} parts already there",
                     done.len()
-                ));
+                );
                 upload_id = Some(s.upload_id);
             }
-            None => progress.println("the saved upload is gone on the server; starting over"),
+            None => eprintln!("the saved upload is gone on the server; starting over"),
         }
     }
     let upload_id = match upload_id {

@@ -256,7 +256,11 @@ pub fn classify(e: ureq::Error, what: &str) -> Attempt {
                 .chars()
                 .take(400)
                 .collect();
-            Attempt::Fatal(Error::failed(format!("{what}: HTTP {code}: {}", body.trim())))
+            let body = match body.trim() {
+                "" if code == 401 || code == 403 => "access denied (check the credentials)",
+                b => b,
+            };
+            Attempt::Fatal(Error::failed(format!("{what}: HTTP {code}: {body}")))
         }
         ureq::Error::Transport(t) => Attempt::Retry(format!("{what}: {t}")),
     }
