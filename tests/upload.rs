@@ -86,7 +86,9 @@ fn stderr(o: &std::process::Output) -> String {
 
 // ---------------------------------------------------------------- Glance
 
-fn start_glance(dir: &Path) -> (Server, String) {
+/// glance-api on a free port; with `keystone` = (identity URL, admin password) its
+/// pipeline validates tokens against that Keystone, else it runs without auth.
+fn start_glance(dir: &Path, keystone: Option<(&str, &str)>) -> (Server, String) {
     let api = tool("glance-api");
     let manage = tool("glance-manage");
     let port = free_port();
@@ -106,7 +108,16 @@ fn start_glance(dir: &Path) -> (Server, String) {
              [os_glance_staging_store]\nfilesystem_store_datadir = {d}/staging\n\
              [os_glance_tasks_store]\nfilesystem_store_datadir = {d}/tasks\n\
              [oslo_concurrency]\nlock_path = {d}/lock\n\
-             [paste_deploy]\nconfig_file = /etc/glance/glance-api-paste.ini\n"
+             [paste_deploy]\nconfig_file = /etc/glance/glance-api-paste.ini\n{}",
+            match keystone {
+                Some((url, pw)) => format!(
+                    "flavor = keystone\n[keystone_authtoken]\nwww_authenticate_uri = {url}\n\
+                     auth_url = {url}\nauth_type = password\ninterface = public\n\
+                     username = admin\npassword = {pw}\nproject_name = admin\n\
+                     user_domain_name = Default\nproject_domain_name = Default\n"
+                ),
+                None => String::new(),
+            }
         ),
     )
     .unwrap();
@@ -139,7 +150,7 @@ fn get_json(url: &str) -> serde_json::Value {
 #[test]
 fn glance_upload_verified_and_idempotent() {
     let dir = scratch("upload-glance");
-    let (_glance, url) = start_glance(&dir.join("glance"));
+    let (_glance, url) = start_glance(&dir.join("glance"), None);
     let (raw, qcow2) = make_image(&dir, 24);
     let up = |file: &Path, extra: &[&str]| {
         let mut c = clawimg();
@@ -202,6 +213,201 @@ fn glance_upload_verified_and_idempotent() {
     let o = up(&qcow2, &["--format", "raw"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("is qcow2, not raw"), "{}", stderr(&o));
+}
+
+// ---------------------------------------------------------------- Keystone
+
+/// Debian's Keystone (sqlite, fernet tokens) bootstrapped with an admin user, served by
+/// its wsgiref test server on a free port. Returns the server, its URL and the password.
+fn start_keystone(dir: &Path) -> (Server, String, String) {
+    let manage = tool("keystone-manage");
+    let wsgi = tool("keystone-wsgi-public");
+    for d in ["fernet", "credential"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let d = dir.display();
+    let conf = dir.join("keystone.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[DEFAULT]\nlog_file = {d}/keystone.log\n\
+             [database]\nconnection = sqlite:///{d}/keystone.sqlite\n\
+             [token]\nprovider = fernet\n\
+             [fernet_tokens]\nkey_repository = {d}/fernet\n\
+             [credential]\nkey_repository = {d}/credential\n"
+        ),
+    )
+    .unwrap();
+    let password = hex::encode(Sha256::digest(uuid::Uuid::new_v4().as_bytes()))[..20].to_string();
+    let ks = |args: &[&str]| {
+        let o = Command::new(&manage)
+            .arg("--config-file")
+            .arg(&conf)
+            .args(args)
+            .env("OS_BOOTSTRAP_PASSWORD", &password)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "keystone-manage {args:?}: {}", stderr(&o));
+    };
+    ks(&["db_sync"]);
+    ks(&["fernet_setup", "--keystone-user", "root", "--keystone-group", "root"]);
+    ks(&["credential_setup", "--keystone-user", "root", "--keystone-group", "root"]);
+    let v3 = format!("{url}/v3");
+    ks(&[
+        "bootstrap",
+        "--bootstrap-admin-url",
+        &v3,
+        "--bootstrap-public-url",
+        &v3,
+        "--bootstrap-region-id",
+        "RegionOne",
+    ]);
+    let log = dir.join("wsgi.log");
+    let mut child = Command::new(wsgi)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .env("OS_KEYSTONE_CONFIG_FILES", &conf)
+        .stdout(std::fs::File::create(dir.join("wsgi.out")).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_port(port, &mut child, &log);
+    (Server(child), url, password)
+}
+
+/// The test's own admin token (to register Glance in the catalog and read images back).
+fn admin_token(url: &str, password: &str) -> String {
+    let body = serde_json::json!({"auth": {"identity": {"methods": ["password"], "password": {
+        "user": {"name": "admin", "domain": {"name": "Default"}, "password": password}}},
+        "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}});
+    let r = ureq::post(&format!("{url}/v3/auth/tokens"))
+        .set("Content-Type", "application/json")
+        .send_string(&body.to_string())
+        .unwrap();
+    r.header("X-Subject-Token").unwrap().to_string()
+}
+
+fn post(url: &str, token: &str, body: serde_json::Value) -> serde_json::Value {
+    let r = ureq::post(url)
+        .set("X-Auth-Token", token)
+        .set("Content-Type", "application/json")
+        .send_string(&body.to_string())
+        .unwrap();
+    serde_json::from_str(&r.into_string().unwrap()).unwrap()
+}
+
+/// Run without printing the command (its environment holds a password).
+fn run_quiet(mut c: Command) -> std::process::Output {
+    let o = c.output().unwrap();
+    eprintln!("--- clawimg upload\n{}{}", stdout(&o), stderr(&o));
+    o
+}
+
+#[test]
+fn glance_behind_keystone_with_clouds_yaml_and_os_env() {
+    let dir = scratch("upload-keystone");
+    let (_ks, ks_url, password) = start_keystone(&dir.join("keystone"));
+    let (_glance, glance_url) = start_glance(&dir.join("glance"), Some((&ks_url, &password)));
+    let token = admin_token(&ks_url, &password);
+    let svc = post(
+        &format!("{ks_url}/v3/services"),
+        &token,
+        serde_json::json!({"service": {"type": "image", "name": "glance"}}),
+    );
+    post(
+        &format!("{ks_url}/v3/endpoints"),
+        &token,
+        serde_json::json!({"endpoint": {"service_id": svc["service"]["id"], "interface": "public",
+            "region_id": "RegionOne", "url": glance_url}}),
+    );
+    let (_, qcow2) = make_image(&dir, 8);
+
+    // clouds.yaml names the cloud; the password sits in secure.yaml.
+    std::fs::write(
+        dir.join("clouds.yaml"),
+        format!(
+            "clouds:\n  lab:\n    region_name: RegionOne\n    auth:\n      auth_url: {ks_url}\n\
+             \x20     username: admin\n      project_name: admin\n\
+             \x20     user_domain_name: Default\n      project_domain_name: Default\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("secure.yaml"),
+        format!("clouds:\n  lab:\n    auth:\n      password: {password}\n"),
+    )
+    .unwrap();
+    let base = || {
+        let mut c = clawimg();
+        c.arg("upload")
+            .arg(&qcow2)
+            .args(["--to", "glance", "--name", "behind-keystone"]);
+        for v in ["OS_CLOUD", "OS_AUTH_URL", "OS_PASSWORD", "OS_IMAGE_URL", "OS_USERNAME"] {
+            c.env_remove(v);
+        }
+        c
+    };
+    let mut c = base();
+    c.args(["--cloud", "lab"])
+        .env("OS_CLIENT_CONFIG_FILE", dir.join("clouds.yaml"))
+        .env("OS_CLIENT_SECURE_FILE", dir.join("secure.yaml"));
+    let o = run(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o);
+    // Read it back with a token: the image belongs to the scoped project.
+    let img: serde_json::Value = serde_json::from_str(
+        &ureq::get(&format!("{glance_url}/v2/images/{id}"))
+            .set("X-Auth-Token", &token)
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(img["status"], "active");
+    assert_eq!(img["clawimg_sha256"], sha256(&qcow2).as_str());
+    let projects = ureq::get(&format!("{ks_url}/v3/projects?name=admin"))
+        .set("X-Auth-Token", &token)
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let projects: serde_json::Value = serde_json::from_str(&projects).unwrap();
+    assert_eq!(img["owner"], projects["projects"][0]["id"]);
+
+    // The OS_* variables reach the same cloud; the image is found, not uploaded again.
+    let os_env = |pw: &str| {
+        let mut c = base();
+        c.env("OS_AUTH_URL", format!("{ks_url}/v3"))
+            .env("OS_USERNAME", "admin")
+            .env("OS_PASSWORD", pw)
+            .env("OS_PROJECT_NAME", "admin")
+            .env("OS_USER_DOMAIN_NAME", "Default")
+            .env("OS_PROJECT_DOMAIN_NAME", "Default")
+            .env("OS_REGION_NAME", "RegionOne");
+        c
+    };
+    let o = run_quiet(os_env(&password));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), id);
+    assert_eq!(
+        std::fs::read_dir(dir.join("glance/images")).unwrap().count(),
+        1
+    );
+
+    // A wrong password: Keystone says no, and the message does not echo it.
+    let o = run_quiet(os_env("not-the-password"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("Keystone refused"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("not-the-password"));
+
+    // Glance itself refuses requests without a token.
+    let mut c = base();
+    c.args(["--endpoint", &glance_url]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("HTTP 401"), "{}", stderr(&o));
 }
 
 // ---------------------------------------------------------------- S3
