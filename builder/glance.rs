@@ -108,7 +108,8 @@ impl Glance {
 
     /// Delete an image.
     pub fn delete(&self, id: &str) -> Result<()> {
-        self.json("DELETE", &format!("/images/{id}"), None).map(|_| ())
+        self.json("DELETE", &format!("/images/{id}"), None)
+            .map(|_| ())
     }
 
     /// Send the image data.

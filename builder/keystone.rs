@@ -136,7 +136,9 @@ impl AuthConfig {
         let mut doc = read_yaml(&file)?;
         let secure = match env("OS_CLIENT_SECURE_FILE") {
             Some(f) => Some(PathBuf::from(f)),
-            None => search_paths("secure.yaml").into_iter().find(|p| p.is_file()),
+            None => search_paths("secure.yaml")
+                .into_iter()
+                .find(|p| p.is_file()),
         };
         if let Some(s) = secure {
             merge(&mut doc, read_yaml(&s)?);
@@ -179,9 +181,8 @@ impl AuthConfig {
             }
             return Ok(());
         };
-        let missing = |what: &str| {
-            Error::config(format!("{}: {what} missing for {url}", self.source))
-        };
+        let missing =
+            |what: &str| Error::config(format!("{}: {what} missing for {url}", self.source));
         if self.username.is_none() && self.user_id.is_none() {
             return Err(missing("username (OS_USERNAME) or user_id"));
         }
@@ -270,9 +271,12 @@ pub fn authenticate(agent: &ureq::Agent, cfg: &AuthConfig) -> Result<Session> {
             .set("Content-Type", "application/json")
             .send_string(&body.to_string())
             .map_err(|e| match e {
-                ureq::Error::Status(401, _) => crate::upload::Attempt::Fatal(Error::failed(
-                    format!("{url}: Keystone refused the credentials of {who} (HTTP 401; from {})", cfg.source),
-                )),
+                ureq::Error::Status(401, _) => {
+                    crate::upload::Attempt::Fatal(Error::failed(format!(
+                        "{url}: Keystone refused the credentials of {who} (HTTP 401; from {})",
+                        cfg.source
+                    )))
+                }
                 e => classify(e, &format!("POST {url}")),
             })
     })?;
@@ -312,7 +316,9 @@ impl Session {
             .ok_or_else(|| {
                 Error::failed(format!(
                     "the {kind} service has no {interface} endpoint{}",
-                    region.map(|r| format!(" in region {r}")).unwrap_or_default()
+                    region
+                        .map(|r| format!(" in region {r}"))
+                        .unwrap_or_default()
                 ))
             })
     }
@@ -334,10 +340,16 @@ mod tests {
             ..Default::default()
         };
         let b = c.token_request();
-        assert_eq!(b["auth"]["identity"]["password"]["user"]["domain"]["name"], "Default");
+        assert_eq!(
+            b["auth"]["identity"]["password"]["user"]["domain"]["name"],
+            "Default"
+        );
         assert_eq!(b["auth"]["scope"]["project"]["name"], "proj");
         assert_eq!(b["auth"]["scope"]["project"]["domain"]["id"], "default");
-        assert_eq!(tokens_url("http://k:5000/v3/"), "http://k:5000/v3/auth/tokens");
+        assert_eq!(
+            tokens_url("http://k:5000/v3/"),
+            "http://k:5000/v3/auth/tokens"
+        );
         assert_eq!(tokens_url("http://k:5000"), "http://k:5000/v3/auth/tokens");
     }
 
@@ -350,7 +362,10 @@ mod tests {
                 { "interface": "public", "region": "SBG", "url": "http://s" },
                 { "interface": "public", "region": "GRA", "url": "http://g" }]}]),
         };
-        assert_eq!(s.endpoint("image", "public", Some("GRA")).unwrap(), "http://g");
+        assert_eq!(
+            s.endpoint("image", "public", Some("GRA")).unwrap(),
+            "http://g"
+        );
         assert_eq!(s.endpoint("image", "public", None).unwrap(), "http://s");
         assert!(s.endpoint("image", "admin", None).is_err());
         assert!(s.endpoint("object-store", "public", None).is_err());

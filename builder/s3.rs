@@ -7,8 +7,8 @@ use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::upload::{classify, retry, Attempt, Digests, Image, Secret, UploadOptions};
 use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
-    SigningSettings, UriPathNormalizationMode,
+    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+    UriPathNormalizationMode,
 };
 use aws_sigv4::sign::v4;
 use base64::Engine;
@@ -455,7 +455,14 @@ struct State {
     upload_id: String,
 }
 
-fn state_path(cache: &Path, cfg: &Config, bucket: &str, key: &str, d: &Digests, ps: u64) -> PathBuf {
+fn state_path(
+    cache: &Path,
+    cfg: &Config,
+    bucket: &str,
+    key: &str,
+    d: &Digests,
+    ps: u64,
+) -> PathBuf {
     let id = Sha256::digest(format!(
         "{}\n{bucket}\n{key}\n{}\n{ps}",
         cfg.endpoint.as_deref().unwrap_or("aws"),
@@ -634,7 +641,10 @@ mod tests {
     fn credentials_profiles() {
         let t = "[default]\naws_access_key_id = A\naws_secret_access_key = S3CR3T\n\n[profile ci]\naws_access_key_id=B\naws_secret_access_key=T\naws_session_token=X\n";
         let d = credentials_file(t, "default").unwrap();
-        assert_eq!((d.access_key.as_str(), d.secret_key.0.as_str()), ("A", "S3CR3T"));
+        assert_eq!(
+            (d.access_key.as_str(), d.secret_key.0.as_str()),
+            ("A", "S3CR3T")
+        );
         let c = credentials_file(t, "ci").unwrap();
         assert_eq!(c.session_token.unwrap().0, "X");
         assert!(credentials_file(t, "none").is_none());
@@ -646,13 +656,24 @@ mod tests {
         assert_eq!(part_size(1 << 20, 1), MIN_PART);
         assert_eq!(part_size(100_000 << 20, 8 << 20), 10 << 20);
         let parts = [
-            Part { number: 1, etag: hex::encode(Md5::digest(b"a")), size: 1 },
-            Part { number: 2, etag: hex::encode(Md5::digest(b"b")), size: 1 },
+            Part {
+                number: 1,
+                etag: hex::encode(Md5::digest(b"a")),
+                size: 1,
+            },
+            Part {
+                number: 2,
+                etag: hex::encode(Md5::digest(b"b")),
+                size: 1,
+            },
         ];
         let mut h = Md5::new();
         h.update(Md5::digest(b"a"));
         h.update(Md5::digest(b"b"));
-        assert_eq!(multipart_etag(&parts), format!("{}-2", hex::encode(h.finalize())));
+        assert_eq!(
+            multipart_etag(&parts),
+            format!("{}-2", hex::encode(h.finalize()))
+        );
         assert_eq!(uri_encode("a b/c+d", true), "a%20b/c%2Bd");
         assert_eq!(uri_encode("x/y=", false), "x%2Fy%3D");
     }

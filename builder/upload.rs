@@ -193,8 +193,8 @@ pub fn os_version(suite: Option<&str>) -> String {
 
 /// sha256, md5 and sha512 of a file in one pass, with a byte bar.
 pub fn digests(path: &Path, progress: &Progress) -> Result<Digests> {
-    let mut f = std::fs::File::open(path)
-        .map_err(|e| Error::failed(format!("{}: {e}", path.display())))?;
+    let mut f =
+        std::fs::File::open(path).map_err(|e| Error::failed(format!("{}: {e}", path.display())))?;
     let total = f.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = progress.bytes("digest", total);
     let (mut a, mut b, mut c) = (Sha256::new(), Md5::new(), Sha512::new());
@@ -388,7 +388,10 @@ mod tests {
         h[24..32].copy_from_slice(&(3u64 << 30).to_be_bytes());
         std::fs::write(&q, &h).unwrap();
         let i = resolve(&q, None).unwrap();
-        assert_eq!((i.format, i.virtual_bytes, i.bytes), (Format::Qcow2, 3 << 30, 512));
+        assert_eq!(
+            (i.format, i.virtual_bytes, i.bytes),
+            (Format::Qcow2, 3 << 30, 512)
+        );
         assert_eq!(resolve(&q, Some(Format::Raw)).unwrap_err().exit_code(), 2);
         let r = dir.path().join("y.raw");
         std::fs::write(&r, vec![1u8; 4096]).unwrap();

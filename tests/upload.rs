@@ -156,7 +156,14 @@ fn glance_upload_verified_and_idempotent() {
         let mut c = clawimg();
         c.arg("upload")
             .arg(file)
-            .args(["--to", "glance", "--endpoint", &url, "--name", "openclaw-test"])
+            .args([
+                "--to",
+                "glance",
+                "--endpoint",
+                &url,
+                "--name",
+                "openclaw-test",
+            ])
             .args(extra)
             .env_remove("OS_CLOUD")
             .env_remove("OS_AUTH_URL");
@@ -249,11 +256,27 @@ fn start_keystone(dir: &Path) -> (Server, String, String) {
             .env("OS_BOOTSTRAP_PASSWORD", &password)
             .output()
             .unwrap();
-        assert!(o.status.success(), "keystone-manage {args:?}: {}", stderr(&o));
+        assert!(
+            o.status.success(),
+            "keystone-manage {args:?}: {}",
+            stderr(&o)
+        );
     };
     ks(&["db_sync"]);
-    ks(&["fernet_setup", "--keystone-user", "root", "--keystone-group", "root"]);
-    ks(&["credential_setup", "--keystone-user", "root", "--keystone-group", "root"]);
+    ks(&[
+        "fernet_setup",
+        "--keystone-user",
+        "root",
+        "--keystone-group",
+        "root",
+    ]);
+    ks(&[
+        "credential_setup",
+        "--keystone-user",
+        "root",
+        "--keystone-group",
+        "root",
+    ]);
     let v3 = format!("{url}/v3");
     ks(&[
         "bootstrap",
@@ -343,7 +366,13 @@ fn glance_behind_keystone_with_clouds_yaml_and_os_env() {
         c.arg("upload")
             .arg(&qcow2)
             .args(["--to", "glance", "--name", "behind-keystone"]);
-        for v in ["OS_CLOUD", "OS_AUTH_URL", "OS_PASSWORD", "OS_IMAGE_URL", "OS_USERNAME"] {
+        for v in [
+            "OS_CLOUD",
+            "OS_AUTH_URL",
+            "OS_PASSWORD",
+            "OS_IMAGE_URL",
+            "OS_USERNAME",
+        ] {
             c.env_remove(v);
         }
         c
@@ -392,7 +421,9 @@ fn glance_behind_keystone_with_clouds_yaml_and_os_env() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), id);
     assert_eq!(
-        std::fs::read_dir(dir.join("glance/images")).unwrap().count(),
+        std::fs::read_dir(dir.join("glance/images"))
+            .unwrap()
+            .count(),
         1
     );
 
@@ -552,11 +583,17 @@ fn s3_multipart_resumes_after_sigkill_and_verifies() {
         let start = Instant::now();
         let before = part_puts(&log);
         while part_puts(&log) < before + 4 {
-            assert!(child.try_wait().unwrap().is_none(), "finished before the kill");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "finished before the kill"
+            );
             assert!(start.elapsed() < Duration::from_secs(120));
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(std::fs::read_dir(&state).unwrap().count() > 0, "no state file");
+        assert!(
+            std::fs::read_dir(&state).unwrap().count() > 0,
+            "no state file"
+        );
         child.kill().unwrap(); // SIGKILL
         let st = child.wait().unwrap();
         assert!(!st.success(), "clawimg finished before SIGKILL");
@@ -574,9 +611,15 @@ fn s3_multipart_resumes_after_sigkill_and_verifies() {
         .and_then(|s| s.split('/').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("did not resume: {err}"));
-    assert!(resumed >= 1 && resumed < 32, "resumed {resumed} of 32 parts");
+    assert!(
+        (1..32).contains(&resumed),
+        "resumed {resumed} of 32 parts"
+    );
     assert!(err.contains("/32 parts"), "{err}");
-    assert_eq!(s3_object(&url, &creds, "images", "a/disk.raw"), (want.clone(), want.clone()));
+    assert_eq!(
+        s3_object(&url, &creds, "images", "a/disk.raw"),
+        (want.clone(), want.clone())
+    );
 
     // 2. Same object again: HEAD finds the digest, no part is sent.
     let puts = part_puts(&log);
@@ -590,12 +633,22 @@ fn s3_multipart_resumes_after_sigkill_and_verifies() {
     let o = run(cmd("b/disk.raw"));
     assert!(o.status.success(), "restart failed: {}", stderr(&o));
     assert!(stderr(&o).contains("starting over"), "{}", stderr(&o));
-    assert_eq!(s3_object(&url, &creds, "images", "b/disk.raw"), (want.clone(), want));
+    assert_eq!(
+        s3_object(&url, &creds, "images", "b/disk.raw"),
+        (want.clone(), want)
+    );
 
     // 4. A wrong secret is refused by the server's signature check; it is never printed.
     let bad = dir.join("bad-credentials");
     let text = std::fs::read_to_string(&creds).unwrap();
-    let secret = text.lines().last().unwrap().split(" = ").nth(1).unwrap().to_string();
+    let secret = text
+        .lines()
+        .last()
+        .unwrap()
+        .split(" = ")
+        .nth(1)
+        .unwrap()
+        .to_string();
     std::fs::write(&bad, text.replace(&secret, "wrongwrongwrong")).unwrap();
     let mut c = cmd("c/disk.raw");
     c.env("AWS_SHARED_CREDENTIALS_FILE", &bad);
