@@ -5,7 +5,9 @@
 use crate::error::{Error, Result};
 use crate::keystone::{self, AuthConfig};
 use crate::progress::Progress;
-use crate::upload::{classify, os_version, retry, Attempt, Digests, Image, UploadOptions};
+use crate::upload::{
+    classify, os_version, percent_encode, retry, Attempt, Digests, Image, UploadOptions,
+};
 use serde_json::{json, Value};
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -84,7 +86,7 @@ impl Glance {
     /// Every image called `name` (all pages).
     pub fn find(&self, name: &str) -> Result<Vec<Value>> {
         let mut out = vec![];
-        let mut next = format!("/images?name={}&limit=100", query_escape(name));
+        let mut next = format!("/images?name={}&limit=100", percent_encode(name, false));
         loop {
             let page = self.json("GET", &next, None)?;
             out.extend(page["images"].as_array().cloned().unwrap_or_default());
@@ -169,18 +171,6 @@ impl<R: Read> Read for Counted<'_, R> {
         self.bar.inc(n as u64);
         Ok(n)
     }
-}
-
-fn query_escape(s: &str) -> String {
-    let mut o = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            o.push(b as char);
-        } else {
-            o.push_str(&format!("%{b:02X}"));
-        }
-    }
-    o
 }
 
 /// Does Glance's record match our file? Checks size, `checksum` (md5) and the
@@ -287,6 +277,9 @@ mod tests {
     fn v2_urls() {
         assert_eq!(v2_base("http://g:9292/"), "http://g:9292/v2");
         assert_eq!(v2_base("http://g:9292/v2/"), "http://g:9292/v2");
-        assert_eq!(query_escape("a b/ü"), "a%20b%2F%C3%BC");
+        assert_eq!(
+            crate::upload::percent_encode("a b/ü", false),
+            "a%20b%2F%C3%BC"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! endpoints from the token's catalog.
 
 use crate::error::{Error, Result};
-use crate::upload::{classify, retry, Secret};
+use crate::upload::{classify, env_var, retry, Secret};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
@@ -76,20 +76,19 @@ fn merge(a: &mut Value, b: Value) {
     }
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
 impl AuthConfig {
     /// Load from clouds.yaml when a cloud is named (argument or `OS_CLOUD`), else from the
     /// `OS_*` variables. `endpoint` overrides the image endpoint of the catalog.
     pub fn load(cloud: Option<&str>, endpoint: Option<&str>) -> Result<AuthConfig> {
-        let cloud = cloud.map(str::to_string).or_else(|| env("OS_CLOUD"));
+        let cloud = cloud.map(str::to_string).or_else(|| env_var("OS_CLOUD"));
         let mut c = match cloud {
             Some(name) => Self::from_clouds_yaml(&name)?,
             None => Self::from_env(),
         };
-        if let Some(e) = endpoint.map(str::to_string).or_else(|| env("OS_IMAGE_URL")) {
+        if let Some(e) = endpoint
+            .map(str::to_string)
+            .or_else(|| env_var("OS_IMAGE_URL"))
+        {
             c.image_url = Some(e);
         }
         c.check()?;
@@ -98,18 +97,19 @@ impl AuthConfig {
 
     fn from_env() -> AuthConfig {
         AuthConfig {
-            auth_url: env("OS_AUTH_URL"),
-            username: env("OS_USERNAME"),
-            user_id: env("OS_USER_ID"),
-            password: Secret(env("OS_PASSWORD").unwrap_or_default()),
-            user_domain_name: env("OS_USER_DOMAIN_NAME").or_else(|| env("OS_DOMAIN_NAME")),
-            user_domain_id: env("OS_USER_DOMAIN_ID").or_else(|| env("OS_DOMAIN_ID")),
-            project_name: env("OS_PROJECT_NAME").or_else(|| env("OS_TENANT_NAME")),
-            project_id: env("OS_PROJECT_ID").or_else(|| env("OS_TENANT_ID")),
-            project_domain_name: env("OS_PROJECT_DOMAIN_NAME").or_else(|| env("OS_DOMAIN_NAME")),
-            project_domain_id: env("OS_PROJECT_DOMAIN_ID").or_else(|| env("OS_DOMAIN_ID")),
-            region_name: env("OS_REGION_NAME"),
-            interface: env("OS_INTERFACE").unwrap_or_else(|| "public".into()),
+            auth_url: env_var("OS_AUTH_URL"),
+            username: env_var("OS_USERNAME"),
+            user_id: env_var("OS_USER_ID"),
+            password: Secret(env_var("OS_PASSWORD").unwrap_or_default()),
+            user_domain_name: env_var("OS_USER_DOMAIN_NAME").or_else(|| env_var("OS_DOMAIN_NAME")),
+            user_domain_id: env_var("OS_USER_DOMAIN_ID").or_else(|| env_var("OS_DOMAIN_ID")),
+            project_name: env_var("OS_PROJECT_NAME").or_else(|| env_var("OS_TENANT_NAME")),
+            project_id: env_var("OS_PROJECT_ID").or_else(|| env_var("OS_TENANT_ID")),
+            project_domain_name: env_var("OS_PROJECT_DOMAIN_NAME")
+                .or_else(|| env_var("OS_DOMAIN_NAME")),
+            project_domain_id: env_var("OS_PROJECT_DOMAIN_ID").or_else(|| env_var("OS_DOMAIN_ID")),
+            region_name: env_var("OS_REGION_NAME"),
+            interface: env_var("OS_INTERFACE").unwrap_or_else(|| "public".into()),
             image_url: None,
             source: "OS_* environment variables".into(),
         }
@@ -117,7 +117,7 @@ impl AuthConfig {
 
     /// Read cloud `name` from clouds.yaml, merged with secure.yaml (for the password).
     pub fn from_clouds_yaml(name: &str) -> Result<AuthConfig> {
-        let file = match env("OS_CLIENT_CONFIG_FILE") {
+        let file = match env_var("OS_CLIENT_CONFIG_FILE") {
             Some(f) => PathBuf::from(f),
             None => search_paths("clouds.yaml")
                 .into_iter()
@@ -134,7 +134,7 @@ impl AuthConfig {
                 })?,
         };
         let mut doc = read_yaml(&file)?;
-        let secure = match env("OS_CLIENT_SECURE_FILE") {
+        let secure = match env_var("OS_CLIENT_SECURE_FILE") {
             Some(f) => Some(PathBuf::from(f)),
             None => search_paths("secure.yaml")
                 .into_iter()

@@ -5,7 +5,9 @@
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::upload::{classify, retry, Attempt, Digests, Image, Secret, UploadOptions};
+use crate::upload::{
+    classify, env_var, percent_encode, retry, Attempt, Digests, Image, Secret, UploadOptions,
+};
 use aws_sigv4::http_request::{
     sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
     UriPathNormalizationMode,
@@ -50,10 +52,6 @@ pub struct Config {
     pub creds: Credentials,
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
 /// Read `[profile]` of an AWS credentials file (INI).
 pub fn credentials_file(text: &str, profile: &str) -> Option<Credentials> {
     let mut in_section = false;
@@ -89,8 +87,8 @@ impl Config {
     pub fn load(endpoint: Option<&str>, region: Option<&str>) -> Result<Config> {
         let endpoint = endpoint
             .map(str::to_string)
-            .or_else(|| env("AWS_ENDPOINT_URL_S3"))
-            .or_else(|| env("AWS_ENDPOINT_URL"))
+            .or_else(|| env_var("AWS_ENDPOINT_URL_S3"))
+            .or_else(|| env_var("AWS_ENDPOINT_URL"))
             .map(|e| e.trim_end_matches('/').to_string());
         if let Some(e) = &endpoint {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
@@ -101,20 +99,23 @@ impl Config {
         }
         let region = region
             .map(str::to_string)
-            .or_else(|| env("AWS_REGION"))
-            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .or_else(|| env_var("AWS_REGION"))
+            .or_else(|| env_var("AWS_DEFAULT_REGION"))
             .unwrap_or_else(|| "us-east-1".into());
-        let creds = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+        let creds = match (
+            env_var("AWS_ACCESS_KEY_ID"),
+            env_var("AWS_SECRET_ACCESS_KEY"),
+        ) {
             (Some(a), Some(s)) => Credentials {
                 access_key: a,
                 secret_key: Secret(s),
-                session_token: env("AWS_SESSION_TOKEN").map(Secret),
+                session_token: env_var("AWS_SESSION_TOKEN").map(Secret),
             },
             _ => {
-                let file = env("AWS_SHARED_CREDENTIALS_FILE")
+                let file = env_var("AWS_SHARED_CREDENTIALS_FILE")
                     .map(PathBuf::from)
-                    .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".aws/credentials")));
-                let profile = env("AWS_PROFILE").unwrap_or_else(|| "default".into());
+                    .or_else(|| env_var("HOME").map(|h| PathBuf::from(h).join(".aws/credentials")));
+                let profile = env_var("AWS_PROFILE").unwrap_or_else(|| "default".into());
                 file.as_deref()
                     .and_then(|f| std::fs::read_to_string(f).ok())
                     .and_then(|t| credentials_file(&t, &profile))
@@ -132,19 +133,6 @@ impl Config {
             creds,
         })
     }
-}
-
-/// Percent-encode for a URL path (keeps `/`) or a query value.
-fn uri_encode(s: &str, keep_slash: bool) -> String {
-    let mut o = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || (keep_slash && b == b'/') {
-            o.push(b as char);
-        } else {
-            o.push_str(&format!("%{b:02X}"));
-        }
-    }
-    o
 }
 
 /// What a HEAD of the object says.
@@ -188,7 +176,7 @@ impl Client {
 
     /// Object URL (path-style with an endpoint, virtual-hosted on AWS) plus `query`.
     fn url(&self, key: &str, query: &str) -> String {
-        let path = uri_encode(key, true);
+        let path = percent_encode(key, true);
         let base = match &self.cfg.endpoint {
             Some(e) => format!("{e}/{}/{path}", self.bucket),
             None => format!(
@@ -319,10 +307,12 @@ impl Client {
             "content-md5",
             base64::engine::general_purpose::STANDARD.encode(md5),
         )];
-        let q = format!("partNumber={n}&uploadId={}", uri_encode(id, false));
+        let q = format!("partNumber={n}&uploadId={}", percent_encode(id, false));
         let r = self.call(&what, "PUT", key, &q, &headers, data)?;
         let etag = r.header("ETag").unwrap_or("").trim_matches('"').to_string();
-        if etag != hex::encode(md5) {
+        // Content-MD5 made the server check the bytes; an MD5-shaped ETag must match too
+        // (servers that encrypt answer other ETags).
+        if is_md5(&etag) && etag != hex::encode(md5) {
             return Err(Error::failed(format!(
                 "{what}: server ETag {etag} is not the part's MD5 {}",
                 hex::encode(md5)
@@ -339,7 +329,7 @@ impl Client {
         loop {
             let q = format!(
                 "part-number-marker={marker}&uploadId={}",
-                uri_encode(id, false)
+                percent_encode(id, false)
             );
             let url = self.url(key, &q);
             let body = retry(&what, || {
@@ -394,7 +384,7 @@ impl Client {
             ));
         }
         xml.push_str("</CompleteMultipartUpload>");
-        let q = format!("uploadId={}", uri_encode(id, false));
+        let q = format!("uploadId={}", percent_encode(id, false));
         let headers = [("content-type", "application/xml".to_string())];
         let body = self
             .call(&what, "POST", key, &q, &headers, xml.as_bytes())?
@@ -416,7 +406,7 @@ impl Client {
     /// Abort an upload (frees the parts).
     pub fn abort(&self, key: &str, id: &str) -> Result<()> {
         let what = format!("AbortMultipartUpload s3://{}/{key}", self.bucket);
-        let q = format!("uploadId={}", uri_encode(id, false));
+        let q = format!("uploadId={}", percent_encode(id, false));
         self.call(&what, "DELETE", key, &q, &[], b"").map(|_| ())
     }
 }
@@ -428,6 +418,13 @@ fn xml_text(body: &str, tag: &str) -> Option<String> {
         .find(|n| n.has_tag_name(tag))
         .and_then(|n| n.text())
         .map(str::to_string)
+}
+
+/// Is `s` 32 lowercase hex digits (a plain MD5 ETag)?
+fn is_md5(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Part size: at least the asked size and [`MIN_PART`], and big enough for 10,000 parts.
@@ -499,6 +496,15 @@ pub fn upload(
     let st = progress.stage("s3", &format!("checking {url}"));
     if let Some(h) = c.head(key)? {
         if h.sha256.as_deref() == Some(d.sha256.as_str()) && h.bytes == img.bytes {
+            // A run killed after completing may have left its state behind.
+            let _ = std::fs::remove_file(state_path(
+                &o.cache_dir,
+                cfg,
+                bucket,
+                key,
+                d,
+                part_size(img.bytes, o.part_size),
+            ));
             st.done(&format!("{url} already holds sha256 {}", &d.sha256[..16]));
             return Ok(url);
         }
@@ -620,7 +626,9 @@ pub fn upload(
         Some(format!("size {} != {}", h.bytes, img.bytes))
     } else if h.sha256.as_deref() != Some(d.sha256.as_str()) {
         Some(format!("metadata sha256 {:?} != {}", h.sha256, d.sha256))
-    } else if h.etag != want || (!etag.is_empty() && etag != want) {
+    } else if parts.iter().all(|p| is_md5(&p.etag))
+        && (h.etag != want || (!etag.is_empty() && etag != want))
+    {
         Some(format!("ETag {} != {want}", h.etag))
     } else {
         None
@@ -674,7 +682,7 @@ mod tests {
             multipart_etag(&parts),
             format!("{}-2", hex::encode(h.finalize()))
         );
-        assert_eq!(uri_encode("a b/c+d", true), "a%20b/c%2Bd");
-        assert_eq!(uri_encode("x/y=", false), "x%2Fy%3D");
+        assert_eq!(percent_encode("a b/c+d", true), "a%20b/c%2Bd");
+        assert_eq!(percent_encode("x/y=", false), "x%2Fy%3D");
     }
 }

@@ -341,23 +341,49 @@ pub struct UploadOptions {
 /// Upload; returns what to print (a Glance image id or an s3:// URL).
 pub fn upload(o: &UploadOptions) -> Result<String> {
     let img = resolve(&o.image, o.format)?;
+    // Settings and credentials are checked before the file is read.
+    enum Dest<'a> {
+        Glance(crate::keystone::AuthConfig),
+        S3(crate::s3::Config, &'a str, &'a str),
+    }
+    let dest = match &o.target {
+        Target::Glance => Dest::Glance(crate::keystone::AuthConfig::load(
+            o.cloud.as_deref(),
+            o.endpoint.as_deref(),
+        )?),
+        Target::S3 { bucket, key } => Dest::S3(
+            crate::s3::Config::load(o.endpoint.as_deref(), o.region.as_deref())?,
+            bucket,
+            key,
+        ),
+    };
     let progress = Progress::new(o.quiet);
-    match &o.target {
-        Target::Glance => {
-            let cfg = crate::keystone::AuthConfig::load(o.cloud.as_deref(), o.endpoint.as_deref())?;
-            let st = progress.stage("digest", &img.path.display().to_string());
-            let d = digests(&img.path, &progress)?;
-            st.done(&format!("sha256:{}", &d.sha256[..16]));
-            crate::glance::upload(o, &cfg, &img, &d, &progress)
-        }
-        Target::S3 { bucket, key } => {
-            let cfg = crate::s3::Config::load(o.endpoint.as_deref(), o.region.as_deref())?;
-            let st = progress.stage("digest", &img.path.display().to_string());
-            let d = digests(&img.path, &progress)?;
-            st.done(&format!("sha256:{}", &d.sha256[..16]));
-            crate::s3::upload(o, &cfg, bucket, key, &img, &d, &progress)
+    let st = progress.stage("digest", &img.path.display().to_string());
+    let d = digests(&img.path, &progress)?;
+    st.done(&format!("sha256:{}", &d.sha256[..16]));
+    match dest {
+        Dest::Glance(cfg) => crate::glance::upload(o, &cfg, &img, &d, &progress),
+        Dest::S3(cfg, bucket, key) => crate::s3::upload(o, &cfg, bucket, key, &img, &d, &progress),
+    }
+}
+
+/// A non-empty environment variable.
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Percent-encode everything but RFC 3986 unreserved characters (and `/` when
+/// `keep_slash`), as URL paths and query values for S3 and Glance need.
+pub fn percent_encode(s: &str, keep_slash: bool) -> String {
+    let mut o = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || (keep_slash && b == b'/') {
+            o.push(b as char);
+        } else {
+            o.push_str(&format!("%{b:02X}"));
         }
     }
+    o
 }
 
 #[cfg(test)]
@@ -398,6 +424,29 @@ mod tests {
         assert_eq!(resolve(&r, None).unwrap().format, Format::Raw);
         let d = digests(&r, &Progress::new(true)).unwrap();
         assert_eq!(d.sha256, hex::encode(Sha256::digest(vec![1u8; 4096])));
+    }
+
+    #[test]
+    fn a_directory_gives_its_qcow2_unless_raw_is_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = vec![0u8; 512];
+        q[..4].copy_from_slice(QCOW2_MAGIC);
+        q[24..32].copy_from_slice(&(2u64 << 30).to_be_bytes());
+        std::fs::write(dir.path().join("p.qcow2"), &q).unwrap();
+        std::fs::write(dir.path().join("p.raw"), vec![0u8; 1024]).unwrap();
+        let art = |f: &str| serde_json::json!({"file": f, "bytes": 0, "sha256": ""});
+        let m = serde_json::json!({
+            "manifest_version": 1, "profile": "p", "profile_files": [], "input_hash": "",
+            "tool_version": "", "suite": "noble", "kernel_cmdline": "", "identity": {},
+            "partitions": {}, "packages": [], "rootfs_bytes": 0,
+            "artifacts": [art("p.raw"), art("p.qcow2")],
+        });
+        std::fs::write(dir.path().join("manifest.json"), m.to_string()).unwrap();
+        let i = resolve(dir.path(), None).unwrap();
+        assert_eq!((i.format, i.profile.as_deref()), (Format::Qcow2, Some("p")));
+        assert_eq!(os_version(i.suite.as_deref()), "24.04");
+        let r = resolve(dir.path(), Some(Format::Raw)).unwrap();
+        assert_eq!((r.format, r.bytes), (Format::Raw, 1024));
     }
 
     #[test]

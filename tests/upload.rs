@@ -611,10 +611,7 @@ fn s3_multipart_resumes_after_sigkill_and_verifies() {
         .and_then(|s| s.split('/').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("did not resume: {err}"));
-    assert!(
-        (1..32).contains(&resumed),
-        "resumed {resumed} of 32 parts"
-    );
+    assert!((1..32).contains(&resumed), "resumed {resumed} of 32 parts");
     assert!(err.contains("/32 parts"), "{err}");
     assert_eq!(
         s3_object(&url, &creds, "images", "a/disk.raw"),
