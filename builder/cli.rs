@@ -244,8 +244,9 @@ struct UploadArgs {
     /// Glance: image name [default: PROFILE-SHA256PREFIX].
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
-    /// Glance: hw_firmware_type property (the image boots with both).
-    #[arg(long, value_enum, default_value_t = crate::upload::BootFirmware::Uefi)]
+    /// Glance: hw_firmware_type property. The image boots with both; bios is what every
+    /// Nova host can do, uefi needs OVMF on the compute nodes.
+    #[arg(long, value_enum, default_value_t = crate::upload::BootFirmware::Bios)]
     firmware: crate::upload::BootFirmware,
     /// Glance: seconds to wait for the image to become active.
     #[arg(long, default_value_t = 1800, value_name = "SECS")]

@@ -170,14 +170,14 @@ fn glance_upload_verified_and_idempotent() {
         run(c)
     };
 
-    let o = up(&qcow2, &["--firmware", "bios"]);
+    let o = up(&qcow2, &["--firmware", "uefi"]);
     assert!(o.status.success(), "upload failed: {}", stderr(&o));
     let id = stdout(&o);
     let img = get_json(&format!("{url}/v2/images/{id}"));
     assert_eq!(img["status"], "active");
     assert_eq!(img["disk_format"], "qcow2");
     assert_eq!(img["container_format"], "bare");
-    assert_eq!(img["hw_firmware_type"], "bios");
+    assert_eq!(img["hw_firmware_type"], "uefi");
     assert_eq!(img["os_distro"], "ubuntu");
     assert_eq!(img["os_version"], "24.04");
     assert_eq!(img["clawimg_sha256"], sha256(&qcow2).as_str());
@@ -396,6 +396,7 @@ fn glance_behind_keystone_with_clouds_yaml_and_os_env() {
     .unwrap();
     assert_eq!(img["status"], "active");
     assert_eq!(img["clawimg_sha256"], sha256(&qcow2).as_str());
+    assert_eq!(img["hw_firmware_type"], "bios");
     let projects = ureq::get(&format!("{ks_url}/v3/projects?name=admin"))
         .set("X-Auth-Token", &token)
         .call()
