@@ -19,6 +19,12 @@ pub struct AuthConfig {
     pub user_id: Option<String>,
     /// Password.
     pub password: Secret,
+    /// Application credential id (`auth_type: v3applicationcredential`), or...
+    pub app_cred_id: Option<String>,
+    /// ... its name (with the user).
+    pub app_cred_name: Option<String>,
+    /// Application credential secret; when set, used instead of the password.
+    pub app_cred_secret: Secret,
     /// Domain of the user, by name.
     pub user_domain_name: Option<String>,
     /// Domain of the user, by id.
@@ -101,6 +107,11 @@ impl AuthConfig {
             username: env_var("OS_USERNAME"),
             user_id: env_var("OS_USER_ID"),
             password: Secret(env_var("OS_PASSWORD").unwrap_or_default()),
+            app_cred_id: env_var("OS_APPLICATION_CREDENTIAL_ID"),
+            app_cred_name: env_var("OS_APPLICATION_CREDENTIAL_NAME"),
+            app_cred_secret: Secret(
+                env_var("OS_APPLICATION_CREDENTIAL_SECRET").unwrap_or_default(),
+            ),
             user_domain_name: env_var("OS_USER_DOMAIN_NAME").or_else(|| env_var("OS_DOMAIN_NAME")),
             user_domain_id: env_var("OS_USER_DOMAIN_ID").or_else(|| env_var("OS_DOMAIN_ID")),
             project_name: env_var("OS_PROJECT_NAME").or_else(|| env_var("OS_TENANT_NAME")),
@@ -158,6 +169,9 @@ impl AuthConfig {
             username: s(&a["username"]),
             user_id: s(&a["user_id"]),
             password: Secret(s(&a["password"]).unwrap_or_default()),
+            app_cred_id: s(&a["application_credential_id"]),
+            app_cred_name: s(&a["application_credential_name"]),
+            app_cred_secret: Secret(s(&a["application_credential_secret"]).unwrap_or_default()),
             user_domain_name: s(&a["user_domain_name"]).or_else(|| domain.clone()),
             user_domain_id: s(&a["user_domain_id"]),
             project_name: s(&a["project_name"]).or_else(|| s(&a["tenant_name"])),
@@ -183,6 +197,17 @@ impl AuthConfig {
         };
         let missing =
             |what: &str| Error::config(format!("{}: {what} missing for {url}", self.source));
+        if !self.app_cred_secret.0.is_empty() {
+            if self.app_cred_id.is_none()
+                && (self.app_cred_name.is_none()
+                    || (self.username.is_none() && self.user_id.is_none()))
+            {
+                return Err(missing(
+                    "application credential id (OS_APPLICATION_CREDENTIAL_ID), or its name and the user",
+                ));
+            }
+            return Ok(());
+        }
         if self.username.is_none() && self.user_id.is_none() {
             return Err(missing("username (OS_USERNAME) or user_id"));
         }
@@ -198,7 +223,8 @@ impl AuthConfig {
         Ok(())
     }
 
-    /// The `POST /v3/auth/tokens` body (password method, project scope when given).
+    /// The `POST /v3/auth/tokens` body: the application credential when one is set (it
+    /// carries its own project), else the password method with the project scope.
     pub fn token_request(&self) -> Value {
         let domain = |name: &Option<String>, id: &Option<String>| match (id, name) {
             (Some(id), _) => json!({ "id": id }),
@@ -213,6 +239,27 @@ impl AuthConfig {
                 "password": self.password.0,
             }),
         };
+        if !self.app_cred_secret.0.is_empty() {
+            let mut ac = json!({ "secret": self.app_cred_secret.0 });
+            match (&self.app_cred_id, &self.user_id) {
+                (Some(id), _) => ac["id"] = json!(id),
+                (None, Some(uid)) => {
+                    ac["name"] = json!(self.app_cred_name);
+                    ac["user"] = json!({ "id": uid });
+                }
+                (None, None) => {
+                    ac["name"] = json!(self.app_cred_name);
+                    ac["user"] = json!({
+                        "name": self.username,
+                        "domain": domain(&self.user_domain_name, &self.user_domain_id),
+                    });
+                }
+            }
+            return json!({ "auth": { "identity": {
+                "methods": ["application_credential"],
+                "application_credential": ac,
+            }}});
+        }
         let mut auth = json!({
             "identity": { "methods": ["password"], "password": { "user": user } }
         });
@@ -264,6 +311,8 @@ pub fn authenticate(agent: &ureq::Agent, cfg: &AuthConfig) -> Result<Session> {
         .username
         .clone()
         .or_else(|| cfg.user_id.clone())
+        .or_else(|| cfg.app_cred_id.clone())
+        .or_else(|| cfg.app_cred_name.clone())
         .unwrap_or_default();
     let resp = retry("keystone token", || {
         agent
@@ -346,6 +395,18 @@ mod tests {
         );
         assert_eq!(b["auth"]["scope"]["project"]["name"], "proj");
         assert_eq!(b["auth"]["scope"]["project"]["domain"]["id"], "default");
+        let ac = AuthConfig {
+            app_cred_id: Some("abc".into()),
+            app_cred_secret: Secret("s".into()),
+            ..c.clone()
+        };
+        let b = ac.token_request();
+        assert_eq!(
+            b["auth"]["identity"]["methods"][0],
+            "application_credential"
+        );
+        assert_eq!(b["auth"]["identity"]["application_credential"]["id"], "abc");
+        assert!(b["auth"].get("scope").is_none());
         assert_eq!(
             tokens_url("http://k:5000/v3/"),
             "http://k:5000/v3/auth/tokens"

@@ -343,14 +343,14 @@ pub fn upload(o: &UploadOptions) -> Result<String> {
     let img = resolve(&o.image, o.format)?;
     // Settings and credentials are checked before the file is read.
     enum Dest<'a> {
-        Glance(crate::keystone::AuthConfig),
+        Glance(Box<crate::keystone::AuthConfig>),
         S3(crate::s3::Config, &'a str, &'a str),
     }
     let dest = match &o.target {
-        Target::Glance => Dest::Glance(crate::keystone::AuthConfig::load(
+        Target::Glance => Dest::Glance(Box::new(crate::keystone::AuthConfig::load(
             o.cloud.as_deref(),
             o.endpoint.as_deref(),
-        )?),
+        )?)),
         Target::S3 { bucket, key } => Dest::S3(
             crate::s3::Config::load(o.endpoint.as_deref(), o.region.as_deref())?,
             bucket,

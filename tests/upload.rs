@@ -372,6 +372,8 @@ fn glance_behind_keystone_with_clouds_yaml_and_os_env() {
             "OS_PASSWORD",
             "OS_IMAGE_URL",
             "OS_USERNAME",
+            "OS_APPLICATION_CREDENTIAL_ID",
+            "OS_APPLICATION_CREDENTIAL_SECRET",
         ] {
             c.env_remove(v);
         }
@@ -427,6 +429,38 @@ fn glance_behind_keystone_with_clouds_yaml_and_os_env() {
             .count(),
         1
     );
+
+    // An application credential of that user (no password, its own project) works too.
+    let users: serde_json::Value = serde_json::from_str(
+        &ureq::get(&format!("{ks_url}/v3/users?name=admin"))
+            .set("X-Auth-Token", &token)
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let uid = users["users"][0]["id"].as_str().unwrap();
+    let ac = post(
+        &format!("{ks_url}/v3/users/{uid}/application_credentials"),
+        &token,
+        serde_json::json!({"application_credential": {"name": "clawimg-upload"}}),
+    );
+    let mut c = base();
+    c.env("OS_AUTH_TYPE", "v3applicationcredential")
+        .env("OS_AUTH_URL", &ks_url)
+        .env(
+            "OS_APPLICATION_CREDENTIAL_ID",
+            ac["application_credential"]["id"].as_str().unwrap(),
+        )
+        .env(
+            "OS_APPLICATION_CREDENTIAL_SECRET",
+            ac["application_credential"]["secret"].as_str().unwrap(),
+        )
+        .env("OS_REGION_NAME", "RegionOne");
+    let o = run_quiet(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), id);
 
     // A wrong password: Keystone says no, and the message does not echo it.
     let o = run_quiet(os_env("not-the-password"));
