@@ -241,7 +241,7 @@ fn select(loaded: &Loaded, need_digest: bool) -> Result<Vec<(CatalogEntry, Pinne
         }
         if e.digest.is_empty() && need_digest {
             return Err(Error::config(format!(
-                "{}: missing: images are pinned by digest; run `clawimg lock {}` to fill it",
+                "{}: missing: images are pinned by digest; run `clawimg lock {} --images-only` (with a registry or mirror that serves the image) to fill it",
                 c.at("digest"),
                 loaded.name
             )));
@@ -311,6 +311,13 @@ pub fn fetch(
     client: &Client,
     progress: &Progress,
 ) -> Result<Vec<Fetched>> {
+    // Images not in the cache need an endpoint: say so before the first request.
+    client.check_endpoints(
+        images
+            .iter()
+            .filter(|p| !cache.has(&p.digest))
+            .map(|p| &p.parsed),
+    )?;
     let mut out = vec![];
     for p in images {
         let wrap = |e: Error| Error {
@@ -664,7 +671,9 @@ pub struct Locked {
 pub fn lock(loaded: &Loaded, client: &Client) -> Result<Vec<Locked>> {
     let mut out = vec![];
     let mut edits: BTreeMap<PathBuf, toml_edit::DocumentMut> = BTreeMap::new();
-    for (c, p) in select(loaded, false)? {
+    let selected = select(loaded, false)?;
+    client.check_endpoints(selected.iter().map(|(_, p)| &p.parsed))?;
+    for (c, p) in selected {
         let tag = p.parsed.tag.clone().unwrap_or_default();
         let (digest, body) = client
             .resolve_tag(&p.parsed, &tag)

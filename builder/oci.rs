@@ -345,26 +345,27 @@ impl Mirrors {
         Ok(Mirrors { map })
     }
 
-    /// The endpoint for a registry: its mirror, or the registry itself over HTTPS.
-    pub fn endpoint(&self, registry: &str) -> Endpoint {
+    /// The endpoint for a registry: its mirror, or the registry itself over HTTPS. Docker
+    /// Hub's names (`docker.io/...`) are not its API host, and clawimg keeps no built-in
+    /// endpoint for it: `docker.io` needs a configured mirror or endpoint.
+    pub fn endpoint(&self, registry: &str) -> Result<Endpoint> {
         if let Some((_, e)) = self
             .map
             .iter()
             .find(|(h, _)| h == registry)
             .or_else(|| self.map.iter().find(|(h, _)| h == "*"))
         {
-            return e.clone();
+            return Ok(e.clone());
         }
-        // Docker Hub's API lives on a different host than its image names say.
-        let host = if registry == "docker.io" {
-            "registry-1.docker.io"
-        } else {
-            registry
-        };
-        Endpoint {
-            base: format!("https://{host}"),
+        if registry == "docker.io" {
+            return Err(Error::config(format!(
+                "images on docker.io need a registry endpoint: set `--registry-mirror docker.io=URL` or {MIRROR_ENV}=docker.io=URL (a pull-through mirror, or the registry API endpoint your organisation uses; a path prefix is allowed, e.g. docker.io=https://mirror.example/docker.io)"
+            )));
+        }
+        Ok(Endpoint {
+            base: format!("https://{registry}"),
             prefix: String::new(),
-        }
+        })
     }
 }
 
@@ -416,15 +417,7 @@ impl Credentials {
 
     /// `Basic ...` header value for a host, if credentials exist.
     fn basic(&self, host: &str) -> Option<String> {
-        let alias = ["docker.io", "index.docker.io", "registry-1.docker.io"];
-        let keys: Vec<&str> = if alias.contains(&host) {
-            alias.to_vec()
-        } else {
-            vec![host]
-        };
-        keys.iter()
-            .find_map(|k| self.auths.get(*k))
-            .map(|a| format!("Basic {a}"))
+        self.auths.get(host).map(|a| format!("Basic {a}"))
     }
 }
 
@@ -461,8 +454,17 @@ impl Client {
     }
 
     /// The endpoint used for a reference.
-    pub fn endpoint(&self, r: &Reference) -> Endpoint {
+    pub fn endpoint(&self, r: &Reference) -> Result<Endpoint> {
         self.mirrors.endpoint(&r.registry)
+    }
+
+    /// Fail before any request when a reference has no endpoint (docker.io without a mirror).
+    pub fn check_endpoints<'a>(&self, refs: impl IntoIterator<Item = &'a Reference>) -> Result<()> {
+        for r in refs {
+            self.endpoint(r)
+                .map_err(|e| Error::config(format!("{}: {}", r.name(), e.message)))?;
+        }
+        Ok(())
     }
 
     /// Number of HTTP requests sent so far.
@@ -479,7 +481,7 @@ impl Client {
         accept: Option<&str>,
         range: u64,
     ) -> std::result::Result<ureq::Response, Fail> {
-        let ep = self.endpoint(r);
+        let ep = self.endpoint(r).map_err(Fail::Other)?;
         let repo = ep.repo(&r.repository);
         let url = format!("{}/v2/{repo}/{kind}/{id}", ep.base);
         let key = (ep.base.clone(), repo.clone());
@@ -593,7 +595,7 @@ impl Client {
             Err(Fail::NotFound) => {
                 return Err(Error::failed(format!(
                     "{what}: tag not found at {}",
-                    self.endpoint(r).show()
+                    self.endpoint(r).map(|e| e.show()).unwrap_or_default()
                 )))
             }
             Err(Fail::Other(e)) => return Err(e),
@@ -617,7 +619,7 @@ impl Client {
             Err(Fail::NotFound) => {
                 return Err(Error::failed(format!(
                     "{what}: manifest not found at {} (wrong digest?)",
-                    self.endpoint(r).show()
+                    self.endpoint(r).map(|e| e.show()).unwrap_or_default()
                 )))
             }
             Err(Fail::Other(e)) => return Err(e),
@@ -663,7 +665,7 @@ impl Client {
                 Err(Fail::NotFound) => {
                     return Err(Error::failed(format!(
                         "{what}: not found at {}",
-                        self.endpoint(r).show()
+                        self.endpoint(r).map(|e| e.show()).unwrap_or_default()
                     )))
                 }
                 Err(Fail::Other(e)) => return Err(e),
@@ -772,16 +774,30 @@ mod tests {
     fn mirrors_and_prefixes() {
         let m = Mirrors::parse(&["docker.io=http://127.0.0.1:5000/hub,*=https://m.test".into()])
             .unwrap();
-        let e = m.endpoint("docker.io");
+        let e = m.endpoint("docker.io").unwrap();
         assert_eq!(
             (e.base.as_str(), e.repo("library/caddy").as_str()),
             ("http://127.0.0.1:5000", "hub/library/caddy")
         );
-        assert_eq!(m.endpoint("registry.example").base, "https://m.test");
+        assert_eq!(
+            m.endpoint("registry.example").unwrap().base,
+            "https://m.test"
+        );
         assert!(Mirrors::parse(&["nohost".into()]).is_err());
         assert_eq!(
-            Mirrors::default().endpoint("registry.example").base,
+            Mirrors::default()
+                .endpoint("registry.example")
+                .unwrap()
+                .base,
             "https://registry.example"
+        );
+        // No built-in Docker Hub endpoint: the error says what to set.
+        let err = Mirrors::default().endpoint("docker.io").unwrap_err();
+        assert_eq!(err.kind, crate::error::Kind::Config);
+        assert!(
+            err.message.contains("--registry-mirror docker.io=URL"),
+            "{}",
+            err.message
         );
     }
 

@@ -120,12 +120,15 @@ pub fn repo_dir(loaded: &Loaded) -> PathBuf {
 }
 
 /// Template context: the profile's vars at top level, plus computed values:
-/// `clawimg.profile`, `clawimg.hostname`, `clawimg.version`, and `image_digests.<key>`
-/// (the `sha256:...` part of each `vars.images.<key>` reference, which must be pinned).
+/// `clawimg.profile`, `clawimg.hostname`, `clawimg.version`, `images.<name>` for every
+/// catalog image in `containers.images` (`reference@digest`, exactly what is baked), and
+/// `image_digests.<key>` (the `sha256:...` part of each of `images.<key>`). Hand-written
+/// `vars.images.<key>` references must be pinned and must not shadow a catalog image.
 pub fn context(loaded: &Loaded) -> Result<tera::Context> {
     let p = &loaded.profile;
     let file = loaded.files[0].display();
     let mut digests = serde_json::Map::new();
+    let mut refs = serde_json::Map::new();
     if let Some(images) = p.vars.get("images") {
         let t = images.as_table().ok_or_else(|| {
             Error::config(format!(
@@ -146,7 +149,19 @@ pub fn context(loaded: &Loaded) -> Result<tera::Context> {
                 )));
             }
             digests.insert(k.clone(), serde_json::Value::String(digest.to_string()));
+            refs.insert(k.clone(), serde_json::Value::String(r.to_string()));
         }
+    }
+    for img in crate::images::resolve(loaded)? {
+        if refs.contains_key(&img.name) {
+            return Err(Error::config(format!(
+                "{file}: key `vars.images.{}`: `{}` is a catalog image in `containers.images`: its reference comes from the catalog (what is baked); remove it from vars.images",
+                img.name, img.name
+            )));
+        }
+        let r = format!("{}@{}", img.reference, img.digest);
+        digests.insert(img.name.clone(), serde_json::Value::String(img.digest));
+        refs.insert(img.name, serde_json::Value::String(r));
     }
     let mut ctx = tera::Context::from_serialize(&p.vars).map_err(|e| {
         Error::config(format!(
@@ -162,6 +177,9 @@ pub fn context(loaded: &Loaded) -> Result<tera::Context> {
         }),
     );
     ctx.insert("image_digests", &digests);
+    if !refs.is_empty() {
+        ctx.insert("images", &refs);
+    }
     Ok(ctx)
 }
 

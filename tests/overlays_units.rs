@@ -105,6 +105,45 @@ fn templates_render_vars_and_computed_values() {
     );
 }
 
+/// Catalog images the profile bakes reach templates as `reference@digest`; a hand-written
+/// `vars.images` entry may not shadow one (compose must run what is baked).
+#[test]
+fn catalog_images_reach_templates_and_cannot_be_shadowed() {
+    let profile =
+        "extends = \"base\"\n[overlays]\nlist = [\"one\"]\n[containers]\nimages = [\"app\"]\n";
+    let d = repo_with("catalog", profile);
+    write(
+        &d.join("images/app.toml"),
+        &format!("[app]\nreference = \"clawimg.test/app:1.0\"\ndigest = \"{DIGEST}\"\n"),
+    );
+    write(
+        &d.join("overlays/one/etc/app.conf.tera"),
+        "image={{ images.app }}\ndigest={{ image_digests.app }}\n",
+    );
+    let ovs = overlay::load(&load(&d)).unwrap();
+    let e = ovs[0]
+        .entries
+        .iter()
+        .find(|e| e.path == "/etc/app.conf")
+        .unwrap();
+    let overlay::Kind::File { data, .. } = &e.kind else {
+        panic!()
+    };
+    assert_eq!(
+        String::from_utf8_lossy(data),
+        format!("image=clawimg.test/app:1.0@{DIGEST}\ndigest={DIGEST}\n")
+    );
+    write(
+        &d.join("profiles/p.toml"),
+        &format!("{profile}[vars.images]\napp = \"clawimg.test/other@{DIGEST}\"\n"),
+    );
+    let e = overlay::load(&load(&d)).unwrap_err();
+    assert!(
+        e.message.contains("vars.images.app") && e.message.contains("catalog"),
+        "{e}"
+    );
+}
+
 #[test]
 fn undefined_variable_is_an_error_with_file_line_and_name() {
     let d = repo_with("undefined", PROFILE);

@@ -1,15 +1,140 @@
-//! The production profile (hardened host + OpenClaw stack + secret slots): one build, one
-//! seal, ONE boot as the admin user on the hardened SSH port. Inside the VM: every hardening
-//! module in effect, every declared unit enabled, every timer listed, the overlay files with
-//! their declared owner, group and mode (probes derived from the manifest by `clawimg test`),
-//! `docker compose config -q` on the rendered stack, the node's secrets installed into
-//! /opt/openclaw/.env, and the stack unit skipped by its condition (no images loaded) instead
-//! of failing, so the system is `running`.
+//! The production profile (hardened host + OpenClaw stack + secret slots + pinned images):
+//! the committed catalog has no digests, so check/build refuse and ask for a lock; stand-in
+//! images made here from busybox-static are published under the production names on a local
+//! `docker-registry`, a scratch copy of the catalog is locked through a prefixed mirror, then
+//! one build, one seal, ONE boot as the admin user on the hardened SSH port. Inside the VM:
+//! every hardening module in effect, every declared unit enabled, every timer listed, the
+//! overlay files with their declared owner, group and mode (probes derived from the manifest
+//! by `clawimg test`), the compose images equal to the baked ones, the node's secrets in
+//! /opt/openclaw/.env, the images loaded, and every stack container running and healthy.
 
 mod common;
+use common::registry::*;
 use common::*;
+use std::path::Path;
+use std::process::Command;
 
 const COMPOSE: &str = "cd /opt/openclaw && set -a && . ./stack.env && set +a && ";
+
+/// Stand-in entrypoint: `stand-in http PORT | redis PORT | idle` followed by the compose
+/// command's arguments. Files named by `--config FILE` / `--egress-acl-file=FILE` must be
+/// mounted (the compose bind mounts), then it serves what the health check asks for.
+const STAND_IN: &str = r#"#!/bin/sh
+role=$1; shift
+port=
+case "$role" in http|redis) port=$1; shift ;; esac
+prev=
+for a in "$@"; do
+  f=
+  case "$a" in --egress-acl-file=*) f=${a#*=} ;; esac
+  [ "$prev" = --config ] && f=$a
+  if [ -n "$f" ] && [ ! -r "$f" ]; then echo "stand-in: $f is not mounted" >&2; exit 1; fi
+  prev=$a
+done
+echo "stand-in $role $port: $*"
+case "$role" in
+  http) exec httpd -f -p "$port" -h /www ;;
+  redis) exec nc -ll -p "$port" -e /bin/redis-pong ;;
+  idle) exec sleep 2147483647 ;;
+esac
+echo "stand-in: unknown role $role" >&2
+exit 2
+"#;
+
+/// One RESP exchange: `PING` gets `+PONG`.
+const REDIS_PONG: &str = "#!/bin/sh\nread -r line\ncase \"$line\" in PING*) printf '+PONG\\r\\n' ;; *) printf -- '-ERR stand-in\\r\\n' ;; esac\n";
+
+/// `redis-cli ping` against the stand-in server.
+const REDIS_CLI: &str = "#!/bin/sh\n[ \"$1\" = ping ] || exit 2\nr=$(printf 'PING\\r\\n' | nc -w 3 127.0.0.1 6379)\ncase \"$r\" in +PONG*) echo PONG ;; *) echo \"no PONG: $r\" >&2; exit 1 ;; esac\n";
+
+/// `curl -sf URL` (Smokescreen's health check) with busybox wget.
+const CURL: &str = "#!/bin/sh\nfor u in \"$@\"; do :; done\nexec wget -q -Y off --spider \"$u\"\n";
+
+/// `openclaw doctor`: the gateway answers and reaches LiteLLM and the socket proxy by name.
+const OPENCLAW: &str = r#"#!/bin/sh
+[ "$1" = doctor ] || { echo "stand-in openclaw: only doctor" >&2; exit 2; }
+for u in http://127.0.0.1:18789/ http://openclaw-litellm:4000/health/liveliness http://openclaw-docker-proxy:2375/_ping; do
+  wget -q -Y off --spider "$u" || { echo "doctor: $u unreachable" >&2; exit 1; }
+done
+"#;
+
+/// The entrypoint each production image's stand-in gets (the port its health check hits).
+fn stand_in_entrypoint(name: &str) -> Vec<&'static str> {
+    match name {
+        "docker_socket_proxy" => vec!["/bin/stand-in", "http", "2375"],
+        "gateway" => vec!["/bin/stand-in", "http", "18789"],
+        "litellm" => vec!["/bin/stand-in", "http", "4000"],
+        "smokescreen" => vec!["/bin/stand-in", "http", "4750"],
+        "redis" => vec!["/bin/stand-in", "redis", "6379"],
+        "caddy" => vec!["/bin/stand-in", "http", "80"],
+        "cloudflared" => vec!["/bin/stand-in", "idle"],
+        other => panic!("no stand-in for catalog image `{other}`: add one to tests/production.rs"),
+    }
+}
+
+/// The committed production catalog: (name, reference, digest).
+fn catalog(dir: &Path) -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(dir.join("images/openclaw.toml")).unwrap();
+    let t: toml::Table = text.parse().unwrap();
+    t.iter()
+        .map(|(k, v)| {
+            let s = |f: &str| v.get(f).and_then(|x| x.as_str()).unwrap_or("").to_string();
+            (k.clone(), s("reference"), s("digest"))
+        })
+        .collect()
+}
+
+/// Publish one busybox-based stand-in per catalog entry on `reg`, under
+/// `REGISTRY/REPOSITORY:TAG` (the layout a prefixed mirror `REGISTRY=http://reg/REGISTRY` reads).
+fn publish_stand_ins(reg: &Registry, work: &Path, images: &[(String, String, String)]) {
+    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (package busybox-static)");
+    let x = |s: &str| s.as_bytes().to_vec();
+    let files = vec![
+        ("bin/busybox", busybox, 0o755),
+        ("bin/stand-in", x(STAND_IN), 0o755),
+        ("bin/redis-pong", x(REDIS_PONG), 0o755),
+        ("bin/redis-cli", x(REDIS_CLI), 0o755),
+        ("bin/curl", x(CURL), 0o755),
+        ("bin/openclaw", x(OPENCLAW), 0o755),
+        ("www/_ping", x("OK"), 0o644),
+        ("www/healthcheck", x("ok\n"), 0o644),
+        ("www/index.html", x("stand-in\n"), 0o644),
+        ("www/health/liveliness", x("\"I'm alive!\"\n"), 0o644),
+    ];
+    let applets = [
+        "sh", "wget", "nc", "httpd", "sleep", "cat", "printf", "echo", "test", "[",
+    ];
+    let links: Vec<(String, &str)> = applets
+        .iter()
+        .map(|a| (format!("bin/{a}"), "busybox"))
+        .collect();
+    let links: Vec<(&str, &str)> = links.iter().map(|(p, t)| (p.as_str(), *t)).collect();
+    for (name, reference, _) in images {
+        let r = clawimg::oci::Reference::parse(reference).unwrap();
+        let tag = r.tag.clone().unwrap();
+        let l = Layout::new(&work.join(format!("oci-{name}")));
+        let layer = l.layer(&files, &links);
+        let img = l.image_with(
+            "amd64",
+            &[layer],
+            serde_json::json!({
+                "Env": ["PATH=/bin"],
+                "Entrypoint": stand_in_entrypoint(name),
+                "Labels": {"org.opencontainers.image.title": format!("clawimg stand-in for {reference}")},
+            }),
+        );
+        l.tag(&img, &tag);
+        tool(
+            Command::new("skopeo")
+                .args(["--insecure-policy", "copy", "--dest-tls-verify=false"])
+                .arg(format!("oci:{}:{tag}", l.0.display()))
+                .arg(format!(
+                    "docker://127.0.0.1:{}/{}/{}:{tag}",
+                    reg.port, r.registry, r.repository
+                )),
+        );
+    }
+}
 
 #[test]
 fn production_builds_and_boots_with_units_timers_and_stack_config() {
@@ -17,9 +142,96 @@ fn production_builds_and_boots_with_units_timers_and_stack_config() {
     let key = scratch_dir.join("id_ed25519");
     let public = keygen(&key, "clawimg-production-test");
     let key_set = format!("users.admin.authorized_keys=[\"{}\"]", public.trim());
+
+    // The committed catalog pins nothing it could not verify: check and build refuse.
+    let committed = catalog(&repo());
+    assert!(committed.len() >= 7, "{committed:?}");
+    assert!(
+        committed
+            .iter()
+            .all(|(_, r, d)| d.is_empty() && !r.ends_with(":latest")),
+        "the committed catalog must carry no digests: {committed:?}"
+    );
+    let copy = repo_copy(
+        &scratch_dir.join("repo"),
+        &["profiles", "images", "overlays", "units"],
+    );
+    let profiles = copy.join("profiles");
+    let refused = copy.join("out-refused");
+    for cmd in ["check", "build"] {
+        let mut c = clawimg();
+        c.arg(cmd)
+            .arg("production")
+            .arg("--profiles-dir")
+            .arg(&profiles)
+            .arg("--out")
+            .arg(&refused);
+        let o = run(c);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("openclaw.toml:")
+                && err.contains(".digest`")
+                && err.contains("clawimg lock production --images-only"),
+            "{err}"
+        );
+        assert!(
+            !refused.exists(),
+            "a refused {cmd} wrote {}",
+            refused.display()
+        );
+    }
+
+    // Stand-ins under the production names on a local registry, one prefix per upstream.
+    let reg = Registry::start(&scratch_dir.join("registry"), None);
+    publish_stand_ins(&reg, &scratch_dir, &committed);
+    let p = reg.port;
+    let ghcr_only = format!("ghcr.io=http://127.0.0.1:{p}/ghcr.io");
+    let mirrors = format!("{ghcr_only},docker.io=http://127.0.0.1:{p}/docker.io");
+    let lock = |mirror: &str| {
+        let mut c = clawimg();
+        c.args(["lock", "production", "--images-only"])
+            .arg("--profiles-dir")
+            .arg(&profiles)
+            .args(["--registry-mirror", mirror])
+            .env_remove("CLAWIMG_REGISTRY_MIRROR");
+        run(c)
+    };
+    // docker.io has no built-in endpoint: without a mirror for it, lock stops before any
+    // request and says what to set.
+    let before = reg.requests();
+    let o = lock(&ghcr_only);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--registry-mirror docker.io=URL"), "{err}");
+    assert_eq!(reg.requests(), before, "lock made requests before failing");
+    assert_eq!(catalog(&copy), committed);
+    let o = lock(&mirrors);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains(&format!("{} changed", committed.len())),
+        "{out}"
+    );
+    let locked = catalog(&copy);
+    assert!(
+        locked.iter().all(|(_, _, d)| d.starts_with("sha256:")),
+        "{locked:?}"
+    );
+    // Stand-in digests stay in the scratch copy.
+    let repo_text = std::fs::read_to_string(repo().join("images/openclaw.toml")).unwrap();
+    assert!(locked
+        .iter()
+        .all(|(_, _, d)| !repo_text.contains(d.as_str())));
+    assert_eq!(catalog(&repo()), committed);
+
     let dir = build(
         "production",
         &[
+            "--profiles-dir",
+            profiles.to_str().unwrap(),
+            "--registry-mirror",
+            &mirrors,
             "--set",
             &key_set,
             // QEMU's user network: the guest sees host connections coming from 10.0.2.2.
@@ -27,8 +239,24 @@ fn production_builds_and_boots_with_units_timers_and_stack_config() {
             "firewall.rules.ssh.from=[\"10.0.2.2\"]",
             "--set",
             "swap.size=\"256MiB\"",
+            // The test VM has 2 CPUs; Docker refuses a CPU limit above the host's count.
+            "--var",
+            "gateway_cpus=2.0",
         ],
     );
+    drop(reg);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let baked = m["extra"]["images"].as_array().cloned().unwrap_or_default();
+    assert_eq!(baked.len(), committed.len(), "{baked:?}");
+    for (name, reference, digest) in &locked {
+        assert!(
+            baked
+                .iter()
+                .any(|b| b["reference"] == reference.as_str() && b["digest"] == digest.as_str()),
+            "{name} not baked as {reference}@{digest}: {baked:?}"
+        );
+    }
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
     let verify = m["extra"]["units"]["verify"].as_str().unwrap_or_default();
@@ -67,14 +295,22 @@ fn production_builds_and_boots_with_units_timers_and_stack_config() {
         "{text}"
     );
 
+    // Tunnel mode: the base file's five services and cloudflared (which has no health check).
+    let services =
+        "[\"cloudflared\",\"docker-proxy\",\"litellm\",\"openclaw\",\"openclaw-egress\",\"redis\"]";
+    let stack = format!(
+        "{COMPOSE}if timeout 330 sh -c 'until systemctl is-active -q openclaw-stack.service; do systemctl is-failed -q openclaw-stack.service && exit 1; sleep 5; done'; \
+         then docker compose ps --all --format json | jq -s -e '(flatten | map(.Service) | sort) == {services} and (flatten | all(.State == \"running\" and (.Health == \"healthy\" or (.Service == \"cloudflared\" and .Health == \"\"))))'; \
+         else systemctl status --no-pager openclaw-stack.service; docker compose ps --all; journalctl -b -u openclaw-stack.service --no-pager | tail -30; false; fi"
+    );
     let probes = [
         format!("{COMPOSE}docker compose config -q"),
         // openclaw-net is internal; the tunnel override makes proxy-net internal too.
         format!("{COMPOSE}docker compose config --format json | jq -e '.networks[\"openclaw-net\"].internal and .networks[\"proxy-net\"].internal and (.services | has(\"cloudflared\"))'"),
-        // Every image is pinned by digest.
-        format!("{COMPOSE}test -z \"$(docker compose config --images | grep -v '@sha256:')\""),
-        // Skipped by its condition (no images loaded), not failed.
-        "test \"$(systemctl show -P ConditionResult openclaw-stack.service)\" = no && test \"$(systemctl show -P Result openclaw-stack.service)\" = success".into(),
+        // The compose files run exactly the baked images (reference@pinned digest).
+        format!("{COMPOSE}docker compose config --images | sort > /tmp/compose.images && awk -F'\\t' '!/^#/ {{print $2 \"@\" $7}}' /var/lib/clawimg/images/images.list | sort > /tmp/baked.images && test \"$(wc -l < /tmp/compose.images)\" = 6 && test -z \"$(comm -23 /tmp/compose.images /tmp/baked.images)\""),
+        "systemctl is-active clawimg-images.service && test -f /var/lib/clawimg/images.loaded".into(),
+        stack,
         "systemctl is-active docker.service".into(),
         "test -d /opt/openclaw/monitoring/backups".into(),
     ];

@@ -93,3 +93,26 @@ pub fn profiles_copy(dir: &Path, files: &[&str]) -> PathBuf {
     }
     profiles
 }
+
+pub mod registry;
+
+/// Copy the repository's `subdirs` (recursively) into `dir`, e.g. profiles, images, overlays
+/// and units for a build whose catalog may be rewritten by `clawimg lock`; returns `dir`.
+pub fn repo_copy(dir: &Path, subdirs: &[&str]) -> PathBuf {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let (src, dst) = (e.path(), to.join(e.file_name()));
+            if e.file_type().unwrap().is_dir() {
+                copy(&src, &dst);
+            } else {
+                std::fs::copy(&src, &dst).unwrap();
+            }
+        }
+    }
+    for sub in subdirs {
+        copy(&repo().join(sub), &dir.join(sub));
+    }
+    dir.to_path_buf()
+}
