@@ -62,3 +62,4 @@ pub mod units;
 pub mod unitset;
 pub mod updates;
 pub mod users;
+pub mod verify;
