@@ -313,7 +313,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         s.removed.len() + caches.len()
     ));
     let files = repro::file_list(&root)?;
-    let expect = crate::verify::expectations(p, &files);
+    let expect = crate::verify::expectations(p, &root, &files);
 
     // assemble
     let staging = Staging::new(&target)?;

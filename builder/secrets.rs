@@ -289,9 +289,18 @@ pub fn slot_table(slots: &Slots) -> String {
 /// Paths the first-boot unit rewrites on every node (for `clawimg verify`; each slot's
 /// destination is added from the profile).
 pub const NODE_LOCAL: &[(&str, &str)] = &[
-    ("/etc/hostname", "the node name from the seed (clawimg-secrets.service)"),
-    ("/etc/hosts", "the node name on the 127.0.1.1 line (clawimg-secrets.service)"),
-    ("/**/.clawimg-secret.*", "a slot being installed (clawimg-secrets.service)"),
+    (
+        "/etc/hostname",
+        "the node name from the seed (clawimg-secrets.service)",
+    ),
+    (
+        "/etc/hosts",
+        "the node name on the 127.0.1.1 line (clawimg-secrets.service)",
+    ),
+    (
+        "/**/.clawimg-secret.*",
+        "a slot being installed (clawimg-secrets.service)",
+    ),
 ];
 
 /// Drop-in that keeps a unit from starting before the slots are installed.

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::profile::Profile;
 use crate::repro::{FileEntry, FILE_LIST};
+use crate::rootfs::Rootfs;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -53,9 +54,41 @@ fn nl(path: &str, module: &str, why: &str) -> NodeLocal {
     }
 }
 
+/// Contents of the directories tmpfiles.d declares (`d`, `D`, `v`, `q`, `Q`) inside the
+/// scope: state the node keeps there (backups, logs), not something the image ships.
+pub fn tmpfiles_state(root: &Rootfs) -> Vec<NodeLocal> {
+    let mut v = vec![];
+    for dir in ["/usr/lib/tmpfiles.d", "/etc/tmpfiles.d"] {
+        let Ok(names) = root.list(dir) else { continue };
+        for name in names.iter().filter(|n| n.ends_with(".conf")) {
+            let Ok(text) = root.read_to_string(&format!("{dir}/{name}")) else {
+                continue;
+            };
+            for line in text.lines() {
+                let mut f = line.split_whitespace();
+                let (Some(ty), Some(path)) = (f.next(), f.next()) else {
+                    continue;
+                };
+                let ty = ty.trim_end_matches(['!', '-', '+', '=', '~', '^']);
+                if matches!(ty, "d" | "D" | "v" | "q" | "Q")
+                    && in_scope(path, SCOPE)
+                    && !path.contains(['*', '?', '[', '%'])
+                {
+                    v.push(nl(
+                        &format!("{}/**", path.trim_end_matches('/')),
+                        "tmpfiles",
+                        &format!("runtime state in a directory {dir}/{name} declares"),
+                    ));
+                }
+            }
+        }
+    }
+    v
+}
+
 /// The image's expectations, from the profile and the final tree (called by the build).
-pub fn expectations(profile: &Profile, files: &[FileEntry]) -> Expectations {
-    let mut node_local: Vec<NodeLocal> = vec![];
+pub fn expectations(profile: &Profile, root: &Rootfs, files: &[FileEntry]) -> Expectations {
+    let mut node_local: Vec<NodeLocal> = tmpfiles_state(root);
     for (m, list) in [
         ("customize", crate::customize::NODE_LOCAL),
         ("scrub", crate::scrub::NODE_LOCAL),
@@ -115,9 +148,12 @@ fn enabled_link(path: &str) -> Option<String> {
 }
 
 fn in_scope(path: &str, scope: &[String]) -> bool {
-    scope
-        .iter()
-        .any(|s| path == s || path.strip_prefix(s.as_str()).is_some_and(|r| r.starts_with('/')))
+    scope.iter().any(|s| {
+        path == s
+            || path
+                .strip_prefix(s.as_str())
+                .is_some_and(|r| r.starts_with('/'))
+    })
 }
 
 fn glob_set(list: &[NodeLocal]) -> Result<GlobSet> {
@@ -174,6 +210,7 @@ fn script(x: &Expectations, image_refs: &[String]) -> String {
 sec() {{ printf '\0@@%s\0' "$1"; }}
 set --
 for d in {scope}; do [ -e "$d" ] && set -- "$@" "$d"; done
+[ $# -gt 0 ] || set -- /nonexistent-scope
 sec packages
 dpkg-query -W -f '${{db:Status-Abbrev}}\t${{Package}}\t${{Version}}\t${{Architecture}}\n'
 sec units
@@ -240,8 +277,10 @@ fn parse_output(out: &[u8]) -> Result<NodeState> {
     for l in text("packages").lines() {
         let f: Vec<&str> = l.split('\t').collect();
         if f.len() == 4 && f[0].starts_with("ii") {
-            st.packages
-                .insert(format!("{}:{}", f[1], f[3]), (f[2].to_string(), f[3].into()));
+            st.packages.insert(
+                format!("{}:{}", f[1], f[3]),
+                (f[2].to_string(), f[3].into()),
+            );
         }
     }
     for (sec, map) in [("units", &mut st.units), ("images", &mut st.images)] {
@@ -390,9 +429,12 @@ fn compare(
     for (k, p) in &want {
         match st.packages.get(k) {
             None => push("packages", Change::Missing, k, p.version.clone()),
-            Some((v, _)) if *v != p.version => {
-                push("packages", Change::Changed, k, format!("{} -> {v}", p.version))
-            }
+            Some((v, _)) if *v != p.version => push(
+                "packages",
+                Change::Changed,
+                k,
+                format!("{} -> {v}", p.version),
+            ),
             _ => {}
         }
     }
@@ -421,7 +463,11 @@ fn compare(
         } else if matches!(e.kind, 'f' | 'l') && n.digest.as_deref() != Some(e.digest.as_str()) {
             what.push(format!(
                 "{} {} -> {}",
-                if e.kind == 'l' { "link target" } else { "sha256" },
+                if e.kind == 'l' {
+                    "link target"
+                } else {
+                    "sha256"
+                },
                 short(&e.digest),
                 n.digest.as_deref().map(short).unwrap_or("unreadable")
             ));
@@ -472,7 +518,12 @@ fn compare(
         match st.images.get(reference).map(String::as_str) {
             Some(got) if got == id => {}
             Some("") | None => push("images", Change::Missing, reference, id.clone()),
-            Some(got) => push("images", Change::Changed, reference, format!("{id} -> {got}")),
+            Some(got) => push(
+                "images",
+                Change::Changed,
+                reference,
+                format!("{id} -> {got}"),
+            ),
         }
     }
     r.checked = vec![
@@ -567,9 +618,8 @@ pub fn verify(image: &Path, against: &str) -> Result<Report> {
             err.trim()
         )));
     }
-    let st = parse_output(&out.stdout).map_err(|e| {
-        Error::failed(format!("{e}; ssh {dest} said: {}", err.trim()))
-    })?;
+    let st = parse_output(&out.stdout)
+        .map_err(|e| Error::failed(format!("{e}; ssh {dest} said: {}", err.trim())))?;
     if st.packages.is_empty() {
         return Err(Error::failed(format!(
             "{against}: dpkg-query listed no packages (is this a clawimg node?): {}",
@@ -605,7 +655,10 @@ mod tests {
             parse_node("ssh://root@127.0.0.1:2222/").unwrap(),
             ("root@127.0.0.1".into(), Some(2222))
         );
-        assert_eq!(parse_node("ssh://standby").unwrap(), ("standby".into(), None));
+        assert_eq!(
+            parse_node("ssh://standby").unwrap(),
+            ("standby".into(), None)
+        );
         assert!(parse_node("standby").is_err());
         assert!(parse_node("ssh://h/dev/sda").is_err());
         assert!(parse_node("ssh://h:x").is_err());
@@ -615,7 +668,11 @@ mod tests {
     fn enabled_links_and_slot_dirs() {
         let files = vec![
             fe("/etc", 'd', "-"),
-            fe("/etc/systemd/system/multi-user.target.wants/ssh.service", 'l', "x"),
+            fe(
+                "/etc/systemd/system/multi-user.target.wants/ssh.service",
+                'l',
+                "x",
+            ),
             fe("/etc/systemd/system/sshd.service", 'l', "x"),
             fe("/opt", 'd', "-"),
         ];
@@ -627,7 +684,20 @@ mod tests {
                 ..Default::default()
             },
         );
-        let x = expectations(&p, &files);
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("usr/lib/tmpfiles.d")).unwrap();
+        std::fs::write(
+            t.path().join("usr/lib/tmpfiles.d/app.conf"),
+            "# x\nd /opt/app/backups 0700 root root -\nd /run/app 0755 - - -\nL+ /etc/mtab - - - - x\n",
+        )
+        .unwrap();
+        let root = Rootfs::open(t.path()).unwrap();
+        let x = expectations(&p, &root, &files);
+        assert!(x
+            .node_local
+            .iter()
+            .any(|n| n.path == "/opt/app/backups/**" && n.module == "tmpfiles"));
+        assert!(!x.node_local.iter().any(|n| n.path.starts_with("/run")));
         assert_eq!(x.enabled_units, vec!["ssh.service".to_string()]);
         let paths: Vec<&str> = x.node_local.iter().map(|n| n.path.as_str()).collect();
         assert!(paths.contains(&"/opt/app/conf/.env"));
@@ -648,7 +718,8 @@ mod tests {
             fe("/etc/machine-id", 'f', "00"),
             fe("/var/x", 'f', "00"),
         ];
-        let x = expectations(&p, &files);
+        let t = tempfile::tempdir().unwrap();
+        let x = expectations(&p, &Rootfs::open(t.path()).unwrap(), &files);
         let m: Manifest = serde_json::from_value(serde_json::json!({
             "manifest_version": 1, "profile": "t", "profile_files": [], "input_hash": "",
             "tool_version": "", "suite": "", "kernel_cmdline": "", "identity": null,
