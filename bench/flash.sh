@@ -67,7 +67,7 @@ do_zstd() {
 
 echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "tools: $(ssh -V 2>&1), $(zstd --version)"
-mapped=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["mapped_bytes"])' "${img%.raw}.bmap.json" 2>/dev/null || echo "?")
+mapped=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["mapped_bytes"])' "${img%.raw}.bmap.json" 2>/dev/null || echo 0)
 zbytes=$(zstd -q -c "$img" | wc -c)
 echo "image: $img, $((bytes >> 20)) MiB apparent, $((mapped >> 20)) MiB mapped, $((zbytes >> 20)) MiB as one zstd -3 stream"
 for i in $(seq "$runs"); do

@@ -147,13 +147,11 @@ fn enabled_link(path: &str) -> Option<String> {
         .then(|| unit.to_string())
 }
 
-fn in_scope(path: &str, scope: &[String]) -> bool {
-    scope.iter().any(|s| {
-        path == s
-            || path
-                .strip_prefix(s.as_str())
-                .is_some_and(|r| r.starts_with('/'))
-    })
+fn in_scope<S: AsRef<str>>(path: &str, scope: &[S]) -> bool {
+    scope
+        .iter()
+        .map(AsRef::as_ref)
+        .any(|s| path == s || path.strip_prefix(s).is_some_and(|r| r.starts_with('/')))
 }
 
 fn glob_set(list: &[NodeLocal]) -> Result<GlobSet> {
