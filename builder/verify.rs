@@ -99,7 +99,11 @@ pub fn expectations(profile: &Profile, root: &Rootfs, files: &[FileEntry]) -> Ex
     }
     // Each slot's destination, and the directories the first-boot unit creates for it.
     let in_image: BTreeSet<&str> = files.iter().map(|e| e.path.as_str()).collect();
-    for (name, slot) in &profile.secrets {
+    for (name, slot) in profile
+        .secrets
+        .iter()
+        .filter(|(_, s)| in_scope(&s.file, SCOPE))
+    {
         node_local.push(nl(
             &slot.file,
             "secrets",
