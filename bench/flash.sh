@@ -73,13 +73,16 @@ echo "image: $img, $((bytes >> 20)) MiB apparent, $((mapped >> 20)) MiB mapped, 
 for i in $(seq "$runs"); do
   timed flash do_flash
   wire=$(awk '/on the wire/ {print $4}' "$tmp/flash.out")
+  wt=$(awk '/^flashed/ {for (i = 1; i < NF; i++) if ($i == "in") print $(i + 1)}' "$tmp/flash.out")
+  echo "${wt%s}" >>"$tmp/write.txt"
   timed dd do_dd
   timed zstd do_zstd
-  echo "run $i: clawimg flash $(tail -1 "$tmp/flash.txt")s (wire ${wire} MiB, read-back checked), dd|ssh|dd $(tail -1 "$tmp/dd.txt")s, zstd|ssh|zstd -d|dd $(tail -1 "$tmp/zstd.txt")s"
+  echo "run $i: clawimg flash $(tail -1 "$tmp/flash.txt")s (write ${wt}, wire ${wire} MiB, then read-back), dd|ssh|dd $(tail -1 "$tmp/dd.txt")s, zstd|ssh|zstd -d|dd $(tail -1 "$tmp/zstd.txt")s"
 done
 f=$(median <"$tmp/flash.txt"); d=$(median <"$tmp/dd.txt"); z=$(median <"$tmp/zstd.txt")
 mib=$((bytes >> 20))
 echo "median clawimg flash:        ${f}s  ($(awk -v b=$mib -v t="$f" 'BEGIN {printf "%.0f", b / t}') MiB/s of image)"
+echo "median of its write phase:   $(median <"$tmp/write.txt")s (the rest: preflight and remote read-back + sha256)"
 echo "median dd | ssh | dd:        ${d}s  ($(awk -v b=$mib -v t="$d" 'BEGIN {printf "%.0f", b / t}') MiB/s)"
 echo "median zstd | ssh | zstd -d: ${z}s  ($(awk -v b=$mib -v t="$z" 'BEGIN {printf "%.0f", b / t}') MiB/s)"
 echo "ratios: dd/flash $(awk -v a="$d" -v b="$f" 'BEGIN {printf "%.2f", a / b}'), zstd/flash $(awk -v a="$z" -v b="$f" 'BEGIN {printf "%.2f", a / b}')"
