@@ -313,6 +313,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         s.removed.len() + caches.len()
     ));
     let files = repro::file_list(&root)?;
+    let expect = crate::verify::expectations(p, &root, &files);
 
     // assemble
     let staging = Staging::new(&target)?;
@@ -422,6 +423,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         serde_json::json!({
             "source_date_epoch": sde, "source_date_epoch_from": sde_source, "locked": locked.is_some(),
         }),
+    );
+    manifest.extra.insert(
+        "verify".into(),
+        serde_json::to_value(&expect).ctx(|| "verify".into())?,
     );
     if !baked.is_empty() {
         manifest.extra.insert(

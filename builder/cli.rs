@@ -186,6 +186,22 @@ enum Cmd {
         after_help = "Examples:\n  OS_CLOUD=ovh clawimg upload out/production --to glance\n  clawimg upload out/production --to glance --cloud ovh --name openclaw-2026-11 --firmware bios\n  clawimg upload out/production/production.raw --to glance --format raw\n  clawimg upload out/production --to s3://images/openclaw/production.qcow2 --endpoint https://s3.gra.example --region gra\n\nPasswords and keys are read from the environment or the config files, never from the command line."
     )]
     Upload(UploadArgs),
+    /// Compare a running node with the image it was flashed from: packages and versions,
+    /// files under /etc, /usr and /opt (hashed on the node), enabled units, container images.
+    ///
+    /// Paths the image declares node-local (host name, machine-id, SSH host keys, secret
+    /// slots, ...) are skipped. Exit status: 0 no drift, 1 drift, 2 usage or unreachable node,
+    /// 3 missing tool. One SSH connection; a user other than root needs passwordless sudo.
+    #[command(
+        after_help = "Examples:\n  clawimg verify out/production --against ssh://root@standby.example\n  clawimg verify out/production --against ssh://adminclaw@203.0.113.7:222\n\nSSH options (identity file, known hosts) come from ~/.ssh/config or CLAWIMG_SSH_OPTS."
+    )]
+    Verify {
+        /// Image directory, image file or manifest.json (files.tsv must be beside it).
+        image: PathBuf,
+        /// The node: ssh://[user@]host[:port].
+        #[arg(long, value_name = "ssh://[USER@]HOST[:PORT]")]
+        against: String,
+    },
     /// Make a node's disk: copy IMAGE and write the secrets and node name into its seed
     /// partition (the root partition stays byte-identical). Checks everything first.
     #[command(
@@ -584,6 +600,18 @@ fn run(cli: Cli) -> Result<i32> {
             };
             println!("{}", crate::upload::upload(&o)?);
             Ok(0)
+        }
+        Cmd::Verify { image, against } => {
+            let r = crate::verify::verify(&image, &against)?;
+            println!("verify {} against {against}", image.display());
+            print!("{}", r.render());
+            if r.drift.is_empty() {
+                println!("no drift");
+                Ok(0)
+            } else {
+                println!("drift: {} differences", r.drift.len());
+                Ok(1)
+            }
         }
         Cmd::Seal(a) => {
             let req = crate::seed::SealRequest {

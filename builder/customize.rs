@@ -26,6 +26,18 @@ pub fn fat_uuid(id: u32) -> String {
     format!("{:04X}-{:04X}", id >> 16, id & 0xffff)
 }
 
+/// Paths this module's first-boot setup makes differ per node (for `clawimg verify`).
+pub const NODE_LOCAL: &[(&str, &str)] = &[
+    (
+        "/etc/ssh/ssh_host_*",
+        "SSH host keys, made on first boot by clawimg-ssh-keygen.service",
+    ),
+    (
+        "/etc/.updated",
+        "stamp systemd-update-done.service writes on the image's first boot",
+    ),
+];
+
 /// Apply the base customizations.
 pub fn run(root: &Rootfs, profile: &Profile, ids: &Identity) -> Result<Customized> {
     let mut c = Customized::default();

@@ -49,19 +49,7 @@ pub fn parse_target(s: &str) -> Result<Target> {
                 "--to {s}: remote path may only contain letters, digits and / . _ -"
             )));
         }
-        let (dest, port) = match authority.rsplit_once(':') {
-            Some((d, p)) => (
-                d.to_string(),
-                Some(
-                    p.parse::<u16>()
-                        .map_err(|_| Error::config(format!("--to {s}: bad port `{p}`")))?,
-                ),
-            ),
-            None => (authority.to_string(), None),
-        };
-        if dest.is_empty() || dest.starts_with('-') {
-            return Err(Error::config(format!("--to {s}: missing host")));
-        }
+        let (dest, port) = parse_authority(&format!("--to {s}"), authority)?;
         return Ok(Target::Ssh { dest, port, path });
     }
     let p = PathBuf::from(s);
@@ -73,6 +61,25 @@ pub fn parse_target(s: &str) -> Result<Target> {
         ))),
         Err(_) => Ok(Target::File(p)),
     }
+}
+
+/// Split `[user@]host[:port]` (from an `ssh://` URL named `what` in errors) into the
+/// `ssh` destination and port.
+pub fn parse_authority(what: &str, authority: &str) -> Result<(String, Option<u16>)> {
+    let (dest, port) = match authority.rsplit_once(':') {
+        Some((d, p)) => (
+            d.to_string(),
+            Some(
+                p.parse::<u16>()
+                    .map_err(|_| Error::config(format!("{what}: bad port `{p}`")))?,
+            ),
+        ),
+        None => (authority.to_string(), None),
+    };
+    if dest.is_empty() || dest.starts_with('-') {
+        return Err(Error::config(format!("{what}: missing host")));
+    }
+    Ok((dest, port))
 }
 
 /// What a flash did.
@@ -181,7 +188,8 @@ fn confirm(what: &str) -> Result<()> {
     Ok(())
 }
 
-fn ssh_cmd(dest: &str, port: Option<u16>) -> Command {
+/// The system `ssh` client for `dest`: batch mode, `CLAWIMG_SSH_OPTS` (else ~/.ssh/config).
+pub fn ssh_cmd(dest: &str, port: Option<u16>) -> Command {
     let mut c = Command::new("ssh");
     c.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=15"]);
     if let Ok(opts) = std::env::var("CLAWIMG_SSH_OPTS") {

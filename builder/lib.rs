@@ -66,3 +66,4 @@ pub mod unitset;
 pub mod updates;
 pub mod upload;
 pub mod users;
+pub mod verify;

@@ -108,6 +108,18 @@ pub fn scrub_caches(root: &Rootfs) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Caches removed from the image that a node rebuilds (for `clawimg verify`).
+pub const NODE_LOCAL: &[(&str, &str)] = &[
+    (
+        "/usr/**/__pycache__",
+        "Python byte code, removed at build, rebuilt on the node",
+    ),
+    (
+        "/usr/**/__pycache__/**",
+        "Python byte code, removed at build, rebuilt on the node",
+    ),
+];
+
 /// One entry of the image tree as `files.tsv` records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileEntry {

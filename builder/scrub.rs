@@ -37,6 +37,12 @@ fn remove_logs(root: &Rootfs, dir: &str, removed: &mut Vec<String>) -> Result<()
     Ok(())
 }
 
+/// Paths the scrub leaves for each node to create (for `clawimg verify`).
+pub const NODE_LOCAL: &[(&str, &str)] = &[(
+    "/etc/machine-id",
+    "emptied in the image; systemd writes the node's own on first boot",
+)];
+
 /// Run the scrub.
 pub fn run(root: &Rootfs) -> Result<Scrubbed> {
     let mut s = Scrubbed::default();

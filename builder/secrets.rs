@@ -286,6 +286,23 @@ pub fn slot_table(slots: &Slots) -> String {
     s
 }
 
+/// Paths the first-boot unit rewrites on every node (for `clawimg verify`; each slot's
+/// destination is added from the profile).
+pub const NODE_LOCAL: &[(&str, &str)] = &[
+    (
+        "/etc/hostname",
+        "the node name from the seed (clawimg-secrets.service)",
+    ),
+    (
+        "/etc/hosts",
+        "the node name on the 127.0.1.1 line (clawimg-secrets.service)",
+    ),
+    (
+        "/**/.clawimg-secret.*",
+        "a slot being installed (clawimg-secrets.service)",
+    ),
+];
+
 /// Drop-in that keeps a unit from starting before the slots are installed.
 pub const DROP_IN: &str = "# Written by clawimg: this unit needs secret slots installed on first boot.\n[Unit]\nRequires=clawimg-secrets.service\nAfter=clawimg-secrets.service\n";
 

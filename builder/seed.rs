@@ -157,6 +157,14 @@ pub fn seal(req: &SealRequest) -> Result<PathBuf> {
     f.sync_all().ctx(|| "sync".into())?;
     std::fs::rename(&tmp, &req.output).ctx(|| format!("rename to {}", req.output.display()))?;
     std::mem::forget(guard);
+    // The sparse copy turned the image's explicit zeros (unused GPT entries, the seed) into
+    // holes; flashing the copy must still write them over a used disk: keep the image's map.
+    let map = crate::bmap::load_or_compute(&raw)?;
+    let map = crate::bmap::BlockMap {
+        sha256: crate::bmap::hash_ranges(&req.output, &map.ranges)?,
+        ..map
+    };
+    crate::bmap::write(&req.output, &map)?;
     Ok(req.output.clone())
 }
 

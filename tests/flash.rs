@@ -4,104 +4,14 @@
 
 mod common;
 use common::*;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-
-struct Sshd {
-    child: Child,
-    port: u16,
-    key: PathBuf,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn keygen(path: &Path) {
-    let o = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-}
-
-/// A real sshd on 127.0.0.1 with its own host key and config, accepting one client key.
-fn start_sshd(dir: &Path) -> Sshd {
-    std::fs::create_dir_all("/run/sshd").unwrap();
-    keygen(&dir.join("host_key"));
-    keygen(&dir.join("client_key"));
-    std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cfg = format!(
-        "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
-         PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-         UsePAM no\nStrictModes no\nPidFile {d}/sshd.pid\nSubsystem sftp internal-sftp\n",
-        d = dir.display()
-    );
-    std::fs::write(dir.join("sshd_config"), cfg).unwrap();
-    let child = Command::new("/usr/sbin/sshd")
-        .args(["-D", "-e", "-f"])
-        .arg(dir.join("sshd_config"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start sshd");
-    for _ in 0..50 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    Sshd {
-        child,
-        port,
-        key: dir.join("client_key"),
-    }
-}
-
-fn ssh_opts(s: &Sshd) -> String {
-    format!(
-        "-F /dev/null -i {} -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
-        s.key.display()
-    )
-}
-
-fn sha256_range(p: &Path, off: u64, len: u64) -> String {
-    use sha2::{Digest, Sha256};
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(p).unwrap();
-    f.seek(SeekFrom::Start(off)).unwrap();
-    let mut h = Sha256::new();
-    std::io::copy(&mut f.take(len), &mut h).unwrap();
-    hex::encode(h.finalize())
-}
+use std::path::Path;
 
 fn root_range(dir: &Path) -> (u64, u64) {
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
-    let r = &m["partitions"]["partitions"][2];
-    (r["offset"].as_u64().unwrap(), r["bytes"].as_u64().unwrap())
+    partition_range(dir, "root")
 }
 
 fn seed_range(dir: &Path) -> (u64, u64) {
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
-    let r = m["partitions"]["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "clawimg-seed")
-        .expect("seed partition in the manifest")
-        .clone();
-    (r["offset"].as_u64().unwrap(), r["bytes"].as_u64().unwrap())
+    partition_range(dir, "clawimg-seed")
 }
 
 fn flash(image: &Path, to: &str, opts: Option<&str>) -> std::process::Output {

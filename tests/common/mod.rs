@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
 /// The repository root.
@@ -115,4 +115,97 @@ pub fn repo_copy(dir: &Path, subdirs: &[&str]) -> PathBuf {
         copy(&repo().join(sub), &dir.join(sub));
     }
     dir.to_path_buf()
+}
+
+/// A real sshd on 127.0.0.1 (test-owned config and host key): the "rescue system".
+pub struct Sshd {
+    child: Child,
+    /// Port it listens on.
+    pub port: u16,
+    /// Private key it accepts (for any user, root included).
+    pub key: PathBuf,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start an sshd on a free port of 127.0.0.1 with its own host key and config in `dir`,
+/// accepting one fresh client key.
+pub fn start_sshd(dir: &Path) -> Sshd {
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    keygen(&dir.join("host_key"), "rescue-host");
+    keygen(&dir.join("client_key"), "rescue-client");
+    std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = format!(
+        "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
+         PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+         UsePAM no\nStrictModes no\nPidFile {d}/sshd.pid\nSubsystem sftp internal-sftp\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("sshd_config"), cfg).unwrap();
+    let child = Command::new("/usr/sbin/sshd")
+        .args(["-D", "-e", "-f"])
+        .arg(dir.join("sshd_config"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start sshd");
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Sshd {
+        child,
+        port,
+        key: dir.join("client_key"),
+    }
+}
+
+/// `CLAWIMG_SSH_OPTS` for a throwaway host: this key only, no known-hosts checks.
+pub fn ssh_opts_for(key: &Path) -> String {
+    format!(
+        "-F /dev/null -i {} -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+        key.display()
+    )
+}
+
+/// `CLAWIMG_SSH_OPTS` for the test sshd.
+pub fn ssh_opts(s: &Sshd) -> String {
+    ssh_opts_for(&s.key)
+}
+
+/// sha256 of `len` bytes of `p` from `off`.
+pub fn sha256_range(p: &Path, off: u64, len: u64) -> String {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(p).unwrap();
+    f.seek(SeekFrom::Start(off)).unwrap();
+    let mut h = Sha256::new();
+    std::io::copy(&mut f.take(len), &mut h).unwrap();
+    hex::encode(h.finalize())
+}
+
+/// (offset, bytes) of the partition named `name` in the image's manifest.
+pub fn partition_range(dir: &Path, name: &str) -> (u64, u64) {
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let r = m["partitions"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("partition {name} in the manifest"))
+        .clone();
+    (r["offset"].as_u64().unwrap(), r["bytes"].as_u64().unwrap())
 }
