@@ -15,7 +15,7 @@ use crate::progress::Progress;
 use crate::provenance::Provenance;
 use crate::rootfs::Rootfs;
 use crate::{
-    audit, customize, exec, images, overlay, qcow2, repro, reuse, scrub, secrets, tools, unitset,
+    audit, customize, images, overlay, qcow2, repro, reuse, scrub, secrets, tools, unitset,
 };
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -433,16 +433,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     reuse::store(&cache, &image_key, staging.path(), &manifest)?;
     st.done("manifest.json, SHA256SUMS");
     let dir = staging.commit()?;
-    let mut timings = progress.timings();
-    if exec::verbose() {
-        for c in exec::calls() {
-            timings.push((format!("  tool: {}", c.command), c.took));
-        }
-    }
     Ok(BuildResult {
         dir,
         manifest,
-        timings,
+        timings: progress.timings(),
         total: started.elapsed(),
     })
 }
