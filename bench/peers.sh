@@ -107,7 +107,7 @@ build() {
     (cd "$d/out" && DIB_RELEASE=noble DIB_DEBIAN_COMPONENTS=main,universe DIB_DEBOOTSTRAP_CACHE=1 DIB_IMAGE_CACHE=$d/cache \
       DIB_MMDEBSTRAP_EXTRA_ARGS="--keyring=$keyring" \
       ELEMENTS_PATH=$repo/bench/recipes/dib-elements BENCH_CONF=$d/conf/clawimg-bench.conf \
-      DIB_BOOTLOADER_DEFAULT_CMDLINE="console=ttyS0,115200n8" TMPDIR=$d/tmp \
+      DIB_BOOTLOADER_DEFAULT_CMDLINE="console=ttyS0,115200n8" \
       ${mirror:+DIB_DISTRIBUTION_MIRROR=$mirror} \
       disk-image-create -a amd64 -t raw -o "$d/out/dib" --image-size 4 \
       ubuntu-minimal vm block-device-gpt bench-conf -p "$pkgs_comma,grub-pc" > "$d/build.log" 2>&1) || return 1
@@ -115,19 +115,16 @@ build() {
   esac
 }
 
-# Installed packages of the root filesystem in RAW (read with debugfs, nothing mounted).
+# Installed packages of the root filesystem in RAW (debugfs at each partition's offset,
+# nothing attached or mounted).
 packages() {
-  local raw=$1 loop n=0 p
-  loop=$(losetup -P -r -f --show "$raw")
-  udevadm settle
-  for p in "${loop}"p*; do
-    if [ "$(blkid -o value -s TYPE "$p" 2>/dev/null)" = ext4 ]; then
-      n=$(debugfs -R 'cat /var/lib/dpkg/status' "$p" 2>/dev/null | grep -c '^Status: install ok installed' || true)
-      [ "$n" -gt 0 ] && break
-    fi
+  local raw=$1 start n
+  for start in $(partx -g -o START "$raw"); do
+    n=$(debugfs -R 'cat /var/lib/dpkg/status' "$raw?offset=$((start * 512))" 2>/dev/null \
+      | grep -c '^Status: install ok installed' || true)
+    if [ "${n:-0}" -gt 0 ]; then echo "$n"; return; fi
   done
-  losetup -d "$loop"; udevadm settle
-  echo "$n"
+  echo 0
 }
 
 # TCG boot of RAW (snapshot, nothing written); seconds until `login:` on the serial console.

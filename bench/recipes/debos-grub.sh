@@ -2,6 +2,8 @@
 # debos step on the host (no fakemachine): BIOS GRUB onto the image's loop device
 # ($IMAGE), with a serial console, inside the deployed root ($ROOTDIR).
 set -e
+# No udev daemon here: the bench stand-in makes the /dev/disk/by-uuid links udev would.
+udevadm trigger
 for d in dev proc sys; do mount --bind /$d "$ROOTDIR/$d"; done
 trap 'for d in sys proc dev; do umount "$ROOTDIR/$d"; done' EXIT
 cat > "$ROOTDIR/etc/default/grub.d/90-bench.cfg" <<'CFG'
