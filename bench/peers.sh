@@ -56,12 +56,12 @@ pkgs_comma=$(grep -v '^#' "$repo/bench/recipes/packages.txt" | paste -sd,)
 
 # The clawimg binary is copied so that rebuilding target/ during a long run changes nothing.
 (cd "$repo" && cargo build --release -q)
-cp "$repo/target/release/clawimg" "$run_dir/clawimg"
+cp "$repo/target/release/clawimg" "$run_dir/clawimg-bin"
 
 {
   echo "date	$(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "machine	$(nproc) vCPUs, $(free -g | awk '/Mem:/ {print $2}') GiB RAM, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(. /etc/os-release; echo "$PRETTY_NAME"), Linux $(uname -r)"
-  echo "clawimg	$("$run_dir/clawimg" --version | awk '{print $2}') ($(git -C "$repo" rev-parse --short HEAD))"
+  echo "clawimg	$("$run_dir/clawimg-bin" --version | awk '{print $2}') ($(git -C "$repo" rev-parse --short HEAD))"
   echo "vmdb2	$(dpkg-query -W -f='${Version}' vmdb2)"
   echo "debos	$(dpkg-query -W -f='${Version}' debos)"
   echo "dib	$("$venv/bin/pip" show diskimage-builder 2>/dev/null | awk '/^Version/ {print $2}')"
@@ -84,7 +84,7 @@ build() {
   rm -rf "$d/out" && mkdir -p "$d/out"
   case "$tool" in
   clawimg)
-    "$run_dir/clawimg" build "$d/src/profiles/peer.toml" --out "$d/out" --cache-dir "$d/cache" \
+    "$run_dir/clawimg-bin" build "$d/src/profiles/peer.toml" --out "$d/out" --cache-dir "$d/cache" \
       -q --timings ${mirror:+--mirror "$mirror"} > "$d/build.log" 2>&1 || return 1
     echo "$d/out/peer/peer.raw" ;;
   vmdb2)
