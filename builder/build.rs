@@ -333,7 +333,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     // The finished filesystem, not the tree, is audited: what ships is what is checked. The
     // qcow2, both checksums and the block map are made from the raw image at the same time;
     // a finding returns before anything is committed (the staging directory is dropped).
-    let st = progress.stage("outputs", "qcow2 + sha256 + block map (alongside the audit)");
+    let st = progress.stage(
+        "outputs",
+        "qcow2 + sha256 + block map (alongside the audit)",
+    );
     let qcow = staging.path().join(format!("{name}.qcow2"));
     let bar = progress.bytes("sha256", asm.layout.disk_bytes);
     let (report, raw_sum, conv, bmap) = std::thread::scope(|s| {
@@ -350,7 +353,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         );
         let report = audit::audit_image(&raw, None);
         audit_st.done(&match &report {
-            Ok(r) => format!("{} findings, {} files scanned", r.findings.len(), r.files_scanned),
+            Ok(r) => format!(
+                "{} findings, {} files scanned",
+                r.findings.len(),
+                r.files_scanned
+            ),
             Err(_) => "failed".into(),
         });
         (report, sum.join(), conv.join(), bmap.join())

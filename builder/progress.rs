@@ -168,7 +168,7 @@ pub fn report(
             None => per.push((prog, c.took, 1)),
         }
     }
-    per.sort_by(|a, b| b.1.cmp(&a.1));
+    per.sort_by_key(|b| std::cmp::Reverse(b.1));
     let _ = writeln!(o, "  per program:");
     for (p, d, n) in per {
         let _ = writeln!(o, "    {p:<20} {:>8.2}s  {n} call(s)", d.as_secs_f64());
