@@ -66,6 +66,9 @@ for m, label, unit, nd in metrics:
             cell += f" ({fails} failed)"
         cells.append(cell)
     out.append(f"| {label} | " + " | ".join(cells) + " |")
+    if m == "cold":
+        each = [", ".join(f"{v:.1f}" for v in vals.get((t, m), [])) or "–" for t in tools]
+        out.append("| cold build, each run (s) | " + " | ".join(each) + " |")
 if "clawimg" in tools:
     out.append("")
     out.append("clawimg's ratios (clawimg ÷ peer; below 1 = clawimg is faster or smaller):")
