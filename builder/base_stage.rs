@@ -73,7 +73,33 @@ pub fn key(st: &BaseStage<'_>) -> String {
     k.finish()
 }
 
-fn produce(st: &BaseStage<'_>, cache: &Cache, dir: &Path) -> Result<()> {
+/// Where an unlocked build keeps what it resolved (an implicit lock), by stage key: the next
+/// build of the same inputs with a cold stage cache installs exactly that from the .deb
+/// store, without the network, as the stage cache itself would have reused the tree.
+fn resolution_path(store: &Path, key: &str) -> PathBuf {
+    store.join(format!("resolved-{key}.lock"))
+}
+
+fn save_resolution(st: &BaseStage<'_>, store: &Path, key: &str, resolved: &[Resolved]) {
+    let mut packages: Vec<lock::LockedPackage> =
+        resolved.iter().map(lock::LockedPackage::from).collect();
+    packages.sort();
+    let l = Lock {
+        lock_version: lock::LOCK_VERSION,
+        profile: "(unlocked build)".into(),
+        suite: st.input.base.suite.clone(),
+        keyring_sha256: st.input.base.keyring_sha256.to_lowercase(),
+        source_date_epoch: st.sde,
+        containers: vec![],
+        packages,
+    };
+    // Best effort: without it the next cold build just downloads again.
+    let _ = l.write(&resolution_path(store, key));
+}
+
+/// Build the base tree into `dir`. `key` is set for builds (not for `clawimg lock`, which
+/// always resolves afresh): an unlocked build then reuses the resolution stored under it.
+fn produce(st: &BaseStage<'_>, cache: &Cache, dir: &Path, key: Option<&str>) -> Result<()> {
     let store = cache.debs();
     let export = Export {
         dir: dir.join("export"),
@@ -81,7 +107,21 @@ fn produce(st: &BaseStage<'_>, cache: &Cache, dir: &Path) -> Result<()> {
     let mut input = st.input.clone();
     let mut extra: Vec<String> = vec![];
     let mut offline = false;
-    if let Some((l, _)) = &st.lock {
+    let implicit = match (&st.lock, key) {
+        (None, Some(k)) => Lock::read(&resolution_path(&store, k))
+            .ok()
+            .flatten()
+            .filter(|l| lock::all_cached(l, &store))
+            .map(|l| (l, resolution_path(&store, k))),
+        _ => None,
+    };
+    let lock_used = st
+        .lock
+        .as_ref()
+        .map(|(l, p)| (*l, p.clone()))
+        .or(implicit.as_ref().map(|(l, p)| (l, p.clone())));
+    extra.extend(unsafe_io_hooks());
+    if let Some((l, _)) = &lock_used {
         if lock::all_cached(l, &store) {
             input.mirror = Some(lock::local_repo(l, &store, &dir.join("repo"))?);
             offline = true;
@@ -105,8 +145,11 @@ fn produce(st: &BaseStage<'_>, cache: &Cache, dir: &Path) -> Result<()> {
     extra.extend(export.mmdebstrap_args());
     let out = base::run_with(&input, &dir.join("rootfs"), &extra)?;
     let resolved = export.import(&out.packages, &store)?;
-    if let Some((l, path)) = &st.lock {
+    if let Some((l, path)) = &lock_used {
         l.verify(path, &resolved, &store)?;
+    }
+    if let (None, None, Some(k)) = (&st.lock, &implicit, key) {
+        save_resolution(st, &store, k, &resolved);
     }
     let meta = Meta {
         packages: out.packages,
@@ -134,10 +177,22 @@ fn produce(st: &BaseStage<'_>, cache: &Cache, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// dpkg without fsync while mmdebstrap installs (the tree is written once and then copied,
+/// so a crash only loses a cache entry that was never complete). The option lives in a
+/// dpkg.cfg.d file that exists only during the run: the image's files stay the same.
+fn unsafe_io_hooks() -> Vec<String> {
+    let f = "\"$1\"/etc/dpkg/dpkg.cfg.d/00clawimg-unsafe-io";
+    vec![
+        format!("--setup-hook=mkdir -p \"$1\"/etc/dpkg/dpkg.cfg.d && echo force-unsafe-io > {f}"),
+        format!("--customize-hook=rm -f {f}"),
+    ]
+}
+
 /// Run (or reuse) the base stage and put a private copy of the tree at `target`.
 pub fn run(st: &BaseStage<'_>, cache: &Cache, target: &Path) -> Result<BaseOutcome> {
     let key = key(st);
-    let (entry, hit) = cache.get_or_make("base", &key, |dir| produce(st, cache, dir))?;
+    let (entry, hit) =
+        cache.get_or_make("base", &key, |dir| produce(st, cache, dir, Some(&key)))?;
     let meta: Meta = serde_json::from_slice(
         &std::fs::read(entry.join("meta.json")).ctx(|| "read base meta".into())?,
     )
@@ -215,7 +270,7 @@ pub fn lock(
     let tmp = cache.temp_path("stages", "lock");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).ctx(|| format!("create {}", tmp.display()))?;
-    let res = produce(&st, &cache, &tmp);
+    let res = produce(&st, &cache, &tmp, None);
     let meta = res.and_then(|_| {
         serde_json::from_slice::<Meta>(
             &std::fs::read(tmp.join("meta.json")).ctx(|| "read base meta".into())?,

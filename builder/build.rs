@@ -15,7 +15,7 @@ use crate::progress::Progress;
 use crate::provenance::Provenance;
 use crate::rootfs::Rootfs;
 use crate::{
-    audit, customize, exec, images, overlay, qcow2, repro, reuse, scrub, secrets, tools, unitset,
+    audit, customize, images, overlay, qcow2, repro, reuse, scrub, secrets, tools, unitset,
 };
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -329,12 +329,42 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     };
     let asm = assemble::run(&input, &raw)?;
     st.done(&format!("{} MiB disk", asm.layout.disk_bytes >> 20));
-    // The finished filesystem, not the tree: what ships is what is checked.
+    // The tree is no longer needed; free the space while the image is read.
+    drop(root);
+    // The finished filesystem, not the tree, is audited: what ships is what is checked. The
+    // qcow2, both checksums and the block map are made from the raw image at the same time;
+    // a finding returns before anything is committed (the staging directory is dropped).
     let st = progress.stage(
-        "audit",
-        "no keys, tokens or node state in the root filesystem",
+        "outputs",
+        "qcow2 + sha256 + block map (alongside the audit)",
     );
-    let report = audit::audit_image(&raw, None)?;
+    let qcow = staging.path().join(format!("{name}.qcow2"));
+    let bar = progress.bytes("sha256", asm.layout.disk_bytes);
+    let (report, raw_sum, conv, bmap) = std::thread::scope(|s| {
+        let conv = s.spawn(|| {
+            qcow2::convert(&raw, &qcow, p.image.qcow2_compress)
+                .and_then(|_| sha256_file(&qcow, &indicatif::ProgressBar::hidden()))
+        });
+        let sum = s.spawn(|| sha256_file(&raw, &bar));
+        let bmap = s.spawn(|| crate::bmap::compute(&raw));
+        s.spawn(|| std::fs::remove_dir_all(&rootfs_path));
+        let audit_st = progress.stage(
+            "audit",
+            "no keys, tokens or node state in the root filesystem",
+        );
+        let report = audit::audit_image(&raw, None);
+        audit_st.done(&match &report {
+            Ok(r) => format!(
+                "{} findings, {} files scanned",
+                r.findings.len(),
+                r.files_scanned
+            ),
+            Err(_) => "failed".into(),
+        });
+        (report, sum.join(), conv.join(), bmap.join())
+    });
+    bar.finish_and_clear();
+    let report = report?;
     if !report.findings.is_empty() {
         return Err(Error::failed(format!(
             "audit: the image must not ship these ({} findings); nothing was written to {}:\n{}",
@@ -343,26 +373,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             report.render()
         )));
     }
-    st.done(&format!("clean ({} files scanned)", report.files_scanned));
-    // The tree is no longer needed; free the space before conversion.
-    drop(root);
-    let _ = std::fs::remove_dir_all(&rootfs_path);
-
-    // qcow2 and checksums in parallel.
-    let st = progress.stage("outputs", "qcow2 + sha256");
-    let qcow = staging.path().join(format!("{name}.qcow2"));
-    let bar = progress.bytes("sha256", asm.layout.disk_bytes);
-    let (raw_sum, conv) = std::thread::scope(|s| {
-        let conv = s.spawn(|| qcow2::convert(&raw, &qcow, p.image.qcow2_compress));
-        let sum = sha256_file(&raw, &bar);
-        (sum, conv.join())
-    });
-    bar.finish_and_clear();
-    let raw_sum = raw_sum?;
-    conv.map_err(|_| Error::failed("qcow2 conversion thread panicked"))??;
-    let qcow_sum = sha256_file(&qcow, &indicatif::ProgressBar::hidden())?;
+    let panicked = |what: &str| Error::failed(format!("{what} thread panicked"));
+    let raw_sum = raw_sum.map_err(|_| panicked("sha256"))??;
+    let qcow_sum = conv.map_err(|_| panicked("qcow2 conversion"))??;
     // The block map lets `flash` send only allocated ranges.
-    crate::bmap::write(&raw, &crate::bmap::compute(&raw)?)?;
+    crate::bmap::write(&raw, &bmap.map_err(|_| panicked("block map"))??)?;
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let artifacts = vec![
         Artifact {
@@ -438,16 +453,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     reuse::store(&cache, &image_key, staging.path(), &manifest)?;
     st.done("manifest.json, SHA256SUMS");
     let dir = staging.commit()?;
-    let mut timings = progress.timings();
-    if exec::verbose() {
-        for c in exec::calls() {
-            timings.push((format!("  tool: {}", c.command), c.took));
-        }
-    }
     Ok(BuildResult {
         dir,
         manifest,
-        timings,
+        timings: progress.timings(),
         total: started.elapsed(),
     })
 }

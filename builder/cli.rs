@@ -50,6 +50,9 @@ struct Global {
     /// Print every external command and its output, and per-tool timings.
     #[arg(short, long, global = true)]
     verbose: bool,
+    /// At the end of a build, print each stage and each external tool call with its duration.
+    #[arg(long, global = true)]
+    timings: bool,
     /// Container registry mirror HOST=URL (repeatable; HOST `*` = every registry; the URL
     /// may end in a path prefix). Requests for HOST go only to the mirror.
     #[arg(
@@ -408,6 +411,8 @@ pub fn main() -> i32 {
         }
     };
     exec::set_verbose(cli.global.verbose);
+    exec::set_timings(cli.global.timings || cli.global.verbose);
+    exec::epoch();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -814,6 +819,12 @@ fn print_summary(r: &build::BuildResult) {
     println!("  input hash           {}", m.input_hash);
     for (name, d) in &r.timings {
         println!("  {:<20} {:>6.1}s", name, d.as_secs_f64());
+    }
+    if exec::timings() {
+        print!(
+            "{}",
+            crate::progress::report(&r.timings, &exec::calls(), r.total)
+        );
     }
 }
 

@@ -12,6 +12,26 @@ pub struct ToolCall {
     pub command: String,
     /// Wall-clock duration.
     pub took: Duration,
+    /// When it started, counted from the process's first tool call or [`epoch`].
+    pub at: Duration,
+}
+
+static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+static TIMINGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The instant tool call offsets count from (set on first use; call early to start the clock).
+pub fn epoch() -> Instant {
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Print stage and tool-call timings at the end of a build (`--timings`).
+pub fn set_timings(v: bool) {
+    TIMINGS.store(v, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether `--timings` is on.
+pub fn timings() -> bool {
+    TIMINGS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 static CALLS: Mutex<Vec<ToolCall>> = Mutex::new(Vec::new());
@@ -39,12 +59,14 @@ pub fn run(cmd: Cmd<'_>) -> Result<String> {
         eprintln!("+ {shown}");
     }
     let start = Instant::now();
+    let at = start.saturating_duration_since(epoch());
     let out = cmd.ignore_status().quiet().output();
     let took = start.elapsed();
     if let Ok(mut c) = CALLS.lock() {
         c.push(ToolCall {
             command: shown.clone(),
             took,
+            at,
         });
     }
     let out = out.map_err(|e| Error::failed(format!("could not run `{shown}`: {e}")))?;

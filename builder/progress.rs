@@ -121,3 +121,111 @@ impl Drop for Stage {
         }
     }
 }
+
+/// The `--timings` report: stages in order, then every external tool call with its start
+/// offset and duration (calls that overlap ran in parallel), then time per program.
+pub fn report(
+    stages: &[(String, Duration)],
+    calls: &[crate::exec::ToolCall],
+    total: Duration,
+) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(o, "timings (total {:.2}s)", total.as_secs_f64());
+    for (name, d) in stages {
+        let pct = 100.0 * d.as_secs_f64() / total.as_secs_f64().max(1e-9);
+        let _ = writeln!(
+            o,
+            "  stage {:<16} {:>8.2}s {:>5.1}%",
+            name,
+            d.as_secs_f64(),
+            pct
+        );
+    }
+    let _ = writeln!(
+        o,
+        "  tool calls ({}): start  duration  command",
+        calls.len()
+    );
+    let mut per: Vec<(String, Duration, usize)> = vec![];
+    for c in calls {
+        let mut cmd: String = c.command.chars().take(110).collect();
+        if cmd.len() < c.command.len() {
+            cmd.push('…');
+        }
+        let _ = writeln!(
+            o,
+            "    {:>8.2}s {:>8.2}s  {cmd}",
+            c.at.as_secs_f64(),
+            c.took.as_secs_f64()
+        );
+        let prog = program(&c.command);
+        match per.iter_mut().find(|(p, _, _)| *p == prog) {
+            Some(e) => {
+                e.1 += c.took;
+                e.2 += 1;
+            }
+            None => per.push((prog, c.took, 1)),
+        }
+    }
+    per.sort_by_key(|b| std::cmp::Reverse(b.1));
+    let _ = writeln!(o, "  per program:");
+    for (p, d, n) in per {
+        let _ = writeln!(o, "    {p:<20} {:>8.2}s  {n} call(s)", d.as_secs_f64());
+    }
+    o
+}
+
+/// The program a command line runs: past `setpriv ... --` and `env`, without its directory.
+fn program(command: &str) -> String {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let mut i = 0;
+    if words.first().is_some_and(|w| w.ends_with("setpriv")) {
+        i = words.iter().position(|w| *w == "--").map_or(0, |p| p + 1);
+    }
+    let w = words.get(i).copied().unwrap_or("");
+    w.rsplit('/').next().unwrap_or(w).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::ToolCall;
+
+    #[test]
+    fn report_lists_stages_calls_and_programs() {
+        let calls = vec![
+            ToolCall {
+                command: "setpriv --pdeathsig KILL -- mmdebstrap --mode=root noble".into(),
+                took: Duration::from_millis(2500),
+                at: Duration::from_millis(100),
+            },
+            ToolCall {
+                command: "/usr/bin/qemu-img convert -c".into(),
+                took: Duration::from_millis(500),
+                at: Duration::from_millis(2700),
+            },
+            ToolCall {
+                command: "qemu-img info x".into(),
+                took: Duration::from_millis(100),
+                at: Duration::from_millis(3300),
+            },
+        ];
+        let r = report(
+            &[("base".into(), Duration::from_secs(3))],
+            &calls,
+            Duration::from_secs(4),
+        );
+        assert!(r.contains("stage base"), "{r}");
+        assert!(r.contains("75.0%"), "{r}");
+        assert!(r.contains("0.10s     2.50s  setpriv"), "{r}");
+        assert!(
+            r.contains("mmdebstrap               2.50s  1 call(s)"),
+            "{r}"
+        );
+        assert!(
+            r.contains("qemu-img                 0.60s  2 call(s)"),
+            "{r}"
+        );
+    }
+}

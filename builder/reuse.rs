@@ -5,6 +5,7 @@
 use crate::cache::{Cache, KeyHasher};
 use crate::error::{Context, Error, Result};
 use crate::manifest::Manifest;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Files of an output directory that the cache keeps.
@@ -37,28 +38,40 @@ fn names(m: &Manifest) -> Vec<String> {
     v
 }
 
-/// On a hit, link the cached outputs into `dir` after checking each artifact's size and
-/// sha256 against the cached manifest; a damaged entry is an error naming it.
+/// On a hit, link the cached outputs into `dir` after checking each artifact: unchanged
+/// since it was stored (inode, size, mtime), else size and sha256 against the cached
+/// manifest; a damaged entry is an error naming it.
 pub fn reuse(cache: &Cache, key: &str, dir: &Path) -> Result<Option<Manifest>> {
     let Some(entry) = cache.lookup("image", key) else {
         return Ok(None);
     };
     let m = Manifest::read(&entry.join("manifest.json"))?;
-    // Every artifact is re-hashed (in parallel) before it is handed out again.
-    let ok: Vec<bool> = std::thread::scope(|sc| {
-        let hs: Vec<_> = m
-            .artifacts
+    // Files whose inode, size and mtime are those recorded when the entry was stored were
+    // not written since (an in-place edit of an output, which shares the inode, changes its
+    // mtime); anything else is re-hashed (in parallel) before it is handed out again.
+    let unchanged = read_stamps(&entry).is_some_and(|st| {
+        m.artifacts
             .iter()
-            .map(|a| {
-                let p = entry.join(&a.file);
-                sc.spawn(move || {
-                    let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(u64::MAX);
-                    len == a.bytes && crate::base::sha256_file(&p).is_ok_and(|h| h == a.sha256)
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap_or(false)).collect()
+            .all(|a| st.get(&a.file) == stamp(&entry.join(&a.file)).as_ref())
     });
+    let ok: Vec<bool> = if unchanged {
+        vec![true; m.artifacts.len()]
+    } else {
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = m
+                .artifacts
+                .iter()
+                .map(|a| {
+                    let p = entry.join(&a.file);
+                    sc.spawn(move || {
+                        let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(u64::MAX);
+                        len == a.bytes && crate::base::sha256_file(&p).is_ok_and(|h| h == a.sha256)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap_or(false)).collect()
+        })
+    };
     if let Some(i) = ok.iter().position(|o| !o) {
         return Err(Error::failed(format!(
             "cache entry {} is damaged ({} changed); remove it (or run `clawimg cache gc --keep 0`) and build again",
@@ -82,7 +95,54 @@ pub fn store(cache: &Cache, key: &str, dir: &Path, m: &Manifest) -> Result<()> {
                 link_or_copy(&dir.join(&n), &e.join(&n))?;
             }
         }
-        Ok(())
+        let stamps: BTreeMap<String, Stamp> = m
+            .artifacts
+            .iter()
+            .filter_map(|a| stamp(&e.join(&a.file)).map(|s| (a.file.clone(), s)))
+            .collect();
+        let json = serde_json::to_vec(&stamps).map_err(|e| Error::failed(e.to_string()))?;
+        std::fs::write(e.join(STAMPS), json).ctx(|| "write artifact stamps".into())
     })?;
     Ok(())
+}
+
+/// Inode, size and modification time (ns) of a file: unchanged means not written since.
+type Stamp = (u64, u64, i128);
+
+const STAMPS: &str = "stamps.json";
+
+fn stamp(p: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(p).ok()?;
+    Some((
+        md.ino(),
+        md.len(),
+        md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128,
+    ))
+}
+
+fn read_stamps(entry: &Path) -> Option<BTreeMap<String, Stamp>> {
+    serde_json::from_slice(&std::fs::read(entry.join(STAMPS)).ok()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stamp;
+
+    #[test]
+    fn in_place_write_through_an_output_link_changes_the_stamp() {
+        let t = tempfile::tempdir().unwrap();
+        let cached = t.path().join("a.raw");
+        let out = t.path().join("out.raw");
+        std::fs::write(&cached, b"image").unwrap();
+        let before = stamp(&cached).unwrap();
+        std::fs::hard_link(&cached, &out).unwrap();
+        assert_eq!(stamp(&cached), Some(before), "linking is not a change");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().write(true).open(&out).unwrap();
+        f.write_all(b"IMAGE").unwrap();
+        drop(f);
+        assert_ne!(stamp(&cached), Some(before), "an in-place edit must show");
+    }
 }
