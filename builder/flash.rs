@@ -202,19 +202,34 @@ pub fn ssh_cmd(dest: &str, port: Option<u16>) -> Command {
     c
 }
 
+/// Start `script` on `dest` through [`ssh_cmd`], stderr piped for error messages.
+pub fn ssh_spawn(
+    dest: &str,
+    port: Option<u16>,
+    script: &str,
+    stdin: Stdio,
+    stdout: Stdio,
+) -> Result<std::process::Child> {
+    ssh_cmd(dest, port)
+        .arg(script)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            Error::tool(format!(
+                "cannot run ssh: {e} (install package `openssh-client`)"
+            ))
+        })
+}
+
 fn ssh_run(dest: &str, port: Option<u16>, script: &str, stdin: Option<&[u8]>) -> Result<String> {
-    let mut c = ssh_cmd(dest, port);
-    c.arg(script).stdout(Stdio::piped()).stderr(Stdio::piped());
-    c.stdin(if stdin.is_some() {
+    let input = if stdin.is_some() {
         Stdio::piped()
     } else {
         Stdio::null()
-    });
-    let mut child = c.spawn().map_err(|e| {
-        Error::tool(format!(
-            "cannot run ssh: {e} (install package `openssh-client`)"
-        ))
-    })?;
+    };
+    let mut child = ssh_spawn(dest, port, script, input, Stdio::piped())?;
     if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
         w.write_all(data).ctx(|| "send to ssh".into())?;
     }
@@ -422,17 +437,7 @@ fn flash_ssh(
            dd of={path} bs=4096 seek=$off count=$cnt iflag=fullblock conv=notrunc,nocreat status=none; \
          done; }}; sync"
     );
-    let mut child = ssh_cmd(dest, port)
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            Error::tool(format!(
-                "cannot run ssh: {e} (install package `openssh-client`)"
-            ))
-        })?;
+    let mut child = ssh_spawn(dest, port, &script, Stdio::piped(), Stdio::null())?;
     let stdin = child
         .stdin
         .take()

@@ -593,17 +593,13 @@ pub fn verify(image: &Path, against: &str) -> Result<Report> {
     let refs: Vec<String> = images.iter().map(|(r, _)| r.clone()).collect();
     let body = script(&x, &refs);
     // The script goes on stdin; a user other than root runs it through sudo.
-    let mut child = crate::flash::ssh_cmd(&dest, port)
-        .arg(r#"if [ "$(id -u)" = 0 ]; then exec sh -s; else exec sudo -n sh -s; fi"#)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            Error::tool(format!(
-                "cannot run ssh: {e} (install package `openssh-client`)"
-            ))
-        })?;
+    let mut child = crate::flash::ssh_spawn(
+        &dest,
+        port,
+        r#"if [ "$(id -u)" = 0 ]; then exec sh -s; else exec sudo -n sh -s; fi"#,
+        Stdio::piped(),
+        Stdio::piped(),
+    )?;
     let mut stdin = child
         .stdin
         .take()

@@ -147,6 +147,17 @@ fn get_json(url: &str) -> serde_json::Value {
     serde_json::from_str(&body).unwrap()
 }
 
+/// GET `url` with a Keystone token; the JSON body.
+fn get_json_auth(url: &str, token: &str) -> serde_json::Value {
+    let body = ureq::get(url)
+        .set("X-Auth-Token", token)
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
 #[test]
 fn glance_upload_verified_and_idempotent() {
     let dir = scratch("upload-glance");
@@ -387,25 +398,11 @@ fn glance_behind_keystone_with_clouds_yaml_and_os_env() {
     assert!(o.status.success(), "{}", stderr(&o));
     let id = stdout(&o);
     // Read it back with a token: the image belongs to the scoped project.
-    let img: serde_json::Value = serde_json::from_str(
-        &ureq::get(&format!("{glance_url}/v2/images/{id}"))
-            .set("X-Auth-Token", &token)
-            .call()
-            .unwrap()
-            .into_string()
-            .unwrap(),
-    )
-    .unwrap();
+    let img: serde_json::Value = get_json_auth(&format!("{glance_url}/v2/images/{id}"), &token);
     assert_eq!(img["status"], "active");
     assert_eq!(img["clawimg_sha256"], sha256(&qcow2).as_str());
     assert_eq!(img["hw_firmware_type"], "bios");
-    let projects = ureq::get(&format!("{ks_url}/v3/projects?name=admin"))
-        .set("X-Auth-Token", &token)
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    let projects: serde_json::Value = serde_json::from_str(&projects).unwrap();
+    let projects = get_json_auth(&format!("{ks_url}/v3/projects?name=admin"), &token);
     assert_eq!(img["owner"], projects["projects"][0]["id"]);
 
     // The OS_* variables reach the same cloud; the image is found, not uploaded again.
@@ -431,15 +428,7 @@ fn glance_behind_keystone_with_clouds_yaml_and_os_env() {
     );
 
     // An application credential of that user (no password, its own project) works too.
-    let users: serde_json::Value = serde_json::from_str(
-        &ureq::get(&format!("{ks_url}/v3/users?name=admin"))
-            .set("X-Auth-Token", &token)
-            .call()
-            .unwrap()
-            .into_string()
-            .unwrap(),
-    )
-    .unwrap();
+    let users: serde_json::Value = get_json_auth(&format!("{ks_url}/v3/users?name=admin"), &token);
     let uid = users["users"][0]["id"].as_str().unwrap();
     let ac = post(
         &format!("{ks_url}/v3/users/{uid}/application_credentials"),
