@@ -234,42 +234,62 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         }
         st.done("miss");
     }
-    // Container images first: a bad pin fails before the long stages.
+    // Container images are pulled while the base stage runs (both mostly wait on the
+    // network); endpoints are checked first so a missing mirror fails before either starts.
     let blobs = BlobCache::open(&opts.cache_dir)?;
-    let fetched = if checked.images.is_empty() {
-        vec![]
+    let client = if checked.images.is_empty() {
+        None
     } else {
-        let st = progress.stage(
-            "images",
-            &format!("{} pinned container images", checked.images.len()),
-        );
-        let f = images::fetch(
-            &checked.images,
-            &blobs,
-            &images::client(&opts.registry_mirrors)?,
-            &progress,
+        let c = images::client(&opts.registry_mirrors)?;
+        c.check_endpoints(
+            checked
+                .images
+                .iter()
+                .filter(|i| !blobs.has(&i.digest))
+                .map(|i| &i.parsed),
         )?;
-        st.done(&format!("{} images in the cache", f.len()));
-        f
+        Some(c)
     };
-
-    // base
-    let st = progress.stage(
-        "base",
-        &format!(
-            "mmdebstrap {} ({} packages requested)",
-            p.base.suite,
-            p.base.packages.len()
-        ),
-    );
     let rootfs_path = work.0.join("rootfs");
-    let bo = base_stage::run(&bst, &cache, &rootfs_path)?;
+    let (fetched, bo) = std::thread::scope(|s| {
+        let pulls = client.as_ref().map(|c| {
+            let (blobs, progress, images) = (&blobs, &progress, &checked.images);
+            s.spawn(move || {
+                let st = progress.stage(
+                    "images",
+                    &format!("{} pinned container images", images.len()),
+                );
+                let f = images::fetch(images, blobs, c, progress)?;
+                st.done(&format!("{} images in the cache", f.len()));
+                Ok::<_, Error>(f)
+            })
+        });
+        let st = progress.stage(
+            "base",
+            &format!(
+                "mmdebstrap {} ({} packages requested)",
+                p.base.suite,
+                p.base.packages.len()
+            ),
+        );
+        let bo = base_stage::run(&bst, &cache, &rootfs_path);
+        if let Ok(b) = &bo {
+            st.done(&format!(
+                "{} packages installed{}",
+                b.rootfs.packages.len(),
+                if b.hit { " (cached)" } else { "" }
+            ));
+        }
+        // A bad pin is reported even when the base stage failed too.
+        let fetched = match pulls {
+            Some(h) => h
+                .join()
+                .map_err(|_| Error::failed("the image pull thread panicked"))??,
+            None => vec![],
+        };
+        Ok::<_, Error>((fetched, bo?))
+    })?;
     let base_out = bo.rootfs.clone();
-    st.done(&format!(
-        "{} packages installed{}",
-        base_out.packages.len(),
-        if bo.hit { " (cached)" } else { "" }
-    ));
 
     // customize + scrub
     let st = progress.stage("customize", "hostname, fstab, network, first-boot units");
