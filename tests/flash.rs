@@ -137,37 +137,25 @@ fn flash_with_secrets_seals_the_node_copy_only() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o644)).unwrap();
     let target = dir.join("node1.img");
+    let flash_node1 = || {
+        let mut c = clawimg();
+        c.arg("flash")
+            .arg(&raw)
+            .arg("--to")
+            .arg(&target)
+            .args(["--node", "node1", "--secrets"])
+            .arg(&secrets);
+        run(c)
+    };
     // A secrets file readable by others is refused before anything is written.
-    let mut c = clawimg();
-    c.arg("flash")
-        .arg(&raw)
-        .args([
-            "--to",
-            target.to_str().unwrap(),
-            "--node",
-            "node1",
-            "--secrets",
-        ])
-        .arg(&secrets);
-    let o = run(c);
+    let o = flash_node1();
     assert_eq!(o.status.code(), Some(2));
     assert!(
         !target.exists(),
         "nothing may be written before the secrets check passes"
     );
     std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut c = clawimg();
-    c.arg("flash")
-        .arg(&raw)
-        .args([
-            "--to",
-            target.to_str().unwrap(),
-            "--node",
-            "node1",
-            "--secrets",
-        ])
-        .arg(&secrets);
-    let o = run(c);
+    let o = flash_node1();
     assert!(o.status.success());
     let (soff, slen) = seed_range(img);
     let seed = std::fs::read(&target).unwrap()[soff as usize..(soff + slen) as usize].to_vec();
