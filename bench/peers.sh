@@ -9,7 +9,9 @@
 # Usage (as root, from the repository, after `bash bench/setup.sh`):
 #   bash bench/peers.sh [--runs N] [--tools clawimg,vmdb2,debos,dib] [--work DIR]
 #                       [--mirror URL] [--no-boot] [--phases cold,second,change]
-#                       [--table-only DIR]
+#                       [--table-only DIR] [--clawimg-bin PATH]
+# --clawimg-bin measures a given clawimg binary (e.g. an older build, for a before/after
+# comparison) instead of building the repository's.
 # Without --mirror every tool uses its own default archive (debootstrap's default for the
 # tools that need one spelled out); with it, all four use the same mirror.
 set -euo pipefail
@@ -21,6 +23,7 @@ mirror=${BENCH_MIRROR:-}
 boot=1
 phases=cold,second,change
 table_only=
+clawimg_bin=
 while [ $# -gt 0 ]; do
   case "$1" in
   --runs) runs=$2; shift 2 ;;
@@ -30,6 +33,7 @@ while [ $# -gt 0 ]; do
   --no-boot) boot=0; shift ;;
   --phases) phases=$2; shift 2 ;;
   --table-only) table_only=$2; shift 2 ;;
+  --clawimg-bin) clawimg_bin=$(realpath "$2"); shift 2 ;;
   *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -55,13 +59,16 @@ peer_mirror=${mirror:-$default_mirror}
 pkgs_comma=$(grep -v '^#' "$repo/bench/recipes/packages.txt" | paste -sd,)
 
 # The clawimg binary is copied so that rebuilding target/ during a long run changes nothing.
-(cd "$repo" && cargo build --release -q)
-cp "$repo/target/release/clawimg" "$run_dir/clawimg-bin"
+if [ -z "$clawimg_bin" ]; then
+  (cd "$repo" && cargo build --release -q)
+  clawimg_bin=$repo/target/release/clawimg
+fi
+cp "$clawimg_bin" "$run_dir/clawimg-bin"
 
 {
   echo "date	$(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "machine	$(nproc) vCPUs, $(free -g | awk '/Mem:/ {print $2}') GiB RAM, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(. /etc/os-release; echo "$PRETTY_NAME"), Linux $(uname -r)"
-  echo "clawimg	$("$run_dir/clawimg-bin" --version | awk '{print $2}') ($(git -C "$repo" rev-parse --short HEAD))"
+  echo "clawimg	$("$run_dir/clawimg-bin" --version | awk '{print $2}') ($([ "$clawimg_bin" = "$repo/target/release/clawimg" ] && git -C "$repo" rev-parse --short HEAD || echo "binary $clawimg_bin"))"
   echo "vmdb2	$(dpkg-query -W -f='${Version}' vmdb2)"
   echo "debos	$(dpkg-query -W -f='${Version}' debos)"
   echo "dib	$("$venv/bin/pip" show diskimage-builder 2>/dev/null | awk '/^Version/ {print $2}')"

@@ -98,7 +98,12 @@ impl Rules {
             r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----\r?\n(?:[A-Za-z0-9-]+:[^\n]*\r?\n|\r?\n){0,4}[A-Za-z0-9+/=]{40,}",
         )
         .expect("private key regex");
-        let tokens = RegexSet::new(TOKEN_RULES.iter().map(|(r, _)| *r)).expect("token regexes");
+        // ASCII word boundaries: a Unicode `\b` sends every binary file (non-ASCII bytes)
+        // to the slow NFA engine; the token shapes are ASCII anyway.
+        let tokens = regex::bytes::RegexSetBuilder::new(TOKEN_RULES.iter().map(|(r, _)| *r))
+            .unicode(false)
+            .build()
+            .expect("token regexes");
         let env_hex =
             Regex::new(r#"(?m)^[ \t]*(?:export[ \t]+)?[A-Za-z_][A-Za-z0-9_]*=["']?[0-9a-fA-F]{64}["']?[ \t]*\r?$"#).expect("env regex");
         // Values shorter than 8 bytes would match by accident everywhere.
@@ -201,28 +206,33 @@ fn package_md5sums(fs: &Ext4) -> std::collections::HashMap<String, String> {
     map
 }
 
-/// Audit the root filesystem of a raw disk image.
-pub fn audit_image(raw: &Path, secrets: Option<&SecretsFile>) -> Result<Report> {
-    let root = crate::seed::find_partition(raw, ROOT_TYPE)?;
+/// Open the root ext4 filesystem inside a raw disk image (one reader per thread: the
+/// reader is not `Send`).
+fn open_root(raw: &Path, offset: u64) -> Result<Ext4> {
     let file =
         std::fs::File::open(raw).map_err(|e| Error::config(format!("{}: {e}", raw.display())))?;
-    let fs = Ext4::load(Box::new(Range {
-        file,
-        offset: root.extent.offset(),
-    }))
-    .map_err(|e| {
+    Ext4::load(Box::new(Range { file, offset })).map_err(|e| {
         Error::failed(format!(
             "{}: cannot read the root ext4 filesystem: {e}",
             raw.display()
         ))
-    })?;
-    let rules = Rules::new(secrets);
-    let shipped = package_md5sums(&fs);
+    })
+}
+
+fn ext_err(p: &ExtPath, e: ext4_view::Ext4Error) -> Error {
+    Error::failed(format!("audit: {}: {e}", p.display()))
+}
+
+/// Audit the root filesystem of a raw disk image: one walk for the rules that need only
+/// paths, then the contents of the regular files, split over the cores.
+pub fn audit_image(raw: &Path, secrets: Option<&SecretsFile>) -> Result<Report> {
+    let root = crate::seed::find_partition(raw, ROOT_TYPE)?;
+    let offset = root.extent.offset();
+    let fs = open_root(raw, offset)?;
     let mut report = Report::default();
+    // Regular files whose contents are scanned.
+    let mut files: Vec<(ExtPath, String)> = vec![];
     let mut stack = vec![ExtPath::new("/")];
-    let ext_err = |p: &ExtPath, e: ext4_view::Ext4Error| {
-        Error::failed(format!("audit: {}: {e}", p.display()))
-    };
     while let Some(dir) = stack.pop() {
         for ent in fs.read_dir(&dir).map_err(|e| ext_err(&dir, e))? {
             let ent = ent.map_err(|e| ext_err(&dir, e))?;
@@ -259,58 +269,114 @@ pub fn audit_image(raw: &Path, secrets: Option<&SecretsFile>) -> Result<Report> 
             if let Some(what) = node_state(&ps, md.len()) {
                 add("node-state", what);
             }
-            if md.len() == 0 || md.len() > MAX_SCAN {
-                continue;
-            }
-            let data = fs.read(&p).map_err(|e| ext_err(&p, e))?;
-            report.files_scanned += 1;
-            if (ps == "/etc/machine-id" || ps == "/var/lib/dbus/machine-id")
-                && !data.trim_ascii().is_empty()
-            {
-                add(
-                    "machine-id",
-                    "non-empty machine-id (must be empty: systemd makes one per node)",
-                );
-            }
-            // A file exactly as its Ubuntu package ships it is public (e.g. a TLS library's
-            // built-in test key); shape rules only judge what the build made or changed.
-            let from_package = shipped
-                .get(ps.as_str())
-                .is_some_and(|sum| *sum == hex::encode(md5::Md5::digest(&data)));
-            if !from_package && rules.private_key.is_match(&data) {
-                add("private-key", "PEM/OpenSSH private key block");
-            }
-            if !from_package {
-                for i in rules.tokens.matches(&data).iter() {
-                    add("token-shape", TOKEN_RULES[i].1);
-                }
-            }
-            if is_env_file(&ps) && rules.env_hex.is_match(&data) {
-                add("env-hex-token", "64-hex-digit value in an env file");
-            }
-            if let Some((re, vals)) = &rules.values {
-                if let Some(m) = re.find(&data) {
-                    let slot = vals
-                        .iter()
-                        .find(|(_, v)| v.as_slice() == m.as_bytes())
-                        .map(|(k, _)| k.as_str())
-                        .unwrap_or("?");
-                    let whole = data.trim_ascii() == m.as_bytes();
-                    add(
-                        "secret-value",
-                        &format!(
-                            "{} the value of slot `{slot}` from --secrets",
-                            if whole { "equals" } else { "contains" }
-                        ),
-                    );
-                }
+            if md.len() > 0 && md.len() <= MAX_SCAN {
+                files.push((p, ps));
             }
         }
     }
+    drop(fs);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let rules = Rules::new(secrets);
+    let scanned: Vec<Result<Vec<Finding>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (files, rules) = (&files, &rules);
+                s.spawn(move || {
+                    let fs = open_root(raw, offset)?;
+                    let shipped = std::cell::OnceCell::new();
+                    let mut found = vec![];
+                    for (p, ps) in files.iter().skip(t).step_by(threads) {
+                        scan_file(&fs, p, ps, rules, &shipped, &mut found)?;
+                    }
+                    Ok(found)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::failed("an audit thread panicked")))
+            })
+            .collect()
+    });
+    for r in scanned {
+        report.findings.extend(r?);
+    }
+    report.files_scanned = files.len() as u64;
     report
         .findings
         .sort_by(|a, b| (&a.path, a.rule).cmp(&(&b.path, b.rule)));
     Ok(report)
+}
+
+/// The content rules on one regular file.
+fn scan_file(
+    fs: &Ext4,
+    p: &ExtPath,
+    ps: &str,
+    rules: &Rules,
+    shipped: &std::cell::OnceCell<std::collections::HashMap<String, String>>,
+    found: &mut Vec<Finding>,
+) -> Result<()> {
+    let data = fs.read(p).map_err(|e| ext_err(p, e))?;
+    let mut add = |rule: &'static str, what: &str| {
+        found.push(Finding {
+            path: ps.to_string(),
+            rule,
+            what: what.to_string(),
+        })
+    };
+    if (ps == "/etc/machine-id" || ps == "/var/lib/dbus/machine-id")
+        && !data.trim_ascii().is_empty()
+    {
+        add(
+            "machine-id",
+            "non-empty machine-id (must be empty: systemd makes one per node)",
+        );
+    }
+    // A file exactly as its Ubuntu package ships it is public (e.g. a TLS library's
+    // built-in test key); shape rules only judge what the build made or changed. The md5
+    // is taken only for a file a shape rule matched (almost none).
+    let key = rules.private_key.is_match(&data);
+    let tokens = rules.tokens.matches(&data);
+    let from_package = (key || tokens.matched_any())
+        && shipped
+            .get_or_init(|| package_md5sums(fs))
+            .get(ps)
+            .is_some_and(|sum| *sum == hex::encode(md5::Md5::digest(&data)));
+    if !from_package && key {
+        add("private-key", "PEM/OpenSSH private key block");
+    }
+    if !from_package {
+        for i in tokens.iter() {
+            add("token-shape", TOKEN_RULES[i].1);
+        }
+    }
+    if is_env_file(ps) && rules.env_hex.is_match(&data) {
+        add("env-hex-token", "64-hex-digit value in an env file");
+    }
+    if let Some((re, vals)) = &rules.values {
+        if let Some(m) = re.find(&data) {
+            let slot = vals
+                .iter()
+                .find(|(_, v)| v.as_slice() == m.as_bytes())
+                .map(|(k, _)| k.as_str())
+                .unwrap_or("?");
+            let whole = data.trim_ascii() == m.as_bytes();
+            add(
+                "secret-value",
+                &format!(
+                    "{} the value of slot `{slot}` from --secrets",
+                    if whole { "equals" } else { "contains" }
+                ),
+            );
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -52,6 +52,18 @@ pub fn calls() -> Vec<ToolCall> {
     CALLS.lock().map(|c| c.clone()).unwrap_or_default()
 }
 
+/// Record an in-process step that stands where a tool call would (for `--timings`).
+pub fn record(command: String, start: Instant) {
+    let at = start.saturating_duration_since(epoch());
+    if let Ok(mut c) = CALLS.lock() {
+        c.push(ToolCall {
+            command,
+            took: start.elapsed(),
+            at,
+        });
+    }
+}
+
 /// Run a command, capturing its output; on failure the error carries the tail of stderr.
 pub fn run(cmd: Cmd<'_>) -> Result<String> {
     let shown = cmd.to_string();

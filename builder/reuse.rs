@@ -6,7 +6,7 @@ use crate::cache::{Cache, KeyHasher};
 use crate::error::{Context, Error, Result};
 use crate::manifest::Manifest;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Files of an output directory that the cache keeps.
 pub const FILES: &[&str] = &["manifest.json", "SHA256SUMS", crate::repro::FILE_LIST];
@@ -104,6 +104,49 @@ pub fn store(cache: &Cache, key: &str, dir: &Path, m: &Manifest) -> Result<()> {
         std::fs::write(e.join(STAMPS), json).ctx(|| "write artifact stamps".into())
     })?;
     Ok(())
+}
+
+fn pointer(cache: &Cache, name: &str) -> PathBuf {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    cache.root().join("previous").join(safe)
+}
+
+/// Note that the image entry `key` is the latest build of profile `name` (best effort: a
+/// lost note only means the next build compresses every cluster).
+pub fn remember(cache: &Cache, name: &str, key: &str) {
+    let p = pointer(cache, name);
+    if let Some(d) = p.parent() {
+        let _ = std::fs::create_dir_all(d);
+    }
+    let tmp = p.with_extension(format!("tmp-{}", std::process::id()));
+    if std::fs::write(&tmp, key).is_ok() && std::fs::rename(&tmp, &p).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+/// The raw and qcow2 images of the latest build of profile `name`, if its cache entry is
+/// still there and neither file was written since it was stored (the qcow2 writer takes
+/// unchanged clusters' compressed bytes from them).
+pub fn previous(cache: &Cache, name: &str) -> Option<(PathBuf, PathBuf)> {
+    let key = std::fs::read_to_string(pointer(cache, name)).ok()?;
+    let entry = cache.lookup("image", key.trim())?;
+    let m = Manifest::read(&entry.join("manifest.json")).ok()?;
+    let stamps = read_stamps(&entry)?;
+    let file = |ext: &str| {
+        let a = m.artifacts.iter().find(|a| a.file.ends_with(ext))?;
+        let p = entry.join(&a.file);
+        (stamps.get(&a.file) == stamp(&p).as_ref()).then_some(p)
+    };
+    Some((file(".raw")?, file(".qcow2")?))
 }
 
 /// Inode, size and modification time (ns) of a file: unchanged means not written since.

@@ -1,6 +1,10 @@
 //! A rooted handle on the image tree: every access resolves inside the root, so a symlink
 //! in the image (`/etc/resolv.conf -> ../run/...`, or a hostile absolute link) can never
 //! make the builder read or write the host.
+//!
+//! The tree starts as hard links to the stage cache's base tree (no data is copied), so
+//! nothing here changes a file in place: writes replace the entry with a new inode, and
+//! `chmod`/`chown` first give a shared file an inode of its own (copy-up).
 
 use crate::error::{Error, Result};
 use cap_std::ambient_authority;
@@ -244,9 +248,82 @@ impl Rootfs {
         Ok((d, name))
     }
 
+    /// Before the metadata of `name` (in `d`) changes in place: if its inode is shared
+    /// with another tree (the stage cache), replace the entry with a copy of its own —
+    /// same bytes, owner, mode, times and extended attributes.
+    fn own_inode(&self, d: &Dir, name: &str, p: &str) -> Result<()> {
+        use rustix::fs::{AtFlags, FileType, Mode, Timestamps};
+        let st = rustix::fs::statat(d, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| self.err("stat", p, e.into()))?;
+        if st.st_nlink < 2 {
+            return Ok(());
+        }
+        let times = Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: st.st_atime as _,
+                tv_nsec: st.st_atime_nsec as _,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: st.st_mtime as _,
+                tv_nsec: st.st_mtime_nsec as _,
+            },
+        };
+        let (uid, gid) = (
+            Some(rustix::fs::Uid::from_raw(st.st_uid)),
+            Some(rustix::fs::Gid::from_raw(st.st_gid)),
+        );
+        let tmp = format!(".{name}.clawimg-own");
+        let _ = d.remove_file(&tmp);
+        let ioe = |what: &str, e: rustix::io::Errno| self.err(what, p, e.into());
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::Symlink => {
+                let target = d
+                    .read_link_contents(name)
+                    .map_err(|e| self.err("readlink", p, e))?;
+                d.symlink_contents(&target, &tmp)
+                    .map_err(|e| self.err("symlink", p, e))?;
+                rustix::fs::chownat(d, tmp.as_str(), uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| ioe("chown", e))?;
+                rustix::fs::utimensat(d, tmp.as_str(), &times, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| ioe("set times of", e))?;
+            }
+            FileType::RegularFile => {
+                let mut src = d.open(name).map_err(|e| self.err("open", p, e))?;
+                let mut dst = d
+                    .open_with(&tmp, OpenOptions::new().write(true).create_new(true))
+                    .map_err(|e| self.err("copy", p, e))?;
+                std::io::copy(&mut src, &mut dst).map_err(|e| self.err("copy", p, e))?;
+                rustix::fs::fchown(&dst, uid, gid).map_err(|e| ioe("chown", e))?;
+                // After chown, which clears set-id bits.
+                rustix::fs::fchmod(&dst, Mode::from_raw_mode(st.st_mode & 0o7777))
+                    .map_err(|e| ioe("chmod", e))?;
+                let mut names = vec![0u8; 64 << 10];
+                let n = rustix::fs::flistxattr(&src, &mut names[..]).map_err(|e| ioe("list xattrs of", e))?;
+                for key in names[..n].split(|b| *b == 0).filter(|k| !k.is_empty()) {
+                    let key = std::ffi::CString::new(key).unwrap_or_default();
+                    let mut val = vec![0u8; 64 << 10];
+                    let m = rustix::fs::fgetxattr(&src, key.as_c_str(), &mut val[..])
+                        .map_err(|e| ioe("read xattr of", e))?;
+                    rustix::fs::fsetxattr(&dst, key.as_c_str(), &val[..m], rustix::fs::XattrFlags::CREATE)
+                        .map_err(|e| ioe("set xattr of", e))?;
+                }
+                rustix::fs::futimens(&dst, &times).map_err(|e| ioe("set times of", e))?;
+            }
+            _ => {
+                return Err(Error::failed(format!(
+                    "rootfs: /{} is a special file shared with the stage cache; its metadata cannot change",
+                    rel(p)
+                )))
+            }
+        }
+        d.rename(&tmp, d, name)
+            .map_err(|e| self.err("replace", p, e))
+    }
+
     /// Set owner and group of `p` (a final symlink itself is changed, never its target).
     pub fn chown(&self, p: &str, uid: u32, gid: u32) -> Result<()> {
         let (d, name) = self.parent_of(p)?;
+        self.own_inode(&d, &name, p)?;
         let (u, g) = (
             rustix::fs::Uid::from_raw(uid),
             rustix::fs::Gid::from_raw(gid),
@@ -274,6 +351,7 @@ impl Rootfs {
                 rel(p)
             )));
         }
+        self.own_inode(&d, &name, p)?;
         rustix::fs::chmodat(
             &d,
             name.as_str(),
@@ -325,5 +403,78 @@ mod tests {
         // A directory symlink pointing outside cannot be traversed.
         assert!(r.write("/evildir/x", b"image", 0o644).is_err());
         assert!(!outside.path().join("x").exists());
+    }
+
+    #[test]
+    fn chmod_and_chown_never_reach_a_hard_linked_original() {
+        use std::os::unix::fs::MetadataExt;
+        let cache = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let (c, w) = (cache.path(), work.path().join("tree"));
+        std::fs::create_dir(c.join("etc")).unwrap();
+        std::fs::write(c.join("etc/a"), "shared bytes").unwrap();
+        std::fs::set_permissions(
+            c.join("etc/a"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o640),
+        )
+        .unwrap();
+        rustix::fs::setxattr(
+            c.join("etc/a"),
+            "user.clawimg",
+            b"kept",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .ok();
+        std::os::unix::fs::symlink("a", c.join("etc/l")).unwrap();
+        let out = std::process::Command::new("cp")
+            .arg("-al")
+            .arg(c)
+            .arg(&w)
+            .status()
+            .unwrap();
+        assert!(out.success());
+        let before = std::fs::metadata(c.join("etc/a")).unwrap();
+        let r = Rootfs::open(&w).unwrap();
+        r.chmod("/etc/a", 0o600).unwrap();
+        r.chown("/etc/a", 1234, 1234).unwrap();
+        r.chown("/etc/l", 1234, 1234).unwrap();
+        let orig = std::fs::metadata(c.join("etc/a")).unwrap();
+        assert_eq!(
+            orig.mode() & 0o7777,
+            0o640,
+            "the cached file's mode is untouched"
+        );
+        assert_eq!((orig.uid(), orig.ino()), (before.uid(), before.ino()));
+        assert_eq!(
+            std::fs::symlink_metadata(c.join("etc/l")).unwrap().uid(),
+            before.uid()
+        );
+        let new = std::fs::metadata(w.join("etc/a")).unwrap();
+        assert_ne!(new.ino(), orig.ino());
+        assert_eq!(
+            (new.mode() & 0o7777, new.uid(), new.gid()),
+            (0o600, 1234, 1234)
+        );
+        assert_eq!(
+            new.mtime(),
+            orig.mtime(),
+            "the copy keeps the modification time"
+        );
+        assert_eq!(std::fs::read(w.join("etc/a")).unwrap(), b"shared bytes");
+        if rustix::fs::getxattr(c.join("etc/a"), "user.clawimg", &mut [0u8; 16][..]).is_ok() {
+            let mut v = [0u8; 16];
+            let n = rustix::fs::getxattr(w.join("etc/a"), "user.clawimg", &mut v[..]).unwrap();
+            assert_eq!(&v[..n], b"kept");
+        }
+        assert_eq!(std::fs::read_link(w.join("etc/l")).unwrap(), Path::new("a"));
+        assert_eq!(
+            std::fs::symlink_metadata(w.join("etc/l")).unwrap().uid(),
+            1234
+        );
+        // A file only the work tree has is changed in place (no copy needed).
+        r.write("/etc/own", b"x", 0o644).unwrap();
+        let ino = std::fs::metadata(w.join("etc/own")).unwrap().ino();
+        r.chmod("/etc/own", 0o600).unwrap();
+        assert_eq!(std::fs::metadata(w.join("etc/own")).unwrap().ino(), ino);
     }
 }
