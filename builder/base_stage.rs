@@ -188,7 +188,7 @@ fn unsafe_io_hooks() -> Vec<String> {
     ]
 }
 
-/// Run (or reuse) the base stage and put a private copy of the tree at `target`.
+/// Run (or reuse) the base stage and put the tree at `target` (hard links into the cache).
 pub fn run(st: &BaseStage<'_>, cache: &Cache, target: &Path) -> Result<BaseOutcome> {
     let key = key(st);
     let (entry, hit) =

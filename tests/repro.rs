@@ -4,6 +4,9 @@
 //!   again during assembly, then run to completion;
 //! - A and B must have the same raw and qcow2 sha256 and the same manifest; e2fsck -fn is
 //!   clean; `clawimg diff` says identical;
+//! - builds D and E: one input changed, on A's cache (the qcow2 reuses A's compressed
+//!   clusters) and on B's with no previous build noted (every cluster compressed): same
+//!   bytes, `qemu-img check` clean, the qcow2 reads back as the raw image;
 //! - build C: A's cache with every stage entry removed (only the .deb store kept), without
 //!   network (own network namespace): the lock is served from cached .debs, same digests.
 
@@ -221,6 +224,63 @@ fn reproducible_locked_offline_and_crash_safe() {
         o.status.success() && String::from_utf8_lossy(&o.stdout).contains("identical"),
         "clawimg diff reports a difference"
     );
+
+    // D: one input changed, built on A's cache: the qcow2 takes the unchanged clusters'
+    // compressed bytes from A's image. E: the same inputs on B's cache with its note of
+    // the last build removed, so every cluster is compressed afresh. Same bytes.
+    let changed = |dir: &Path, tz: &str| {
+        let mut c = clawimg_in(dir, tz);
+        c.args([
+            "-q",
+            "build",
+            "test",
+            "--timings",
+            "--var",
+            "repro_probe=changed",
+        ])
+        .arg("--out")
+        .arg(dir.join("out-changed"))
+        .arg("--cache-dir")
+        .arg(dir.join("cache"));
+        let o = run(c);
+        assert!(o.status.success(), "build with a changed input failed");
+        let timings =
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        let line = timings
+            .lines()
+            .find(|l| l.contains("qcow2 zstd"))
+            .unwrap_or_else(|| panic!("no qcow2 line in --timings:\n{timings}"))
+            .to_string();
+        let sums = std::fs::read_to_string(dir.join("out-changed/test/SHA256SUMS")).unwrap();
+        (line, sums)
+    };
+    let (line_d, sums_d) = changed(&a, "UTC");
+    std::fs::remove_dir_all(b.join("cache/previous")).expect("B noted its last build");
+    let (line_e, sums_e) = changed(&b, "Asia/Tokyo");
+    assert!(!line_d.contains(" 0 reused"), "D reused nothing: {line_d}");
+    assert!(
+        line_e.contains(" 0 reused"),
+        "E had nothing to reuse: {line_e}"
+    );
+    assert_ne!(sums_d, sums(&a), "the changed input changed nothing");
+    assert_eq!(
+        sums_d, sums_e,
+        "reusing compressed clusters changed the image bytes"
+    );
+    let qcow = a.join("out-changed/test/test.qcow2");
+    let check = Command::new("qemu-img")
+        .arg("check")
+        .arg(&qcow)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "qemu-img check: {check:?}");
+    let cmp = Command::new("qemu-img")
+        .args(["compare", "-q", "-f", "raw", "-F", "qcow2"])
+        .arg(a.join("out-changed/test/test.raw"))
+        .arg(&qcow)
+        .output()
+        .unwrap();
+    assert!(cmp.status.success(), "qcow2 and raw differ: {cmp:?}");
 
     // C: only A's .deb store, no network at all.
     let mut c = clawimg_in(&a, "UTC");
