@@ -255,7 +255,9 @@ impl Rootfs {
         use rustix::fs::{AtFlags, FileType, Mode, Timestamps};
         let st = rustix::fs::statat(d, name, AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| self.err("stat", p, e.into()))?;
-        if st.st_nlink < 2 {
+        // Directories are never shared (the link farm makes new ones), and count their
+        // own links (`.`, subdirectories' `..`).
+        if st.st_nlink < 2 || FileType::from_raw_mode(st.st_mode) == FileType::Directory {
             return Ok(());
         }
         let times = Timestamps {
@@ -470,6 +472,17 @@ mod tests {
         assert_eq!(
             std::fs::symlink_metadata(w.join("etc/l")).unwrap().uid(),
             1234
+        );
+        // A directory (nlink > 1 by nature) is changed in place.
+        std::fs::create_dir(w.join("etc/d")).unwrap();
+        std::fs::create_dir(w.join("etc/d/sub")).unwrap();
+        let dino = std::fs::metadata(w.join("etc/d")).unwrap().ino();
+        r.chmod("/etc/d", 0o700).unwrap();
+        r.chown("/etc/d", 1234, 1234).unwrap();
+        assert_eq!(std::fs::metadata(w.join("etc/d")).unwrap().ino(), dino);
+        assert_eq!(
+            std::fs::metadata(w.join("etc/d")).unwrap().mode() & 0o7777,
+            0o700
         );
         // A file only the work tree has is changed in place (no copy needed).
         r.write("/etc/own", b"x", 0o644).unwrap();

@@ -66,14 +66,33 @@ pub fn which(name: &str) -> Option<std::path::PathBuf> {
     found
 }
 
-/// First line of a tool's version output (best effort).
+/// First line of a tool's version output (best effort). Asked once per process and tool:
+/// the check, the base key and the image key all want it, and `mmdebstrap --version`
+/// starts Perl.
 pub fn version(tool: &Tool) -> String {
+    static SEEN: std::sync::Mutex<Vec<(std::path::PathBuf, String)>> =
+        std::sync::Mutex::new(Vec::new());
     let Some(arg) = tool.version_arg else {
         return String::new();
     };
     let Some(path) = which(tool.name) else {
         return String::new();
     };
+    if let Some((_, v)) = SEEN
+        .lock()
+        .ok()
+        .and_then(|s| s.iter().find(|(p, _)| *p == path).cloned())
+    {
+        return v;
+    }
+    let v = ask_version(&path, arg);
+    if let Ok(mut s) = SEEN.lock() {
+        s.push((path, v.clone()));
+    }
+    v
+}
+
+fn ask_version(path: &Path, arg: &str) -> String {
     match Command::new(path).arg(arg).output() {
         Ok(o) => {
             let text = format!(

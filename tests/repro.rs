@@ -248,7 +248,7 @@ fn reproducible_locked_offline_and_crash_safe() {
             String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
         let line = timings
             .lines()
-            .find(|l| l.contains("qcow2 zstd"))
+            .find(|l| l.contains("clawimg:qcow2"))
             .unwrap_or_else(|| panic!("no qcow2 line in --timings:\n{timings}"))
             .to_string();
         let sums = std::fs::read_to_string(dir.join("out-changed/test/SHA256SUMS")).unwrap();
