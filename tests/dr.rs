@@ -5,8 +5,8 @@
 //! reported, and only that one. Flashes that must fail do so before writing a byte.
 
 mod common;
-use clawimg::harness::throwaway_key;
-use clawimg::qemu::{Accel, DiskBus, Firmware, Vm, VmSpec};
+use clawimg::ops::test::harness::throwaway_key;
+use clawimg::ops::test::qemu::{Accel, DiskBus, Firmware, Vm, VmSpec};
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -4,11 +4,12 @@
 //! enablement compared symlink by symlink with `systemctl --root=DIR enable`.
 
 mod common;
-use clawimg::overlay;
+use clawimg::build::overlays;
+use clawimg::build::units;
+use clawimg::image::provenance::Provenance;
 use clawimg::profile;
-use clawimg::provenance::Provenance;
-use clawimg::rootfs::Rootfs;
-use clawimg::{units, unitset};
+use clawimg::support::rootfs::Rootfs;
+use clawimg::support::systemd;
 use common::*;
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -70,13 +71,13 @@ fn templates_render_vars_and_computed_values() {
         &d.join("overlays/one/etc/plain.txt"),
         "{{ not rendered }}\n",
     );
-    let ovs = overlay::load(&load(&d)).unwrap();
+    let ovs = overlays::load(&load(&d)).unwrap();
     let e = ovs[0]
         .entries
         .iter()
         .find(|e| e.path == "/etc/app.conf")
         .expect("suffix dropped");
-    let overlay::Kind::File { data, .. } = &e.kind else {
+    let overlays::Kind::File { data, .. } = &e.kind else {
         panic!()
     };
     let text = String::from_utf8(data.clone()).unwrap();
@@ -90,18 +91,18 @@ fn templates_render_vars_and_computed_values() {
         .find(|e| e.path == "/etc/plain.txt")
         .unwrap();
     assert!(
-        matches!(&plain.kind, overlay::Kind::File { data, .. } if data == b"{{ not rendered }}\n")
+        matches!(&plain.kind, overlays::Kind::File { data, .. } if data == b"{{ not rendered }}\n")
     );
     // --var reaches templates too.
     let l = profile::load("p", &d.join("profiles"), &["port=2022".into()]).unwrap();
-    let ovs = overlay::load(&l).unwrap();
+    let ovs = overlays::load(&l).unwrap();
     let e = ovs[0]
         .entries
         .iter()
         .find(|e| e.path == "/etc/app.conf")
         .unwrap();
     assert!(
-        matches!(&e.kind, overlay::Kind::File { data, .. } if String::from_utf8_lossy(data).starts_with("port=2022\n"))
+        matches!(&e.kind, overlays::Kind::File { data, .. } if String::from_utf8_lossy(data).starts_with("port=2022\n"))
     );
 }
 
@@ -120,13 +121,13 @@ fn catalog_images_reach_templates_and_cannot_be_shadowed() {
         &d.join("overlays/one/etc/app.conf.tera"),
         "image={{ images.app }}\ndigest={{ image_digests.app }}\n",
     );
-    let ovs = overlay::load(&load(&d)).unwrap();
+    let ovs = overlays::load(&load(&d)).unwrap();
     let e = ovs[0]
         .entries
         .iter()
         .find(|e| e.path == "/etc/app.conf")
         .unwrap();
-    let overlay::Kind::File { data, .. } = &e.kind else {
+    let overlays::Kind::File { data, .. } = &e.kind else {
         panic!()
     };
     assert_eq!(
@@ -137,7 +138,7 @@ fn catalog_images_reach_templates_and_cannot_be_shadowed() {
         &d.join("profiles/p.toml"),
         &format!("{profile}[vars.images]\napp = \"clawimg.test/other@{DIGEST}\"\n"),
     );
-    let e = overlay::load(&load(&d)).unwrap_err();
+    let e = overlays::load(&load(&d)).unwrap_err();
     assert!(
         e.message.contains("vars.images.app") && e.message.contains("catalog"),
         "{e}"
@@ -199,11 +200,11 @@ fn metadata_sets_owner_group_mode_from_the_images_accounts() {
         &o.join("overlay.toml"),
         "[[path]]\nglob = \"/opt/app\"\nowner = \"clawsvc\"\ngroup = \"clawgrp\"\nmode = \"0750\"\n\n[[path]]\nglob = \"/opt/app/*.{yml,conf}\"\ngroup = \"clawgrp\"\nmode = \"0640\"\n\n[[path]]\nglob = \"/opt/app/secret.conf\"\nowner = \"clawsvc\"\nmode = \"0600\"\n",
     );
-    let ovs = overlay::load(&load(&d)).unwrap();
+    let ovs = overlays::load(&load(&d)).unwrap();
     let r = fake_rootfs("meta-root");
     let root = Rootfs::open(&r).unwrap();
     let mut prov = Provenance::default();
-    let applied = overlay::apply(&root, &ovs, &mut prov).unwrap();
+    let applied = overlays::apply(&root, &ovs, &mut prov).unwrap();
     let st = |p: &str| {
         let m = std::fs::symlink_metadata(r.join(p)).unwrap();
         (m.uid(), m.gid(), m.permissions().mode() & 0o7777)
@@ -243,8 +244,8 @@ fn metadata_sets_owner_group_mode_from_the_images_accounts() {
         &o.join("overlay.toml"),
         "[[path]]\nglob = \"/opt/app/readme\"\nowner = \"nosuchuser\"\n",
     );
-    let ovs = overlay::load(&load(&d)).unwrap();
-    let e = overlay::apply(
+    let ovs = overlays::load(&load(&d)).unwrap();
+    let e = overlays::apply(
         &Rootfs::open(&fake_rootfs("meta-root2")).unwrap(),
         &ovs,
         &mut prov,
@@ -256,7 +257,7 @@ fn metadata_sets_owner_group_mode_from_the_images_accounts() {
     );
     // A rule that matches nothing and a bad mode are errors with a location.
     write(&o.join("overlay.toml"), "[[path]]\nglob = \"/opt/app/readme\"\n\n[[path]]\nglob = \"/opt/nothing\"\nmode = \"0644\"\n");
-    let e = overlay::load(&load(&d)).unwrap_err();
+    let e = overlays::load(&load(&d)).unwrap_err();
     assert!(
         e.message.contains("overlay.toml:4:1: key `path[1].glob`"),
         "{e}"
@@ -265,7 +266,7 @@ fn metadata_sets_owner_group_mode_from_the_images_accounts() {
         &o.join("overlay.toml"),
         "[[path]]\nglob = \"/opt/app/readme\"\nmode = \"rw-r--r--\"\n",
     );
-    let e = overlay::load(&load(&d)).unwrap_err();
+    let e = overlays::load(&load(&d)).unwrap_err();
     assert!(e.message.contains("path[0].mode"), "{e}");
 }
 
@@ -279,11 +280,11 @@ fn later_overlays_override_earlier_and_provenance_says_which() {
     write(&d.join("overlays/one/etc/only-one"), "1\n");
     write(&d.join("overlays/two/etc/motd.tera"), "two {{ name }}\n");
     let l = load(&d);
-    let ovs = overlay::load(&l).unwrap();
+    let ovs = overlays::load(&l).unwrap();
     let r = fake_rootfs("order-root");
     let root = Rootfs::open(&r).unwrap();
     let mut prov = Provenance::default();
-    overlay::apply(&root, &ovs, &mut prov).unwrap();
+    overlays::apply(&root, &ovs, &mut prov).unwrap();
     assert_eq!(
         std::fs::read_to_string(r.join("etc/motd")).unwrap(),
         "two lab\n"
@@ -314,11 +315,11 @@ fn later_overlays_override_earlier_and_provenance_says_which() {
 fn overlays_never_write_through_image_symlinks_to_the_host() {
     let d = repo_with("hostile", PROFILE);
     write(&d.join("overlays/one/opt/evil/x"), "image\n");
-    let ovs = overlay::load(&load(&d)).unwrap();
+    let ovs = overlays::load(&load(&d)).unwrap();
     let r = fake_rootfs("hostile-root");
     let host = scratch("hostile-host");
     std::os::unix::fs::symlink(&host, r.join("opt")).unwrap();
-    let res = overlay::apply(&Rootfs::open(&r).unwrap(), &ovs, &mut Provenance::default());
+    let res = overlays::apply(&Rootfs::open(&r).unwrap(), &ovs, &mut Provenance::default());
     assert!(res.is_err());
     assert!(
         !host.join("evil").exists(),
@@ -397,9 +398,9 @@ fn offline_enable_makes_exactly_the_links_systemctl_makes() {
     );
     let rb = Rootfs::open(&b).unwrap();
     for u in &enable {
-        units::enable(&rb, u).unwrap();
+        systemd::enable(&rb, u).unwrap();
     }
-    units::mask(&rb, "static.service").unwrap();
+    systemd::mask(&rb, "static.service").unwrap();
     let (la, lb) = (links(&a), links(&b));
     assert!(la.len() >= 12, "{la:?}");
     assert_eq!(la, lb);
@@ -417,7 +418,7 @@ fn unit_with_a_missing_exec_binary_is_refused() {
         "[Service]\nExecStartPre=-/usr/local/bin/missing --flag\n",
     );
     let l = load(&d);
-    unitset::check(&l).unwrap();
+    units::check(&l).unwrap();
     let r = fake_rootfs("exec-root");
     write(&r.join("usr/bin/present"), "#!/bin/sh\n");
     std::fs::set_permissions(
@@ -425,7 +426,7 @@ fn unit_with_a_missing_exec_binary_is_refused() {
         std::fs::Permissions::from_mode(0o755),
     )
     .unwrap();
-    let e = unitset::apply(&Rootfs::open(&r).unwrap(), &l, &mut Provenance::default()).unwrap_err();
+    let e = units::apply(&Rootfs::open(&r).unwrap(), &l, &mut Provenance::default()).unwrap_err();
     assert!(
         e.message.contains("10-pre.conf") && e.message.contains("/usr/local/bin/missing"),
         "{e}"
@@ -441,7 +442,7 @@ fn unit_with_a_missing_exec_binary_is_refused() {
     let mut prov = Provenance::default();
     // systemd-analyze verify needs a real tree (sysinit.target, ...): only the exec and
     // enable steps are asserted here; the production build runs verify for real.
-    let res = unitset::apply(&root, &l, &mut prov);
+    let res = units::apply(&root, &l, &mut prov);
     assert!(r
         .join("usr/lib/systemd/system/x.service.d/10-pre.conf")
         .is_file());

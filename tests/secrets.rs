@@ -3,8 +3,8 @@
 //! the audit's rules on planted files in a copy of the finished filesystem.
 
 mod common;
-use clawimg::harness::throwaway_key;
-use clawimg::qemu::{Accel, DiskBus, Firmware, Vm, VmSpec};
+use clawimg::ops::test::harness::throwaway_key;
+use clawimg::ops::test::qemu::{Accel, DiskBus, Firmware, Vm, VmSpec};
 use common::*;
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};

@@ -1,0 +1,743 @@
+//! Pinned container images: the `images/*.toml` catalog, the profile's `[containers]`
+//! section, lints (no digest, `:latest`), pulling into the blob cache, `clawimg lock`, and
+//! baking archives plus the first-boot loader (`clawimg-images.service`) into the image.
+//!
+//! Baked layout (documented in the README):
+//! - `/var/lib/clawimg/images/NAME.tar`: one archive per image that is at the same time a
+//!   docker-archive (`manifest.json`, read by `docker load` of Docker 24, Ubuntu noble's
+//!   docker.io) and an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/*`, read
+//!   by Docker 25+ with the containerd image store), exactly like `docker save` of Docker 25+;
+//! - `/var/lib/clawimg/images/images.list`: one line per image, tab separated: name,
+//!   reference, archive, archive sha256, image id (config digest), manifest digest, pinned
+//!   digest. Docker reports one of the three digests as the loaded image's id, depending
+//!   on its image store (classic: config; containerd: the pinned index or manifest).
+
+pub mod blobs;
+pub mod oci;
+
+use crate::build::images::blobs::BlobCache;
+use crate::error::{Context, Error, Result};
+use crate::profile::{self, Loaded};
+use crate::support::progress::Progress;
+use crate::support::rootfs::Rootfs;
+use crate::support::systemd;
+use oci::{Client, Descriptor, ManifestDoc, Mirrors, Platform, Reference};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+/// First-boot unit that loads and verifies the baked images.
+pub const LOAD_UNIT: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/units/clawimg-images.service"
+));
+/// The script the unit runs.
+pub const LOAD_SCRIPT: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/units/clawimg-load-images"
+));
+/// Unit name; services that need the images order themselves `After=` and `Requires=` it.
+pub const UNIT_NAME: &str = "clawimg-images.service";
+/// Where the archives live in the image.
+pub const IMAGES_DIR: &str = "/var/lib/clawimg/images";
+
+/// The `[containers]` profile section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Containers {
+    /// Names of catalog entries (`images/*.toml`) baked into the image.
+    pub images: Vec<String>,
+}
+
+/// One catalog entry as written.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// Image reference with a version tag, e.g. `ghcr.io/org/app:1.2.3`.
+    pub reference: String,
+    /// `sha256:` digest of the manifest or index; `clawimg lock` fills it.
+    #[serde(default)]
+    pub digest: String,
+    /// Platform resolved from an index.
+    #[serde(default = "default_platform")]
+    pub platform: String,
+}
+
+fn default_platform() -> String {
+    "linux/amd64".into()
+}
+
+/// A catalog entry with where it was written.
+#[derive(Debug, Clone)]
+pub struct CatalogEntry {
+    /// Entry name (its table name).
+    pub name: String,
+    /// The values.
+    pub entry: Entry,
+    /// Catalog file.
+    pub file: PathBuf,
+    text: String,
+}
+
+impl CatalogEntry {
+    /// `file:line:col: key `name.key`: ` for messages.
+    fn at(&self, key: &str) -> String {
+        let (line, col) = locate(&self.text, &self.name, key);
+        format!(
+            "{}:{line}:{col}: key `{}.{key}`",
+            self.file.display(),
+            self.name
+        )
+    }
+}
+
+/// Line and column of `key` inside table `[name]` (or of the table header).
+fn locate(text: &str, name: &str, key: &str) -> (usize, usize) {
+    let mut in_table = false;
+    let mut header = (1, 1);
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            let n = t
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .trim_matches('"');
+            in_table = n == name;
+            if in_table {
+                header = (i + 1, 1);
+            }
+        } else if in_table && t.starts_with(key) && t[key.len()..].trim_start().starts_with('=') {
+            return (i + 1, l.len() - l.trim_start().len() + 1);
+        }
+    }
+    header
+}
+
+/// The catalog directory for a profile: `images/` next to the profiles directory.
+pub fn catalog_dir(loaded: &Loaded) -> PathBuf {
+    loaded.dir.parent().unwrap_or(Path::new(".")).join("images")
+}
+
+/// Read every `*.toml` in the catalog directory (missing directory = empty catalog).
+pub fn load_catalog(dir: &Path) -> Result<BTreeMap<String, CatalogEntry>> {
+    let mut out: BTreeMap<String, CatalogEntry> = BTreeMap::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Ok(out);
+    };
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file).ctx(|| format!("read {}", file.display()))?;
+        let at = |e: &toml::de::Error, key: Option<String>| {
+            let (line, col) = e
+                .span()
+                .map(|s| profile::line_col(&text, s.start))
+                .unwrap_or((1, 1));
+            let key = key
+                .filter(|k| !k.is_empty() && k != ".")
+                .map(|k| format!("key `{k}`: "))
+                .unwrap_or_default();
+            Error::config(format!(
+                "{}:{line}:{col}: {key}{}",
+                file.display(),
+                e.message().trim().replace('\n', " ")
+            ))
+        };
+        let de = toml::Deserializer::parse(&text).map_err(|e| at(&e, None))?;
+        let entries: BTreeMap<String, Entry> =
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let key = e.path().to_string();
+                at(e.inner(), Some(key))
+            })?;
+        for (name, entry) in entries {
+            let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c);
+            if name.is_empty() || !name.chars().all(ok) {
+                let (line, col) = locate(&text, &name, "");
+                return Err(Error::config(format!(
+                    "{}:{line}:{col}: image name `{name}`: use lowercase letters, digits, '-', '_' or '.'",
+                    file.display()
+                )));
+            }
+            if let Some(prev) = out.get(&name) {
+                return Err(Error::config(format!(
+                    "{}: image `{name}` is also defined in {}",
+                    file.display(),
+                    prev.file.display()
+                )));
+            }
+            out.insert(
+                name.clone(),
+                CatalogEntry {
+                    name,
+                    entry,
+                    file: file.clone(),
+                    text: text.clone(),
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// A catalog entry that passed the lints: pinned by digest, with a version tag.
+#[derive(Debug, Clone)]
+pub struct Pinned {
+    /// Entry name.
+    pub name: String,
+    /// Reference as written (`name:tag`); the loaded image is tagged with it.
+    pub reference: String,
+    /// Parsed reference.
+    pub parsed: Reference,
+    /// Digest of the manifest or index.
+    pub digest: String,
+    /// Platform.
+    pub platform: Platform,
+    /// Where the entry came from, for messages.
+    pub origin: String,
+}
+
+/// The profile's images checked against the catalog. With `need_digest` false (for
+/// `clawimg lock`) a missing digest is allowed.
+fn select(loaded: &Loaded, need_digest: bool) -> Result<Vec<(CatalogEntry, Pinned)>> {
+    let wanted = &loaded.profile.containers.images;
+    if wanted.is_empty() {
+        return Ok(vec![]);
+    }
+    let dir = catalog_dir(loaded);
+    let catalog = load_catalog(&dir)?;
+    let mut out = vec![];
+    for name in wanted {
+        let Some(c) = catalog.get(name) else {
+            return Err(Error::config(format!(
+                "{}: key `containers.images`: no image `{name}` in the catalog {}/*.toml (known: {})",
+                loaded.files[0].display(),
+                dir.display(),
+                catalog.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        };
+        let e = &c.entry;
+        let parsed = Reference::parse(&e.reference)
+            .map_err(|m| Error::config(format!("{}: {m}", c.at("reference"))))?;
+        if parsed.digest.is_some() {
+            return Err(Error::config(format!(
+                "{}: write the digest in `digest`, and only a version tag in the reference",
+                c.at("reference")
+            )));
+        }
+        match parsed.tag.as_deref() {
+            None => {
+                return Err(Error::config(format!(
+                    "{}: {:?} has no tag, which means `latest`: pin a version tag (and its digest)",
+                    c.at("reference"),
+                    e.reference
+                )))
+            }
+            Some("latest") => {
+                return Err(Error::config(format!(
+                    "{}: {:?} uses the moving `latest` tag: pin a version tag (and its digest)",
+                    c.at("reference"),
+                    e.reference
+                )))
+            }
+            _ => {}
+        }
+        if e.digest.is_empty() && need_digest {
+            return Err(Error::config(format!(
+                "{}: missing: images are pinned by digest; run `clawimg lock {} --images-only` (with a registry or mirror that serves the image) to fill it",
+                c.at("digest"),
+                loaded.name
+            )));
+        }
+        if !e.digest.is_empty() && !oci::valid_digest(&e.digest) {
+            return Err(Error::config(format!(
+                "{}: expected \"sha256:\" and 64 lowercase hex digits",
+                c.at("digest")
+            )));
+        }
+        let platform = Platform::parse(&e.platform)
+            .map_err(|m| Error::config(format!("{}: {m}", c.at("platform"))))?;
+        let pinned = Pinned {
+            name: name.clone(),
+            reference: e.reference.clone(),
+            parsed,
+            digest: e.digest.clone(),
+            platform,
+            origin: c.at("digest"),
+        };
+        out.push((c.clone(), pinned));
+    }
+    Ok(out)
+}
+
+/// Lint and resolve the profile's images (used by `check` and `build`).
+pub fn resolve(loaded: &Loaded) -> Result<Vec<Pinned>> {
+    Ok(select(loaded, true)?.into_iter().map(|(_, p)| p).collect())
+}
+
+/// The images' part of the input hash: every pinned value plus the loader's unit and script.
+pub fn input_part(loaded: &Loaded) -> Result<String> {
+    let mut s = String::new();
+    for p in resolve(loaded)? {
+        s.push_str(&format!(
+            "{}\0{}\0{}\0{}\0",
+            p.name, p.reference, p.digest, p.platform
+        ));
+    }
+    if !s.is_empty() {
+        s.push_str(LOAD_UNIT);
+        s.push_str(LOAD_SCRIPT);
+    }
+    Ok(s)
+}
+
+/// An image whose blobs are all in the cache.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The catalog entry.
+    pub pinned: Pinned,
+    /// The pinned index, when the digest names one.
+    pub index: Option<Descriptor>,
+    /// The platform manifest (the pinned digest itself, or the entry of the pinned index).
+    pub manifest: Descriptor,
+    /// Image config (its digest is Docker's image id).
+    pub config: Descriptor,
+    /// Layers, in order.
+    pub layers: Vec<Descriptor>,
+}
+
+/// Pull every image into the cache: manifests first, then missing blobs in parallel with a
+/// progress bar. With everything cached no request is made.
+pub fn fetch(
+    images: &[Pinned],
+    cache: &BlobCache,
+    client: &Client,
+    progress: &Progress,
+) -> Result<Vec<Fetched>> {
+    // Images not in the cache need an endpoint: say so before the first request.
+    client.check_endpoints(
+        images
+            .iter()
+            .filter(|p| !cache.has(&p.digest))
+            .map(|p| &p.parsed),
+    )?;
+    let mut out = vec![];
+    for p in images {
+        let wrap = |e: Error| Error {
+            kind: e.kind,
+            message: format!(
+                "image `{}` ({}): {}: {}",
+                p.name, p.reference, p.origin, e.message
+            ),
+        };
+        let what = format!("{}@{}", p.reference, p.digest);
+        let top = client.manifest(cache, &p.parsed, &p.digest).map_err(wrap)?;
+        let doc = ManifestDoc::parse(&top, &what).map_err(wrap)?;
+        let index = doc.is_index().then(|| Descriptor {
+            media_type: doc.media_type.clone(),
+            digest: p.digest.clone(),
+            size: top.len() as u64,
+            platform: None,
+        });
+        let (manifest, doc) = if doc.is_index() {
+            let sel = doc.select(&p.platform, &what).map_err(wrap)?;
+            let body = client
+                .manifest(cache, &p.parsed, &sel.digest)
+                .map_err(wrap)?;
+            let d = ManifestDoc::parse(&body, &what).map_err(wrap)?;
+            if d.is_index() {
+                return Err(wrap(Error::failed(format!(
+                    "{what}: nested index for {} is not supported",
+                    p.platform
+                ))));
+            }
+            (
+                Descriptor {
+                    media_type: d.media_type.clone(),
+                    digest: sel.digest,
+                    size: body.len() as u64,
+                    platform: sel.platform,
+                },
+                d,
+            )
+        } else {
+            (
+                Descriptor {
+                    media_type: doc.media_type.clone(),
+                    digest: p.digest.clone(),
+                    size: top.len() as u64,
+                    platform: None,
+                },
+                doc,
+            )
+        };
+        let config = doc
+            .config
+            .clone()
+            .ok_or_else(|| wrap(Error::failed(format!("{what}: manifest without config"))))?;
+        for d in std::iter::once(&config).chain(&doc.layers) {
+            if !oci::valid_digest(&d.digest) {
+                return Err(wrap(Error::failed(format!(
+                    "{what}: unsupported digest {}",
+                    d.digest
+                ))));
+            }
+        }
+        out.push(Fetched {
+            pinned: p.clone(),
+            index,
+            manifest,
+            config,
+            layers: doc.layers.clone(),
+        });
+    }
+    // Blobs still missing, each once.
+    let mut todo: Vec<(Reference, Descriptor)> = vec![];
+    for f in &out {
+        for d in std::iter::once(&f.config).chain(&f.layers) {
+            if !cache.has(&d.digest) && !todo.iter().any(|(_, t)| t.digest == d.digest) {
+                todo.push((f.pinned.parsed.clone(), d.clone()));
+            }
+        }
+    }
+    if !todo.is_empty() {
+        let total: u64 = todo.iter().map(|(_, d)| d.size).sum();
+        let bar = progress.bytes("pull", total);
+        let workers = todo.len().min(4);
+        let queue = Mutex::new(todo);
+        let failed = AtomicBool::new(false);
+        let first_err: Mutex<Option<Error>> = Mutex::new(None);
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    if failed.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let Some((r, d)) = queue.lock().ok().and_then(|mut q| q.pop()) else {
+                        return;
+                    };
+                    if let Err(e) = client.blob(cache, &r, &d, &bar) {
+                        failed.store(true, Ordering::Relaxed);
+                        if let Ok(mut fe) = first_err.lock() {
+                            fe.get_or_insert(e);
+                        }
+                        return;
+                    }
+                });
+            }
+        });
+        bar.finish_and_clear();
+        if let Some(e) = first_err.into_inner().ok().flatten() {
+            return Err(e);
+        }
+    }
+    // The config says which platform the image really is.
+    for f in &out {
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&cache.read(&f.config.digest)?).unwrap_or_default();
+        let (os, arch) = (
+            cfg["os"].as_str().unwrap_or(""),
+            cfg["architecture"].as_str().unwrap_or(""),
+        );
+        if os != f.pinned.platform.os || arch != f.pinned.platform.architecture {
+            return Err(Error::failed(format!(
+                "image `{}` ({}): {}: the pinned image is {os}/{arch}, not {}",
+                f.pinned.name, f.pinned.reference, f.pinned.origin, f.pinned.platform
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// One image baked into the disk image (also its manifest entry).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Baked {
+    /// Catalog name.
+    pub name: String,
+    /// Reference the image is tagged with after loading.
+    pub reference: String,
+    /// Pinned digest (manifest or index).
+    pub digest: String,
+    /// Digest of the platform manifest.
+    pub manifest_digest: String,
+    /// Docker image id (config digest).
+    pub image_id: String,
+    /// Platform.
+    pub platform: String,
+    /// Archive path in the image.
+    pub archive: String,
+    /// sha256 of the archive.
+    pub archive_sha256: String,
+    /// Archive size in bytes.
+    pub bytes: u64,
+}
+
+struct HashWrite<W> {
+    inner: W,
+    h: Sha256,
+    n: u64,
+}
+
+impl<W: Write> Write for HashWrite<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(b)?;
+        self.h.update(&b[..n]);
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+struct HashRead<R> {
+    inner: R,
+    h: Sha256,
+}
+
+impl<R: Read> Read for HashRead<R> {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(b)?;
+        self.h.update(&b[..n]);
+        Ok(n)
+    }
+}
+
+fn epoch() -> u64 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn header(size: u64, mode: u32, dir: bool) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_mtime(epoch());
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_entry_type(if dir {
+        tar::EntryType::Directory
+    } else {
+        tar::EntryType::Regular
+    });
+    h
+}
+
+/// Write one image archive (docker-archive + OCI layout) into the image, re-verifying every
+/// blob from the cache on the way.
+fn write_archive(root: &Rootfs, cache: &BlobCache, f: &Fetched) -> Result<Baked> {
+    let archive = format!("{}.tar", f.pinned.name);
+    let path = format!("{IMAGES_DIR}/{archive}");
+    let file = root.create(&path, 0o600)?;
+    let mut t = tar::Builder::new(HashWrite {
+        inner: std::io::BufWriter::new(file),
+        h: Sha256::new(),
+        n: 0,
+    });
+    t.mode(tar::HeaderMode::Deterministic);
+    let werr = |e: std::io::Error| Error::failed(format!("write {path}: {e}"));
+    let add = |t: &mut tar::Builder<_>, name: &str, data: &[u8]| -> Result<()> {
+        t.append_data(&mut header(data.len() as u64, 0o644, false), name, data)
+            .map_err(werr)
+    };
+    add(&mut t, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    for d in ["blobs/", "blobs/sha256/"] {
+        t.append_data(&mut header(0, 0o755, true), d, std::io::empty())
+            .map_err(werr)?;
+    }
+    for d in f
+        .index
+        .iter()
+        .chain([&f.manifest, &f.config])
+        .chain(&f.layers)
+    {
+        let src = cache.path(&d.digest)?;
+        let file = std::fs::File::open(&src).ctx(|| format!("open cached blob {}", d.digest))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut r = HashRead {
+            inner: file,
+            h: Sha256::new(),
+        };
+        t.append_data(
+            &mut header(size, 0o644, false),
+            format!("blobs/sha256/{}", &d.digest[7..]),
+            &mut r,
+        )
+        .map_err(werr)?;
+        let actual = format!("sha256:{}", hex::encode(r.h.finalize()));
+        if actual != d.digest || size != d.size {
+            return Err(Error::failed(format!(
+                "cached blob {} is corrupted ({actual}, {size} bytes): delete {} and build again",
+                d.digest,
+                src.display()
+            )));
+        }
+    }
+    let full = Reference::parse(&f.pinned.reference)
+        .map(|r| format!("{}:{}", r.name(), r.tag.unwrap_or_default()))
+        .unwrap_or_default();
+    // The OCI side names the pinned digest (an index keeps only the platform's manifest:
+    // Docker's containerd store imports such partial indexes), so the loaded image's id is
+    // the pinned digest and `name:tag@digest` resolves locally.
+    let top = f.index.as_ref().unwrap_or(&f.manifest);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": oci::OCI_INDEX,
+        "manifests": [{
+            "mediaType": top.media_type, "digest": top.digest, "size": top.size,
+            "annotations": {
+                "io.containerd.image.name": full,
+                "org.opencontainers.image.ref.name": f.pinned.parsed.tag.clone().unwrap_or_default(),
+            },
+        }],
+    });
+    let docker = serde_json::json!([{
+        "Config": format!("blobs/sha256/{}", &f.config.digest[7..]),
+        "RepoTags": [f.pinned.reference],
+        "Layers": f.layers.iter().map(|l| format!("blobs/sha256/{}", &l.digest[7..])).collect::<Vec<_>>(),
+    }]);
+    add(
+        &mut t,
+        "index.json",
+        serde_json::to_string(&index).unwrap_or_default().as_bytes(),
+    )?;
+    add(
+        &mut t,
+        "manifest.json",
+        serde_json::to_string(&docker)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    let mut hw = t.into_inner().map_err(werr)?;
+    hw.flush().map_err(werr)?;
+    Ok(Baked {
+        name: f.pinned.name.clone(),
+        reference: f.pinned.reference.clone(),
+        digest: f.pinned.digest.clone(),
+        manifest_digest: f.manifest.digest.clone(),
+        image_id: f.config.digest.clone(),
+        platform: f.pinned.platform.to_string(),
+        archive: path,
+        archive_sha256: hex::encode(hw.h.finalize()),
+        bytes: hw.n,
+    })
+}
+
+/// Bake the images: archives, `images.list`, the loader script and its unit (enabled).
+pub fn bake(root: &Rootfs, cache: &BlobCache, fetched: &[Fetched]) -> Result<Vec<Baked>> {
+    if fetched.is_empty() {
+        return Ok(vec![]);
+    }
+    root.mkdir_all(IMAGES_DIR)?;
+    let mut baked = vec![];
+    let mut list = String::from("# name\treference\tarchive\tarchive sha256\timage id\tmanifest digest\tpinned digest (written by clawimg)\n");
+    for f in fetched {
+        let b = write_archive(root, cache, f)?;
+        let file = b.archive.rsplit('/').next().unwrap_or("");
+        list.push_str(&format!(
+            "{}\t{}\t{file}\t{}\t{}\t{}\t{}\n",
+            b.name, b.reference, b.archive_sha256, b.image_id, b.manifest_digest, b.digest
+        ));
+        baked.push(b);
+    }
+    root.write(&format!("{IMAGES_DIR}/images.list"), list.as_bytes(), 0o644)?;
+    root.write(
+        "/usr/lib/clawimg/clawimg-load-images",
+        LOAD_SCRIPT.as_bytes(),
+        0o755,
+    )?;
+    root.write(
+        &format!("/usr/lib/systemd/system/{UNIT_NAME}"),
+        LOAD_UNIT.as_bytes(),
+        0o644,
+    )?;
+    systemd::enable(root, UNIT_NAME)?;
+    Ok(baked)
+}
+
+/// One change made by `clawimg lock`.
+#[derive(Debug, Clone)]
+pub struct Locked {
+    /// Entry name.
+    pub name: String,
+    /// Reference.
+    pub reference: String,
+    /// Digest before (empty when none).
+    pub old: String,
+    /// Digest now.
+    pub new: String,
+}
+
+/// Resolve the tags of the profile's images to digests and write them into the catalog.
+pub fn lock(loaded: &Loaded, client: &Client) -> Result<Vec<Locked>> {
+    let mut out = vec![];
+    let mut edits: BTreeMap<PathBuf, toml_edit::DocumentMut> = BTreeMap::new();
+    let selected = select(loaded, false)?;
+    client.check_endpoints(selected.iter().map(|(_, p)| &p.parsed))?;
+    for (c, p) in selected {
+        let tag = p.parsed.tag.clone().unwrap_or_default();
+        let (digest, body) = client
+            .resolve_tag(&p.parsed, &tag)
+            .map_err(|e| Error::failed(format!("image `{}`: {}", p.name, e.message)))?;
+        let doc = ManifestDoc::parse(&body, &p.reference)?;
+        if doc.is_index() {
+            doc.select(&p.platform, &p.reference)?;
+        }
+        if digest != p.digest {
+            let d = match edits.get_mut(&c.file) {
+                Some(d) => d,
+                None => {
+                    let text = std::fs::read_to_string(&c.file)
+                        .ctx(|| format!("read {}", c.file.display()))?;
+                    let d: toml_edit::DocumentMut = text
+                        .parse()
+                        .map_err(|e| Error::config(format!("{}: {e}", c.file.display())))?;
+                    edits.entry(c.file.clone()).or_insert(d)
+                }
+            };
+            d[&p.name]["digest"] = toml_edit::value(digest.clone());
+        }
+        out.push(Locked {
+            name: p.name,
+            reference: p.reference,
+            old: p.digest,
+            new: digest,
+        });
+    }
+    for (file, doc) in edits {
+        let dir = file.parent().unwrap_or(Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)
+            .ctx(|| format!("temp file in {}", dir.display()))?;
+        tmp.write_all(doc.to_string().as_bytes())
+            .ctx(|| format!("write {}", file.display()))?;
+        tmp.persist(&file)
+            .map_err(|e| Error::failed(format!("write {}: {}", file.display(), e.error)))?;
+    }
+    Ok(out)
+}
+
+/// The client for a set of `HOST=URL` mirror settings.
+pub fn client(mirrors: &[String]) -> Result<Client> {
+    Ok(Client::new(Mirrors::parse(mirrors)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_finds_keys_in_their_table() {
+        let t = "# c\n[a]\nreference = \"x\"\n\n[b]\nreference = \"y\"\n  digest = \"\"\n";
+        assert_eq!(locate(t, "b", "reference"), (6, 1));
+        assert_eq!(locate(t, "b", "digest"), (7, 3));
+        assert_eq!(locate(t, "b", "platform"), (5, 1));
+    }
+}

@@ -1,0 +1,8 @@
+//! What a build writes and every command reads: the manifest, probes, provenance, the
+//! audit of a finished image.
+
+pub mod audit;
+pub mod declared;
+pub mod manifest;
+pub mod probes;
+pub mod provenance;

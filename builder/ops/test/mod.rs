@@ -1,0 +1,4 @@
+//! `clawimg test`: boot an image in QEMU and prove it with probes over SSH.
+
+pub mod harness;
+pub mod qemu;

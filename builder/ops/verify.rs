@@ -1,0 +1,775 @@
+//! `clawimg verify IMAGE --against ssh://[user@]host[:port]`: drift between a running node and
+//! the image it was flashed from. One SSH round trip gathers the node's installed packages,
+//! its file tree under /etc, /usr and /opt (hashed on the node), the state of the units the
+//! image enables, and the ids of the container images it bakes; the host compares them with
+//! the manifest and `files.tsv`. Paths that differ per node by design are declared by the
+//! image (`extra.verify.node_local`, derived at build time from the modules that create
+//! them), never hard-coded here.
+
+use crate::error::{Error, Result};
+use crate::image::manifest::Manifest;
+use crate::profile::Profile;
+use crate::support::repro::{FileEntry, FILE_LIST};
+use crate::support::rootfs::Rootfs;
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+/// Directories whose files the image owns and `verify` hashes.
+pub const SCOPE: &[&str] = &["/etc", "/usr", "/opt"];
+
+/// A path (glob: `*` within one component, `**` across) that differs per node by design.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NodeLocal {
+    /// Glob over absolute paths.
+    pub path: String,
+    /// Module that makes it node-specific.
+    pub module: String,
+    /// Why it differs.
+    pub why: String,
+}
+
+/// What a node flashed from this image must look like, beyond packages and files
+/// (manifest `extra.verify`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default)]
+pub struct Expectations {
+    /// Directories compared file by file.
+    pub scope: Vec<String>,
+    /// Paths skipped because they differ per node by design.
+    pub node_local: Vec<NodeLocal>,
+    /// Units the image enables (links in `/etc/systemd/system/*.wants|requires|upholds`).
+    pub enabled_units: Vec<String>,
+}
+
+fn nl(path: &str, module: &str, why: &str) -> NodeLocal {
+    NodeLocal {
+        path: path.into(),
+        module: module.into(),
+        why: why.into(),
+    }
+}
+
+/// Contents of the directories tmpfiles.d declares (`d`, `D`, `v`, `q`, `Q`) inside the
+/// scope: state the node keeps there (backups, logs), not something the image ships.
+pub fn tmpfiles_state(root: &Rootfs) -> Vec<NodeLocal> {
+    let mut v = vec![];
+    for dir in ["/usr/lib/tmpfiles.d", "/etc/tmpfiles.d"] {
+        let Ok(names) = root.list(dir) else { continue };
+        for name in names.iter().filter(|n| n.ends_with(".conf")) {
+            let Ok(text) = root.read_to_string(&format!("{dir}/{name}")) else {
+                continue;
+            };
+            for line in text.lines() {
+                let mut f = line.split_whitespace();
+                let (Some(ty), Some(path)) = (f.next(), f.next()) else {
+                    continue;
+                };
+                let ty = ty.trim_end_matches(['!', '-', '+', '=', '~', '^']);
+                if matches!(ty, "d" | "D" | "v" | "q" | "Q")
+                    && in_scope(path, SCOPE)
+                    && !path.contains(['*', '?', '[', '%'])
+                {
+                    v.push(nl(
+                        &format!("{}/**", path.trim_end_matches('/')),
+                        "tmpfiles",
+                        &format!("runtime state in a directory {dir}/{name} declares"),
+                    ));
+                }
+            }
+        }
+    }
+    v
+}
+
+/// The image's expectations, from the profile and the final tree (called by the build).
+pub fn expectations(profile: &Profile, root: &Rootfs, files: &[FileEntry]) -> Expectations {
+    let mut node_local: Vec<NodeLocal> = tmpfiles_state(root);
+    for (m, list) in [
+        ("customize", crate::build::customize::NODE_LOCAL),
+        ("scrub", crate::build::scrub::NODE_LOCAL),
+        ("repro", crate::support::repro::NODE_LOCAL),
+        ("secrets", crate::build::secrets::NODE_LOCAL),
+    ] {
+        node_local.extend(list.iter().map(|(p, why)| nl(p, m, why)));
+    }
+    // Each slot's destination, and the directories the first-boot unit creates for it.
+    let in_image: BTreeSet<&str> = files.iter().map(|e| e.path.as_str()).collect();
+    for (name, slot) in profile
+        .secrets
+        .iter()
+        .filter(|(_, s)| in_scope(&s.file, SCOPE))
+    {
+        node_local.push(nl(
+            &slot.file,
+            "secrets",
+            &format!("secret slot `{name}`, installed at first boot"),
+        ));
+        let mut dir = Path::new(&slot.file).parent();
+        while let Some(d) = dir.and_then(|d| d.to_str()) {
+            if d == "/" || in_image.contains(d) {
+                break;
+            }
+            node_local.push(nl(
+                d,
+                "secrets",
+                &format!("directory made for secret slot `{name}`"),
+            ));
+            dir = Path::new(d).parent();
+        }
+    }
+    node_local.sort();
+    node_local.dedup_by(|a, b| a.path == b.path);
+    let enabled_units = files
+        .iter()
+        .filter(|e| e.kind == 'l')
+        .filter_map(|e| enabled_link(&e.path))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    Expectations {
+        scope: SCOPE.iter().map(|s| s.to_string()).collect(),
+        node_local,
+        enabled_units,
+    }
+}
+
+/// The unit an enablement link names: `/etc/systemd/system/X.target.wants/U` gives `U`.
+fn enabled_link(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/etc/systemd/system/")?;
+    let (dir, unit) = rest.split_once('/')?;
+    if unit.contains('/') {
+        return None;
+    }
+    [".wants", ".requires", ".upholds"]
+        .iter()
+        .any(|s| dir.ends_with(s))
+        .then(|| unit.to_string())
+}
+
+fn in_scope<S: AsRef<str>>(path: &str, scope: &[S]) -> bool {
+    scope
+        .iter()
+        .map(AsRef::as_ref)
+        .any(|s| path == s || path.strip_prefix(s).is_some_and(|r| r.starts_with('/')))
+}
+
+fn glob_set(list: &[NodeLocal]) -> Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for n in list {
+        let g = GlobBuilder::new(&n.path)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| Error::config(format!("manifest: node-local path {}: {e}", n.path)))?;
+        b.add(g);
+    }
+    b.build()
+        .map_err(|e| Error::config(format!("manifest: node-local paths: {e}")))
+}
+
+/// `ssh://[user@]host[:port]` (a trailing `/` is allowed) as destination and port.
+pub fn parse_node(s: &str) -> Result<(String, Option<u16>)> {
+    let what = format!("--against {s}");
+    let authority = s
+        .strip_prefix("ssh://")
+        .ok_or_else(|| Error::config(format!("{what}: expected ssh://[user@]host[:port]")))?
+        .trim_end_matches('/');
+    if authority.contains('/') {
+        return Err(Error::config(format!(
+            "{what}: expected ssh://[user@]host[:port] without a path"
+        )));
+    }
+    crate::ops::flash::parse_authority(&what, authority)
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The script the node runs (as root, through `sudo -n` for another user). Sections are
+/// framed by `\0@@NAME\0`; paths never contain NUL.
+fn script(x: &Expectations, image_refs: &[String]) -> String {
+    let scope: Vec<String> = x.scope.iter().map(|s| quote(s)).collect();
+    // find's -path `*` also matches `/`: pruning a little more only skips hashing.
+    let prune: Vec<String> = x
+        .node_local
+        .iter()
+        .map(|n| format!("-path {}", quote(&n.path.replace("**", "*"))))
+        .collect();
+    let prune = if prune.is_empty() {
+        String::new()
+    } else {
+        format!("\\( {} \\) -prune -o", prune.join(" -o "))
+    };
+    let units: Vec<String> = x.enabled_units.iter().map(|u| quote(u)).collect();
+    let refs: Vec<String> = image_refs.iter().map(|r| quote(r)).collect();
+    format!(
+        r#"export LC_ALL=C
+sec() {{ printf '\0@@%s\0' "$1"; }}
+set --
+for d in {scope}; do [ -e "$d" ] && set -- "$@" "$d"; done
+[ $# -gt 0 ] || set -- /nonexistent-scope
+sec packages
+dpkg-query -W -f '${{db:Status-Abbrev}}\t${{Package}}\t${{Version}}\t${{Architecture}}\n'
+sec units
+for u in {units}; do printf '%s\t%s\n' "$u" "$(systemctl is-enabled "$u" 2>/dev/null)"; done
+sec images
+for r in {refs}; do
+  if command -v docker >/dev/null 2>&1; then
+    printf '%s\t%s\n' "$r" "$(docker image inspect --format '{{{{.Id}}}}' "$r" 2>/dev/null)"
+  else printf '%s\t%s\n' "$r" 'no docker'; fi
+done
+sec list
+find "$@" -xdev -printf '%y %m %U %G %s\0%p\0%l\0'
+sec hash
+find "$@" -xdev {prune} -type f -print0 | xargs -0 -r sha256sum -z --
+sec end
+"#,
+        scope = scope.join(" "),
+        units = units.join(" "),
+        refs = refs.join(" "),
+    )
+}
+
+/// What the node reported.
+#[derive(Debug, Default)]
+struct NodeState {
+    packages: BTreeMap<String, (String, String)>,
+    units: BTreeMap<String, String>,
+    images: BTreeMap<String, String>,
+    files: BTreeMap<String, NodeFile>,
+}
+
+#[derive(Debug, Clone)]
+struct NodeFile {
+    kind: char,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    digest: Option<String>,
+}
+
+fn parse_output(out: &[u8]) -> Result<NodeState> {
+    let bad = |what: &str| Error::failed(format!("node output: {what}"));
+    let mut sections: BTreeMap<String, &[u8]> = BTreeMap::new();
+    let mut rest = out;
+    let marker = b"\0@@";
+    // Skip anything printed before the first section (a login banner).
+    let Some(start) = find(rest, marker) else {
+        return Err(bad("no sections (did the script run?)"));
+    };
+    rest = &rest[start..];
+    while let Some(rest2) = rest.strip_prefix(marker) {
+        let end = find(rest2, b"\0").ok_or_else(|| bad("unterminated section name"))?;
+        let name = String::from_utf8_lossy(&rest2[..end]).into_owned();
+        let body = &rest2[end + 1..];
+        let next = find(body, marker).unwrap_or(body.len());
+        sections.insert(name, &body[..next]);
+        rest = &body[next..];
+    }
+    if !sections.contains_key("end") {
+        return Err(bad("truncated (no end section)"));
+    }
+    let text = |s: &str| String::from_utf8_lossy(sections.get(s).copied().unwrap_or(b""));
+    let mut st = NodeState::default();
+    for l in text("packages").lines() {
+        let f: Vec<&str> = l.split('\t').collect();
+        if f.len() == 4 && f[0].starts_with("ii") {
+            st.packages.insert(
+                format!("{}:{}", f[1], f[3]),
+                (f[2].to_string(), f[3].into()),
+            );
+        }
+    }
+    for (sec, map) in [("units", &mut st.units), ("images", &mut st.images)] {
+        for l in text(sec).lines() {
+            if let Some((k, v)) = l.split_once('\t') {
+                map.insert(k.to_string(), v.trim().to_string());
+            }
+        }
+    }
+    let list = sections.get("list").copied().unwrap_or(b"");
+    let mut fields = list.split(|&b| b == 0);
+    while let (Some(meta), Some(path), Some(link)) = (fields.next(), fields.next(), fields.next()) {
+        let meta = String::from_utf8_lossy(meta);
+        let m: Vec<&str> = meta.split(' ').collect();
+        if m.len() != 5 {
+            continue;
+        }
+        let kind = m[0].chars().next().unwrap_or('?');
+        let digest = (kind == 'l').then(|| hex::encode(Sha256::digest(link)));
+        st.files.insert(
+            String::from_utf8_lossy(path).into_owned(),
+            NodeFile {
+                kind,
+                mode: u32::from_str_radix(m[1], 8).map_err(|_| bad("mode"))?,
+                uid: m[2].parse().map_err(|_| bad("uid"))?,
+                gid: m[3].parse().map_err(|_| bad("gid"))?,
+                digest,
+            },
+        );
+    }
+    let hashes = sections.get("hash").copied().unwrap_or(b"");
+    for rec in hashes.split(|&b| b == 0).filter(|r| !r.is_empty()) {
+        let rec = String::from_utf8_lossy(rec);
+        if let Some((h, p)) = rec.split_once("  ") {
+            if let Some(f) = st.files.get_mut(p) {
+                f.digest = Some(h.to_string());
+            }
+        }
+    }
+    Ok(st)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// How an item differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    /// Present on both sides, not the same.
+    Changed,
+    /// In the image, not on the node.
+    Missing,
+    /// On the node, not in the image.
+    Added,
+}
+
+/// One difference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drift {
+    /// `packages`, `files`, `units` or `images`.
+    pub category: &'static str,
+    /// How it differs.
+    pub change: Change,
+    /// Package, path, unit or image reference.
+    pub item: String,
+    /// Image value -> node value.
+    pub detail: String,
+}
+
+/// The comparison.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Items compared per category.
+    pub checked: Vec<(&'static str, usize)>,
+    /// Node paths skipped as node-local.
+    pub node_local_skipped: usize,
+    /// Every difference, by category, then by name.
+    pub drift: Vec<Drift>,
+}
+
+impl Report {
+    /// The report as text: a summary per category, then one line per difference.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for (cat, n) in &self.checked {
+            let count = |c: Change| {
+                self.drift
+                    .iter()
+                    .filter(|d| d.category == *cat && d.change == c)
+                    .count()
+            };
+            s.push_str(&format!(
+                "  {cat:<9} {n:>6} checked: {} changed, {} missing, {} added\n",
+                count(Change::Changed),
+                count(Change::Missing),
+                count(Change::Added)
+            ));
+        }
+        s.push_str(&format!(
+            "  node-local paths skipped: {}\n",
+            self.node_local_skipped
+        ));
+        for d in &self.drift {
+            let c = match d.change {
+                Change::Changed => "changed",
+                Change::Missing => "missing",
+                Change::Added => "added",
+            };
+            s.push_str(&format!("{c:<8} {:<9} {}", d.category, d.item));
+            if !d.detail.is_empty() {
+                s.push_str(&format!("  ({})", d.detail));
+            }
+            s.push('\n');
+        }
+        s
+    }
+}
+
+fn short(h: &str) -> &str {
+    &h[..h.len().min(12)]
+}
+
+fn compare(
+    m: &Manifest,
+    x: &Expectations,
+    image_files: &[FileEntry],
+    images: &[(String, String)],
+    st: &NodeState,
+) -> Result<Report> {
+    let mut r = Report::default();
+    let mut push = |category, change, item: &str, detail: String| {
+        r.drift.push(Drift {
+            category,
+            change,
+            item: item.to_string(),
+            detail,
+        })
+    };
+    // Packages, by name:arch.
+    let want: BTreeMap<String, &crate::build::base::mmdebstrap::Package> = m
+        .packages
+        .iter()
+        .map(|p| (format!("{}:{}", p.name, p.arch), p))
+        .collect();
+    for (k, p) in &want {
+        match st.packages.get(k) {
+            None => push("packages", Change::Missing, k, p.version.clone()),
+            Some((v, _)) if *v != p.version => push(
+                "packages",
+                Change::Changed,
+                k,
+                format!("{} -> {v}", p.version),
+            ),
+            _ => {}
+        }
+    }
+    for (k, (v, _)) in &st.packages {
+        if !want.contains_key(k) {
+            push("packages", Change::Added, k, v.clone());
+        }
+    }
+    // Files.
+    let local = glob_set(&x.node_local)?;
+    let mut skipped = 0;
+    let mut expected: BTreeMap<&str, &FileEntry> = BTreeMap::new();
+    for e in image_files {
+        if in_scope(&e.path, &x.scope) && !local.is_match(&e.path) {
+            expected.insert(&e.path, e);
+        }
+    }
+    for (p, e) in &expected {
+        let Some(n) = st.files.get(*p) else {
+            push("files", Change::Missing, p, String::new());
+            continue;
+        };
+        let mut what = vec![];
+        if n.kind != e.kind {
+            what.push(format!("type {} -> {}", e.kind, n.kind));
+        } else if matches!(e.kind, 'f' | 'l') && n.digest.as_deref() != Some(e.digest.as_str()) {
+            what.push(format!(
+                "{} {} -> {}",
+                if e.kind == 'l' {
+                    "link target"
+                } else {
+                    "sha256"
+                },
+                short(&e.digest),
+                n.digest.as_deref().map(short).unwrap_or("unreadable")
+            ));
+        }
+        // Link permissions mean nothing on Linux.
+        if e.kind != 'l' && n.kind == e.kind && n.mode != e.mode {
+            what.push(format!("mode {:04o} -> {:04o}", e.mode, n.mode));
+        }
+        if (n.uid, n.gid) != (e.uid, e.gid) {
+            what.push(format!("owner {}:{} -> {}:{}", e.uid, e.gid, n.uid, n.gid));
+        }
+        if !what.is_empty() {
+            push("files", Change::Changed, p, what.join(", "));
+        }
+    }
+    for p in st.files.keys() {
+        if expected.contains_key(p.as_str()) {
+            continue;
+        }
+        if local.is_match(p) {
+            skipped += 1;
+        } else {
+            push("files", Change::Added, p, String::new());
+        }
+    }
+    // Units: every link the image makes still enables its unit; new links are additions.
+    for u in &x.enabled_units {
+        let got = st.units.get(u).map(String::as_str).unwrap_or("");
+        if !matches!(got, "enabled" | "enabled-runtime" | "alias") {
+            let got = if got.is_empty() { "not-found" } else { got };
+            push("units", Change::Changed, u, format!("enabled -> {got}"));
+        }
+    }
+    let want_units: BTreeSet<&str> = x.enabled_units.iter().map(String::as_str).collect();
+    let node_units: BTreeSet<String> = st
+        .files
+        .iter()
+        .filter(|(p, f)| f.kind == 'l' && !local.is_match(p))
+        .filter_map(|(p, _)| enabled_link(p))
+        .collect();
+    for u in &node_units {
+        if !want_units.contains(u.as_str()) {
+            push("units", Change::Added, u, "enabled on the node".into());
+        }
+    }
+    // Container images: the id docker reports for each baked reference.
+    for (reference, id) in images {
+        match st.images.get(reference).map(String::as_str) {
+            Some(got) if got == id => {}
+            Some("") | None => push("images", Change::Missing, reference, id.clone()),
+            Some(got) => push(
+                "images",
+                Change::Changed,
+                reference,
+                format!("{id} -> {got}"),
+            ),
+        }
+    }
+    r.checked = vec![
+        ("packages", want.len()),
+        ("files", expected.len()),
+        ("units", x.enabled_units.len()),
+        ("images", images.len()),
+    ];
+    r.node_local_skipped = skipped;
+    Ok(r)
+}
+
+fn image_dir(image: &Path) -> PathBuf {
+    if image.is_dir() {
+        image.to_path_buf()
+    } else {
+        image.parent().unwrap_or(Path::new(".")).to_path_buf()
+    }
+}
+
+/// Load what the image promises: manifest, its `verify` section and `files.tsv`.
+fn load(image: &Path) -> Result<(Manifest, Expectations, Vec<FileEntry>)> {
+    let m = Manifest::read(image)?;
+    let x: Expectations = match m.extra.get("verify") {
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| Error::config(format!("manifest: bad `verify` section: {e}")))?,
+        None => {
+            return Err(Error::config(format!(
+                "{}: the manifest has no `verify` section (built by an older clawimg): rebuild the image",
+                image.display()
+            )))
+        }
+    };
+    let list = image_dir(image).join(FILE_LIST);
+    let text = std::fs::read_to_string(&list)
+        .map_err(|e| Error::config(format!("cannot read {}: {e}", list.display())))?;
+    let files = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            FileEntry::parse(l)
+                .ok_or_else(|| Error::config(format!("{}: bad line {l:?}", list.display())))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((m, x, files))
+}
+
+/// Compare the node reached at `against` (`ssh://[user@]host[:port]`) with `image`.
+pub fn verify(image: &Path, against: &str) -> Result<Report> {
+    let (dest, port) = parse_node(against)?;
+    let (m, x, files) = load(image)?;
+    let images: Vec<(String, String)> = m
+        .extra
+        .get("images")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .map(|i| {
+                    let s = |k: &str| i[k].as_str().unwrap_or("").to_string();
+                    (s("reference"), s("image_id"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let refs: Vec<String> = images.iter().map(|(r, _)| r.clone()).collect();
+    let body = script(&x, &refs);
+    // The script goes on stdin; a user other than root runs it through sudo.
+    let mut child = crate::ops::flash::ssh_spawn(
+        &dest,
+        port,
+        r#"if [ "$(id -u)" = 0 ]; then exec sh -s; else exec sudo -n sh -s; fi"#,
+        Stdio::piped(),
+        Stdio::piped(),
+    )?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| Error::failed("ssh stdin"))?;
+    let writer = std::thread::spawn(move || stdin.write_all(body.as_bytes()));
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::failed(format!("ssh {dest}: {e}")))?;
+    let _ = writer.join();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(255) {
+        return Err(Error::config(format!(
+            "cannot reach {against}: {} (SSH options come from ~/.ssh/config or CLAWIMG_SSH_OPTS)",
+            err.trim()
+        )));
+    }
+    let st = parse_output(&out.stdout)
+        .map_err(|e| Error::failed(format!("{e}; ssh {dest} said: {}", err.trim())))?;
+    if st.packages.is_empty() {
+        return Err(Error::failed(format!(
+            "{against}: dpkg-query listed no packages (is this a clawimg node?): {}",
+            err.trim()
+        )));
+    }
+    compare(&m, &x, &files, &images, &st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fe(path: &str, kind: char, digest: &str) -> FileEntry {
+        FileEntry {
+            path: path.into(),
+            kind,
+            mode: match kind {
+                'd' => 0o755,
+                'l' => 0o777,
+                _ => 0o644,
+            },
+            uid: 0,
+            gid: 0,
+            size: 0,
+            digest: digest.into(),
+        }
+    }
+
+    #[test]
+    fn node_parse() {
+        assert_eq!(
+            parse_node("ssh://root@127.0.0.1:2222/").unwrap(),
+            ("root@127.0.0.1".into(), Some(2222))
+        );
+        assert_eq!(
+            parse_node("ssh://standby").unwrap(),
+            ("standby".into(), None)
+        );
+        assert!(parse_node("standby").is_err());
+        assert!(parse_node("ssh://h/dev/sda").is_err());
+        assert!(parse_node("ssh://h:x").is_err());
+    }
+
+    #[test]
+    fn enabled_links_and_slot_dirs() {
+        let files = vec![
+            fe("/etc", 'd', "-"),
+            fe(
+                "/etc/systemd/system/multi-user.target.wants/ssh.service",
+                'l',
+                "x",
+            ),
+            fe("/etc/systemd/system/sshd.service", 'l', "x"),
+            fe("/opt", 'd', "-"),
+        ];
+        let mut p = Profile::default();
+        p.secrets.insert(
+            "k".into(),
+            crate::build::secrets::Slot {
+                file: "/opt/app/conf/.env".into(),
+                ..Default::default()
+            },
+        );
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("usr/lib/tmpfiles.d")).unwrap();
+        std::fs::write(
+            t.path().join("usr/lib/tmpfiles.d/app.conf"),
+            "# x\nd /opt/app/backups 0700 root root -\nd /run/app 0755 - - -\nL+ /etc/mtab - - - - x\n",
+        )
+        .unwrap();
+        let root = Rootfs::open(t.path()).unwrap();
+        let x = expectations(&p, &root, &files);
+        assert!(x
+            .node_local
+            .iter()
+            .any(|n| n.path == "/opt/app/backups/**" && n.module == "tmpfiles"));
+        assert!(!x.node_local.iter().any(|n| n.path.starts_with("/run")));
+        assert_eq!(x.enabled_units, vec!["ssh.service".to_string()]);
+        let paths: Vec<&str> = x.node_local.iter().map(|n| n.path.as_str()).collect();
+        assert!(paths.contains(&"/opt/app/conf/.env"));
+        assert!(paths.contains(&"/opt/app/conf") && paths.contains(&"/opt/app"));
+        assert!(!paths.contains(&"/opt"));
+        assert!(paths.contains(&"/etc/machine-id"));
+    }
+
+    #[test]
+    fn parse_and_compare() {
+        let mut p = Profile::default();
+        p.secrets.clear();
+        let files = vec![
+            fe("/etc", 'd', "-"),
+            fe("/etc/a", 'f', &hex::encode(Sha256::digest(b"a"))),
+            fe("/etc/b", 'f', "00"),
+            fe("/etc/l", 'l', &hex::encode(Sha256::digest(b"/etc/a"))),
+            fe("/etc/machine-id", 'f', "00"),
+            fe("/var/x", 'f', "00"),
+        ];
+        let t = tempfile::tempdir().unwrap();
+        let x = expectations(&p, &Rootfs::open(t.path()).unwrap(), &files);
+        let m: Manifest = serde_json::from_value(serde_json::json!({
+            "manifest_version": 1, "profile": "t", "profile_files": [], "input_hash": "",
+            "tool_version": "", "suite": "", "kernel_cmdline": "", "identity": null,
+            "partitions": null, "artifacts": [], "rootfs_bytes": 0,
+            "packages": [{"name": "bash", "version": "5.2", "arch": "amd64"}],
+        }))
+        .unwrap();
+        let a = hex::encode(Sha256::digest(b"changed"));
+        let mut out = Vec::new();
+        out.extend_from_slice(b"banner\n\0@@packages\0ii \tbash\t5.3\tamd64\nii \tvim\t9\tamd64\n");
+        out.extend_from_slice(b"\0@@units\0\0@@images\0\0@@list\0");
+        for (meta, path, link) in [
+            ("d 755 0 0 0", "/etc", ""),
+            ("f 644 0 0 1", "/etc/a", ""),
+            ("l 777 0 0 6", "/etc/l", "/etc/a"),
+            ("f 444 0 0 33", "/etc/machine-id", ""),
+            ("f 600 0 0 3", "/etc/new file", ""),
+        ] {
+            out.extend_from_slice(format!("{meta}\0{path}\0{link}\0").as_bytes());
+        }
+        out.extend_from_slice(format!("\0@@hash\0{a}  /etc/a\0").as_bytes());
+        out.extend_from_slice(b"\0@@end\0");
+        let st = parse_output(&out).unwrap();
+        let r = compare(&m, &x, &files, &[], &st).unwrap();
+        let got: Vec<(Change, &str)> = r
+            .drift
+            .iter()
+            .map(|d| (d.change, d.item.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Change::Changed, "bash:amd64"),
+                (Change::Added, "vim:amd64"),
+                (Change::Changed, "/etc/a"),
+                (Change::Missing, "/etc/b"),
+                (Change::Added, "/etc/new file"),
+            ]
+        );
+        assert_eq!(r.node_local_skipped, 1);
+        assert!(r.render().contains("changed  files     /etc/a  (sha256 "));
+    }
+
+    #[test]
+    fn script_quotes_and_prunes() {
+        let x = Expectations {
+            scope: vec!["/etc".into()],
+            node_local: vec![nl("/usr/**/__pycache__", "repro", "x")],
+            enabled_units: vec!["a'b.service".into()],
+        };
+        let s = script(&x, &[]);
+        assert!(s.contains(r"\( -path '/usr/*/__pycache__' \) -prune -o -type f"));
+        assert!(s.contains(r"for u in 'a'\''b.service'; do"));
+    }
+}

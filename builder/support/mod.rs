@@ -1,0 +1,11 @@
+//! Helpers every layer uses: the rooted rootfs handle, running external tools, progress,
+//! the stage cache, identifiers, reproducibility settings, offline systemd enablement.
+
+pub mod cache;
+pub mod exec;
+pub mod identity;
+pub mod progress;
+pub mod repro;
+pub mod rootfs;
+pub mod systemd;
+pub mod tools;
