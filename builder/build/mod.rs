@@ -15,6 +15,7 @@ use crate::build::base::mmdebstrap::{self, BaseInput};
 use crate::build::images::blobs::BlobCache;
 use crate::build::outputs::staging::{self, Staging};
 use crate::error::{Context, Error, Result};
+use crate::image::files;
 use crate::image::manifest::{self, Artifact, Manifest};
 use crate::image::provenance::Provenance;
 use crate::profile::lock::{self, Lock};
@@ -346,17 +347,27 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let baked = images::bake(&root, &blobs, &fetched)?;
     let st = progress.stage("scrub", "machine-id, host keys, caches, logs");
     let s = scrub::run(&root)?;
-    let caches = repro::scrub_caches(&root)?;
+    let caches = scrub::scrub_caches(&root)?;
     st.done(&format!(
         "{} entries removed",
         s.removed.len() + caches.len()
     ));
-    let files = repro::file_list(&root)?;
-    let expect = crate::ops::verify::expectations(p, &root, &files);
+    let files = files::file_list(&root)?;
+    let expect = crate::image::expect::expectations(
+        p,
+        &root,
+        &files,
+        &[
+            ("customize", customize::NODE_LOCAL),
+            ("scrub", scrub::NODE_LOCAL),
+            ("repro", scrub::CACHES_NODE_LOCAL),
+            ("secrets", secrets::NODE_LOCAL),
+        ],
+    );
 
     // assemble
     let staging = Staging::new(&target)?;
-    repro::write_file_list(&files, staging.path())?;
+    files::write_file_list(&files, staging.path())?;
     let raw = staging.path().join(format!("{name}.raw"));
     let st = progress.stage("assemble", "GPT, ext4, ESP, GRUB (BIOS + UEFI)");
     let input = AssembleInput {

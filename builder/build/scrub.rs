@@ -1,8 +1,10 @@
 //! Scrub stage: remove everything node-specific or build-specific from the tree, so every
 //! node gets its own identity on first boot and the image carries no host data.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::support::rootfs::Rootfs;
+use cap_std::fs::Dir;
+use std::path::Path;
 
 /// What was removed, for the build log and manifest.
 #[derive(Debug, Default, Clone)]
@@ -107,3 +109,83 @@ pub fn run(root: &Rootfs) -> Result<Scrubbed> {
     }
     Ok(s)
 }
+
+/// Build-time caches and build-host leftovers; the node rebuilds caches when needed.
+const CACHE_FILES: &[&str] = &[
+    "var/cache/ldconfig/aux-cache",
+    "var/cache/debconf/config.dat-old",
+    "var/cache/debconf/templates.dat-old",
+    "var/lib/dpkg/status-old",
+    "var/lib/dpkg/diversions-old",
+    "var/lib/dpkg/statoverride-old",
+    "etc/resolv.conf.mmdebstrap",
+    // systemd-resolved's postinst backs up the build host's resolv.conf here.
+    "etc/.resolv.conf.systemd-resolved.bak",
+];
+const CACHE_DIRS: &[&str] = &["var/cache/man"];
+
+fn remove_pycache(dir: &Dir, rel: &Path, out: &mut Vec<String>, depth: u32) -> Result<()> {
+    if depth > 64 {
+        return Ok(());
+    }
+    let mut names: Vec<(String, bool)> = vec![];
+    for ent in dir
+        .entries()
+        .map_err(|e| Error::failed(format!("list /{}: {e}", rel.display())))?
+    {
+        let ent = ent.map_err(|e| Error::failed(format!("list /{}: {e}", rel.display())))?;
+        let is_dir = ent.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        names.push((ent.file_name().to_string_lossy().into_owned(), is_dir));
+    }
+    names.sort();
+    for (name, is_dir) in names {
+        if !is_dir {
+            continue;
+        }
+        if name == "__pycache__" {
+            dir.remove_dir_all(&name)
+                .map_err(|e| Error::failed(format!("remove /{}/{name}: {e}", rel.display())))?;
+            out.push(format!("/{}/{name}", rel.display()));
+        } else if let Ok(sub) = dir.open_dir(&name) {
+            remove_pycache(&sub, &rel.join(&name), out, depth + 1)?;
+        }
+    }
+    Ok(())
+}
+
+/// Remove caches written during the build (ldconfig aux cache, man-db, dpkg/debconf
+/// backups, `__pycache__`); returns what was removed, sorted.
+pub fn scrub_caches(root: &Rootfs) -> Result<Vec<String>> {
+    let mut out = vec![];
+    for f in CACHE_FILES {
+        if root.exists(f) {
+            root.remove_file(f)?;
+            out.push(format!("/{f}"));
+        }
+    }
+    for d in CACHE_DIRS {
+        if root.exists(d) {
+            root.clear_dir(d)?;
+            out.push(format!("/{d}/*"));
+        }
+    }
+    for top in ["usr", "etc", "var", "opt"] {
+        if let Ok(sub) = root.cap_dir().open_dir(top) {
+            remove_pycache(&sub, Path::new(top), &mut out, 0)?;
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Caches removed from the image that a node rebuilds (for `clawimg verify`).
+pub const CACHES_NODE_LOCAL: &[(&str, &str)] = &[
+    (
+        "/usr/**/__pycache__",
+        "Python byte code, removed at build, rebuilt on the node",
+    ),
+    (
+        "/usr/**/__pycache__/**",
+        "Python byte code, removed at build, rebuilt on the node",
+    ),
+];

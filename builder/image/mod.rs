@@ -3,6 +3,8 @@
 
 pub mod audit;
 pub mod declared;
+pub mod expect;
+pub mod files;
 pub mod manifest;
 pub mod probes;
 pub mod provenance;

@@ -3,8 +3,8 @@
 //! (path, kind, size, mode, owner, content hash from each build's `files.tsv`).
 
 use crate::error::{Context, Error, Result};
+use crate::image::files::{FileEntry, FILE_LIST};
 use crate::image::manifest::Manifest;
-use crate::support::repro::{FileEntry, FILE_LIST};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};

@@ -7,156 +7,16 @@
 //! them), never hard-coded here.
 
 use crate::error::{Error, Result};
+use crate::image::expect::{enabled_link, in_scope, Expectations, NodeLocal};
+use crate::image::files::{FileEntry, FILE_LIST};
 use crate::image::manifest::Manifest;
-use crate::profile::Profile;
-use crate::support::repro::{FileEntry, FILE_LIST};
-use crate::support::rootfs::Rootfs;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
-use serde::{Deserialize, Serialize};
+
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-
-/// Directories whose files the image owns and `verify` hashes.
-pub const SCOPE: &[&str] = &["/etc", "/usr", "/opt"];
-
-/// A path (glob: `*` within one component, `**` across) that differs per node by design.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
-pub struct NodeLocal {
-    /// Glob over absolute paths.
-    pub path: String,
-    /// Module that makes it node-specific.
-    pub module: String,
-    /// Why it differs.
-    pub why: String,
-}
-
-/// What a node flashed from this image must look like, beyond packages and files
-/// (manifest `extra.verify`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(default)]
-pub struct Expectations {
-    /// Directories compared file by file.
-    pub scope: Vec<String>,
-    /// Paths skipped because they differ per node by design.
-    pub node_local: Vec<NodeLocal>,
-    /// Units the image enables (links in `/etc/systemd/system/*.wants|requires|upholds`).
-    pub enabled_units: Vec<String>,
-}
-
-fn nl(path: &str, module: &str, why: &str) -> NodeLocal {
-    NodeLocal {
-        path: path.into(),
-        module: module.into(),
-        why: why.into(),
-    }
-}
-
-/// Contents of the directories tmpfiles.d declares (`d`, `D`, `v`, `q`, `Q`) inside the
-/// scope: state the node keeps there (backups, logs), not something the image ships.
-pub fn tmpfiles_state(root: &Rootfs) -> Vec<NodeLocal> {
-    let mut v = vec![];
-    for dir in ["/usr/lib/tmpfiles.d", "/etc/tmpfiles.d"] {
-        let Ok(names) = root.list(dir) else { continue };
-        for name in names.iter().filter(|n| n.ends_with(".conf")) {
-            let Ok(text) = root.read_to_string(&format!("{dir}/{name}")) else {
-                continue;
-            };
-            for line in text.lines() {
-                let mut f = line.split_whitespace();
-                let (Some(ty), Some(path)) = (f.next(), f.next()) else {
-                    continue;
-                };
-                let ty = ty.trim_end_matches(['!', '-', '+', '=', '~', '^']);
-                if matches!(ty, "d" | "D" | "v" | "q" | "Q")
-                    && in_scope(path, SCOPE)
-                    && !path.contains(['*', '?', '[', '%'])
-                {
-                    v.push(nl(
-                        &format!("{}/**", path.trim_end_matches('/')),
-                        "tmpfiles",
-                        &format!("runtime state in a directory {dir}/{name} declares"),
-                    ));
-                }
-            }
-        }
-    }
-    v
-}
-
-/// The image's expectations, from the profile and the final tree (called by the build).
-pub fn expectations(profile: &Profile, root: &Rootfs, files: &[FileEntry]) -> Expectations {
-    let mut node_local: Vec<NodeLocal> = tmpfiles_state(root);
-    for (m, list) in [
-        ("customize", crate::build::customize::NODE_LOCAL),
-        ("scrub", crate::build::scrub::NODE_LOCAL),
-        ("repro", crate::support::repro::NODE_LOCAL),
-        ("secrets", crate::build::secrets::NODE_LOCAL),
-    ] {
-        node_local.extend(list.iter().map(|(p, why)| nl(p, m, why)));
-    }
-    // Each slot's destination, and the directories the first-boot unit creates for it.
-    let in_image: BTreeSet<&str> = files.iter().map(|e| e.path.as_str()).collect();
-    for (name, slot) in profile
-        .secrets
-        .iter()
-        .filter(|(_, s)| in_scope(&s.file, SCOPE))
-    {
-        node_local.push(nl(
-            &slot.file,
-            "secrets",
-            &format!("secret slot `{name}`, installed at first boot"),
-        ));
-        let mut dir = Path::new(&slot.file).parent();
-        while let Some(d) = dir.and_then(|d| d.to_str()) {
-            if d == "/" || in_image.contains(d) {
-                break;
-            }
-            node_local.push(nl(
-                d,
-                "secrets",
-                &format!("directory made for secret slot `{name}`"),
-            ));
-            dir = Path::new(d).parent();
-        }
-    }
-    node_local.sort();
-    node_local.dedup_by(|a, b| a.path == b.path);
-    let enabled_units = files
-        .iter()
-        .filter(|e| e.kind == 'l')
-        .filter_map(|e| enabled_link(&e.path))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    Expectations {
-        scope: SCOPE.iter().map(|s| s.to_string()).collect(),
-        node_local,
-        enabled_units,
-    }
-}
-
-/// The unit an enablement link names: `/etc/systemd/system/X.target.wants/U` gives `U`.
-fn enabled_link(path: &str) -> Option<String> {
-    let rest = path.strip_prefix("/etc/systemd/system/")?;
-    let (dir, unit) = rest.split_once('/')?;
-    if unit.contains('/') {
-        return None;
-    }
-    [".wants", ".requires", ".upholds"]
-        .iter()
-        .any(|s| dir.ends_with(s))
-        .then(|| unit.to_string())
-}
-
-fn in_scope<S: AsRef<str>>(path: &str, scope: &[S]) -> bool {
-    scope
-        .iter()
-        .map(AsRef::as_ref)
-        .any(|s| path == s || path.strip_prefix(s).is_some_and(|r| r.starts_with('/')))
-}
 
 fn glob_set(list: &[NodeLocal]) -> Result<GlobSet> {
     let mut b = GlobSetBuilder::new();
@@ -170,7 +30,6 @@ fn glob_set(list: &[NodeLocal]) -> Result<GlobSet> {
     b.build()
         .map_err(|e| Error::config(format!("manifest: node-local paths: {e}")))
 }
-
 /// `ssh://[user@]host[:port]` (a trailing `/` is allowed) as destination and port.
 pub fn parse_node(s: &str) -> Result<(String, Option<u16>)> {
     let what = format!("--against {s}");
@@ -630,6 +489,9 @@ pub fn verify(image: &Path, against: &str) -> Result<Report> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::expect::{expectations, nl};
+    use crate::profile::Profile;
+    use crate::support::rootfs::Rootfs;
 
     fn fe(path: &str, kind: char, digest: &str) -> FileEntry {
         FileEntry {
@@ -690,7 +552,12 @@ mod tests {
         )
         .unwrap();
         let root = Rootfs::open(t.path()).unwrap();
-        let x = expectations(&p, &root, &files);
+        let x = expectations(
+            &p,
+            &root,
+            &files,
+            &[("scrub", crate::build::scrub::NODE_LOCAL)],
+        );
         assert!(x
             .node_local
             .iter()
@@ -717,7 +584,12 @@ mod tests {
             fe("/var/x", 'f', "00"),
         ];
         let t = tempfile::tempdir().unwrap();
-        let x = expectations(&p, &Rootfs::open(t.path()).unwrap(), &files);
+        let x = expectations(
+            &p,
+            &Rootfs::open(t.path()).unwrap(),
+            &files,
+            &[("scrub", crate::build::scrub::NODE_LOCAL)],
+        );
         let m: Manifest = serde_json::from_value(serde_json::json!({
             "manifest_version": 1, "profile": "t", "profile_files": [], "input_hash": "",
             "tool_version": "", "suite": "", "kernel_cmdline": "", "identity": null,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 pub const FILES: &[&str] = &[
     "manifest.json",
     "SHA256SUMS",
-    crate::support::repro::FILE_LIST,
+    crate::image::files::FILE_LIST,
 ];
 
 /// Key of the image stage: the base key plus the input hash, SOURCE_DATE_EPOCH, the
