@@ -226,7 +226,7 @@ fn ext_err(p: &ExtPath, e: ext4_view::Ext4Error) -> Error {
 /// Audit the root filesystem of a raw disk image: one walk for the rules that need only
 /// paths, then the contents of the regular files, split over the cores.
 pub fn audit_image(raw: &Path, secrets: Option<&SecretsFile>) -> Result<Report> {
-    let root = crate::ops::seal::find_partition(raw, ROOT_TYPE)?;
+    let root = crate::image::layout::find_partition(raw, ROOT_TYPE)?;
     let offset = root.extent.offset();
     let fs = open_root(raw, offset)?;
     let mut report = Report::default();

@@ -1,8 +1,8 @@
 //! `manifest.json` and `SHA256SUMS`: what an image is, from which inputs.
 
-use crate::build::assemble::gpt::Layout;
-use crate::build::base::mmdebstrap::Package;
 use crate::error::{Context, Result};
+use crate::image::layout::Layout;
+use crate::support::dpkg::Package;
 use crate::support::identity::Identity;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -53,11 +53,7 @@ pub struct Manifest {
 
 /// Partition table as JSON for the manifest.
 pub fn partitions_json(layout: &Layout, ids: &Identity) -> serde_json::Value {
-    let p = |n: u32,
-             name: &str,
-             ty: &str,
-             e: &crate::build::assemble::gpt::Extent,
-             guid: &uuid::Uuid| {
+    let p = |n: u32, name: &str, ty: &str, e: &crate::image::layout::Extent, guid: &uuid::Uuid| {
         serde_json::json!({
             "number": n, "name": name, "type": ty, "guid": guid.to_string(),
             "first_lba": e.first_lba, "last_lba": e.last_lba, "offset": e.offset(), "bytes": e.bytes(),
@@ -71,7 +67,7 @@ pub fn partitions_json(layout: &Layout, ids: &Identity) -> serde_json::Value {
             p(1, "BIOS boot", "21686148-6449-6E6F-744E-656564454649", &layout.bios, &ids.bios_part),
             p(2, "EFI System", "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", &layout.esp, &ids.esp_part),
             p(3, "root", "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", &layout.root, &ids.root_part),
-            p(4, crate::build::assemble::gpt::SEED_LABEL, crate::build::assemble::gpt::SEED_TYPE, &layout.seed, &ids.seed_part),
+            p(4, crate::image::layout::SEED_LABEL, crate::image::layout::SEED_TYPE, &layout.seed, &ids.seed_part),
         ],
     })
 }

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod declared;
 pub mod expect;
 pub mod files;
+pub mod layout;
 pub mod manifest;
 pub mod probes;
 pub mod provenance;

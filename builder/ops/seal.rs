@@ -4,9 +4,10 @@
 //! otherwise; only the seed partition's bytes differ, so the root partition of every node is
 //! byte-identical to the image's. Every check runs before the first byte is written.
 
-use crate::build::assemble::gpt::{Extent, SECTOR, SEED_LABEL, SEED_TYPE};
 use crate::build::secrets::{self, SecretsFile};
 use crate::error::{Context, Error, Result};
+use crate::image::layout::seed_partition;
+use crate::image::layout::SECTOR;
 use crate::image::manifest::Manifest;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -48,50 +49,6 @@ pub fn raw_image(p: &Path) -> Result<PathBuf> {
         )));
     }
     Ok(p.to_path_buf())
-}
-
-/// A partition found in an image's own GPT.
-#[derive(Debug, Clone, Copy)]
-pub struct Found {
-    /// Its place on the disk.
-    pub extent: Extent,
-}
-
-/// Find a partition by type GUID in the image's GPT (not trusting the manifest).
-pub fn find_partition(raw: &Path, type_guid: &str) -> Result<Found> {
-    let want: uuid::Uuid = type_guid
-        .parse()
-        .map_err(|e| Error::failed(format!("type GUID {type_guid}: {e}")))?;
-    let disk = gpt::GptConfig::new()
-        .writable(false)
-        .open(raw)
-        .map_err(|e| Error::config(format!("{}: no readable GPT: {e}", raw.display())))?;
-    let p = disk
-        .partitions()
-        .values()
-        .find(|p| p.part_type_guid.guid == want)
-        .ok_or_else(|| {
-            Error::config(format!(
-                "{}: no partition of type {type_guid} in its GPT",
-                raw.display()
-            ))
-        })?;
-    Ok(Found {
-        extent: Extent {
-            first_lba: p.first_lba,
-            last_lba: p.last_lba,
-        },
-    })
-}
-
-/// The seed partition of an image (by type GUID; its name must be `clawimg-seed`).
-pub fn seed_partition(raw: &Path) -> Result<Extent> {
-    let f = find_partition(raw, SEED_TYPE).map_err(|e| {
-        Error::config(format!(
-            "{e}: the image has no {SEED_LABEL} partition (built by an older clawimg?)"
-        ))
-    })?;
-    Ok(f.extent)
 }
 
 /// Seal: check everything, then copy the image and write the bundle into the seed.

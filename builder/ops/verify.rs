@@ -282,7 +282,7 @@ fn compare(
         })
     };
     // Packages, by name:arch.
-    let want: BTreeMap<String, &crate::build::base::mmdebstrap::Package> = m
+    let want: BTreeMap<String, &crate::support::dpkg::Package> = m
         .packages
         .iter()
         .map(|p| (format!("{}:{}", p.name, p.arch), p))

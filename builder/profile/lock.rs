@@ -3,8 +3,8 @@
 //! build's SOURCE_DATE_EPOCH. Also the .deb store: downloaded packages kept in the cache by
 //! sha256, so a rebuild from a lock needs no network.
 
-use crate::build::base::mmdebstrap::Package;
 use crate::error::{Context, Error, Result};
+use crate::support::dpkg::Package;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -320,7 +320,7 @@ impl Export {
             return Ok(out);
         };
         for ent in rd.flatten() {
-            let sha = crate::build::base::mmdebstrap::sha256_file(&ent.path())?;
+            let sha = crate::support::digest::sha256_file(&ent.path())?;
             if let Some(stanza) = by_sha.get(&sha) {
                 let dst = store.join(format!("{sha}.deb"));
                 if !dst.exists() {
@@ -368,7 +368,7 @@ pub fn local_repo(lock: &Lock, store: &Path, dir: &Path) -> Result<String> {
     let mut packages = String::new();
     for p in &lock.packages {
         let deb = store.join(format!("{}.deb", p.sha256));
-        let got = crate::build::base::mmdebstrap::sha256_file(&deb)?;
+        let got = crate::support::digest::sha256_file(&deb)?;
         if got != p.sha256 {
             let _ = std::fs::remove_file(&deb);
             return Err(Error::failed(format!(

@@ -2,6 +2,8 @@
 //! the stage cache, identifiers, reproducibility settings, offline systemd enablement.
 
 pub mod cache;
+pub mod digest;
+pub mod dpkg;
 pub mod exec;
 pub mod identity;
 pub mod progress;

@@ -9,6 +9,7 @@ pub mod gpt;
 pub mod grub;
 
 use crate::error::{Context, Result};
+use crate::image::layout;
 use crate::profile::Image;
 use crate::support::identity::Identity;
 use crate::support::rootfs::Rootfs;
@@ -36,7 +37,7 @@ pub struct Assembled {
     /// The raw image file.
     pub raw: PathBuf,
     /// Partition layout.
-    pub layout: gpt::Layout,
+    pub layout: layout::Layout,
     /// Bytes of data in the root tree.
     pub rootfs_bytes: u64,
     /// Kernel command line after `root=... ro`.
@@ -69,7 +70,7 @@ pub fn run(input: &AssembleInput<'_>, raw: &Path) -> Result<Assembled> {
         "auto" => ext4::plan_size(tree, input.image.headroom_percent, input.image.min_free_mib),
         s => {
             let total = crate::profile::parse_size(s).unwrap_or(0);
-            let fixed = (2 + gpt::BIOS_BOOT_MIB + gpt::SEED_MIB + input.image.esp_mib) << 20;
+            let fixed = (2 + layout::BIOS_BOOT_MIB + layout::SEED_MIB + input.image.esp_mib) << 20;
             let root = total.saturating_sub(fixed);
             let need = ext4::plan_size(tree, 0, 64);
             if root < need {
@@ -82,7 +83,7 @@ pub fn run(input: &AssembleInput<'_>, raw: &Path) -> Result<Assembled> {
             root & !((1 << 20) - 1)
         }
     };
-    let layout = gpt::plan(input.image.esp_mib, root_bytes);
+    let layout = layout::plan(input.image.esp_mib, root_bytes);
 
     let f = std::fs::File::options()
         .read(true)

@@ -1,9 +1,11 @@
 //! Base stage: an Ubuntu root filesystem from mmdebstrap, verified with the pinned keyring.
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Error, Result};
 use crate::profile::Base;
+use crate::support::digest::sha256_file;
+use crate::support::dpkg::read_dpkg_status;
+use crate::support::dpkg::Package;
 use crate::support::exec;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// Environment variable that overrides the package mirror (same as `--mirror`).
@@ -20,17 +22,6 @@ pub struct BaseInput {
     pub mirror: Option<String>,
 }
 
-/// One installed Debian package.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct Package {
-    /// Package name.
-    pub name: String,
-    /// Installed version.
-    pub version: String,
-    /// Architecture (`amd64`, `all`).
-    pub arch: String,
-}
-
 /// The base stage's output.
 #[derive(Debug, Clone)]
 pub struct BaseRootfs {
@@ -38,14 +29,6 @@ pub struct BaseRootfs {
     pub path: PathBuf,
     /// Installed packages, sorted by name.
     pub packages: Vec<Package>,
-}
-
-/// sha256 of a file, hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).ctx(|| format!("open {}", path.display()))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).ctx(|| format!("read {}", path.display()))?;
-    Ok(hex::encode(h.finalize()))
 }
 
 /// Resolve and verify the keyring against the profile's pin.
@@ -119,52 +102,4 @@ pub fn run_with(input: &BaseInput, target: &Path, extra: &[String]) -> Result<Ba
         path: target.to_path_buf(),
         packages,
     })
-}
-
-/// Installed packages from a dpkg status file, sorted by name.
-pub fn read_dpkg_status(path: &Path) -> Result<Vec<Package>> {
-    let text = std::fs::read_to_string(path).ctx(|| format!("read {}", path.display()))?;
-    Ok(parse_dpkg_status(&text))
-}
-
-/// Parse dpkg's status database (only fully installed packages).
-pub fn parse_dpkg_status(text: &str) -> Vec<Package> {
-    let mut out = vec![];
-    for para in text.split("\n\n") {
-        let (mut name, mut version, mut arch, mut installed) = (None, None, None, false);
-        for line in para.lines() {
-            if let Some(v) = line.strip_prefix("Package: ") {
-                name = Some(v.trim().to_string());
-            } else if let Some(v) = line.strip_prefix("Version: ") {
-                version = Some(v.trim().to_string());
-            } else if let Some(v) = line.strip_prefix("Architecture: ") {
-                arch = Some(v.trim().to_string());
-            } else if let Some(v) = line.strip_prefix("Status: ") {
-                installed = v.trim() == "install ok installed";
-            }
-        }
-        if let (Some(name), Some(version), true) = (name, version, installed) {
-            out.push(Package {
-                name,
-                version,
-                arch: arch.unwrap_or_default(),
-            });
-        }
-    }
-    out.sort();
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn dpkg_status() {
-        let s = "Package: b\nStatus: install ok installed\nVersion: 2\nArchitecture: all\n\n\
-                 Package: a\nStatus: deinstall ok config-files\nVersion: 1\n\n\
-                 Package: c\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1:3.0-1\n";
-        let p = super::parse_dpkg_status(s);
-        assert_eq!(p.len(), 2);
-        assert_eq!(p[0].name, "b");
-        assert_eq!(p[1].version, "1:3.0-1");
-    }
 }

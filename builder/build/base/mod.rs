@@ -8,8 +8,9 @@ pub mod mmdebstrap;
 use crate::error::{Context, Error, Result};
 use crate::profile::lock::{self, Export, Lock, Resolved};
 use crate::support::cache::{Cache, KeyHasher};
+use crate::support::dpkg::Package;
 use crate::support::exec;
-use mmdebstrap::{BaseInput, BaseRootfs, Package};
+use mmdebstrap::{BaseInput, BaseRootfs};
 use std::path::{Path, PathBuf};
 
 /// What the base stage needs beyond [`BaseInput`].

@@ -21,7 +21,7 @@ pub fn image_key(base_key: &str, input_hash: &str, sde: u64) -> Result<String> {
     let mut k = KeyHasher::new("image");
     k.add(base_key).add(input_hash).add(sde.to_string());
     let exe = std::env::current_exe().ctx(|| "locate clawimg binary".into())?;
-    k.add(crate::build::base::mmdebstrap::sha256_file(&exe)?);
+    k.add(crate::support::digest::sha256_file(&exe)?);
     for t in crate::support::tools::BUILD.iter().skip(1) {
         k.add(t.name).add(crate::support::tools::version(t));
     }
@@ -70,8 +70,7 @@ pub fn reuse(cache: &Cache, key: &str, dir: &Path) -> Result<Option<Manifest>> {
                     sc.spawn(move || {
                         let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(u64::MAX);
                         len == a.bytes
-                            && crate::build::base::mmdebstrap::sha256_file(&p)
-                                .is_ok_and(|h| h == a.sha256)
+                            && crate::support::digest::sha256_file(&p).is_ok_and(|h| h == a.sha256)
                     })
                 })
                 .collect();
