@@ -2,6 +2,7 @@
 //! node gets its own identity on first boot and the image carries no host data.
 
 use crate::error::{Error, Result};
+use crate::image::audit::HISTORY;
 use crate::support::rootfs::Rootfs;
 use cap_std::fs::Dir;
 use std::path::Path;
@@ -12,19 +13,6 @@ pub struct Scrubbed {
     /// Removed or emptied paths.
     pub removed: Vec<String>,
 }
-
-/// History files removed from /root and /home/* (the audit checks the same names).
-pub const HISTORY: &[&str] = &[
-    ".bash_history",
-    ".zsh_history",
-    ".sh_history",
-    ".python_history",
-    ".lesshst",
-    ".viminfo",
-    ".mysql_history",
-    ".psql_history",
-    ".wget-hsts",
-];
 
 fn remove_logs(root: &Rootfs, dir: &str, removed: &mut Vec<String>) -> Result<()> {
     for name in root.list(dir)? {

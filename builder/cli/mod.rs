@@ -633,7 +633,7 @@ fn run(cli: Cli) -> Result<i32> {
             let l = profile::load(&name, &g.profiles_dir, &[])?;
             print!(
                 "{}",
-                crate::build::secrets::template(&l.name, &l.profile.secrets)
+                crate::profile::secrets::template(&l.name, &l.profile.secrets)
             );
             Ok(0)
         }
@@ -651,7 +651,7 @@ fn run(cli: Cli) -> Result<i32> {
             let raw = crate::ops::seal::raw_image(&image)?;
             let s = secrets
                 .as_deref()
-                .map(crate::build::secrets::SecretsFile::load)
+                .map(crate::profile::secrets::SecretsFile::load)
                 .transpose()?;
             let r = crate::image::audit::audit_image(&raw, s.as_ref())?;
             if r.findings.is_empty() {

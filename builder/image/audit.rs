@@ -4,13 +4,26 @@
 //!
 //! Findings name the path and the rule, never the matched bytes.
 
-use crate::build::secrets::SecretsFile;
 use crate::error::{Error, Result};
+use crate::profile::secrets::SecretsFile;
 use ext4_view::{Ext4, Ext4Read, PathBuf as ExtPath};
 use md5::Digest as _;
 use regex::bytes::{Regex, RegexSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
+
+/// History files removed from /root and /home/* by the scrub; the audit refuses an image that still has one.
+pub const HISTORY: &[&str] = &[
+    ".bash_history",
+    ".zsh_history",
+    ".sh_history",
+    ".python_history",
+    ".lesshst",
+    ".viminfo",
+    ".mysql_history",
+    ".psql_history",
+    ".wget-hsts",
+];
 
 /// Partition type GUID of the root ("Linux root x86-64").
 pub const ROOT_TYPE: &str = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
@@ -162,9 +175,7 @@ fn node_state(path: &str, len: u64) -> Option<&'static str> {
     {
         return Some("DHCP lease");
     }
-    if (path.starts_with("/root/") || path.starts_with("/home/"))
-        && crate::build::scrub::HISTORY.contains(&name)
-    {
+    if (path.starts_with("/root/") || path.starts_with("/home/")) && HISTORY.contains(&name) {
         return Some("shell or tool history");
     }
     if path.starts_with("/var/lib/apt/lists/")

@@ -4,11 +4,11 @@
 //! otherwise; only the seed partition's bytes differ, so the root partition of every node is
 //! byte-identical to the image's. Every check runs before the first byte is written.
 
-use crate::build::secrets::{self, SecretsFile};
 use crate::error::{Context, Error, Result};
 use crate::image::layout::seed_partition;
 use crate::image::layout::SECTOR;
 use crate::image::manifest::Manifest;
+use crate::profile::secrets::{self, SecretsFile};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -55,7 +55,7 @@ pub fn raw_image(p: &Path) -> Result<PathBuf> {
 pub fn seal(req: &SealRequest) -> Result<PathBuf> {
     let raw = raw_image(&req.image)?;
     let manifest = Manifest::read(&raw)?;
-    let slots = secrets::from_manifest(&manifest)?;
+    let slots = secrets::from_manifest(&manifest.extra)?;
     secrets::check_node(&req.node)?;
     let values = SecretsFile::load(&req.secrets)?;
     values.check(&slots)?;
@@ -153,7 +153,7 @@ pub fn write_bundle(
 ) -> Result<()> {
     let raw = raw_image(image)?;
     let manifest = Manifest::read(&raw)?;
-    let slots = secrets::from_manifest(&manifest)?;
+    let slots = secrets::from_manifest(&manifest.extra)?;
     if let Some(n) = node {
         secrets::check_node(n)?;
     }

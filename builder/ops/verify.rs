@@ -539,7 +539,7 @@ mod tests {
         let mut p = Profile::default();
         p.secrets.insert(
             "k".into(),
-            crate::build::secrets::Slot {
+            crate::profile::secrets::Slot {
                 file: "/opt/app/conf/.env".into(),
                 ..Default::default()
             },

@@ -10,6 +10,7 @@
 
 pub mod lints;
 pub mod lock;
+pub mod secrets;
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -33,7 +34,7 @@ pub struct Profile {
     pub vars: BTreeMap<String, toml::Value>,
     /// Secret slots by name (declared only: values arrive per node, see `secrets.rs`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub secrets: BTreeMap<String, crate::build::secrets::Slot>,
+    pub secrets: BTreeMap<String, crate::profile::secrets::Slot>,
     /// File trees copied into the image, in order (see `overlay.rs`).
     pub overlays: Overlays,
     /// systemd units shipped from `units/`: installed, enabled, masked (see `unitset.rs`).
@@ -550,7 +551,7 @@ fn validate(l: &Loaded) -> Result<()> {
             format!("expected a host name (letters, digits, '-'), found {h:?}"),
         );
     }
-    crate::build::secrets::validate(l)?;
+    crate::profile::secrets::validate(l)?;
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! `clawimg test`: boot an image in QEMU and run probes over SSH with a throwaway key.
 
 use crate::error::{Context, Error, Result};
-use crate::image::probes::{self, Outcome, Probe};
+use crate::image::probes::{Outcome, Probe};
+use crate::ops::test::probes;
 use crate::ops::test::qemu::{Accel, DiskBus, Firmware, Vm, VmSpec};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -132,7 +133,7 @@ pub fn run(t: &TestRun) -> Result<TestReport> {
     }
     let mut outcomes = probes::run(&vm, &list);
     if t.ssh_user != "root" {
-        outcomes.extend(crate::build::harden::sshd::login_checks(&vm, &t.ssh_user));
+        outcomes.extend(probes::login_checks(&vm, &t.ssh_user));
     }
     vm.kill();
     Ok(TestReport {
