@@ -110,7 +110,7 @@ fn publish_stand_ins(reg: &Registry, work: &Path, images: &[(String, String, Str
         .collect();
     let links: Vec<(&str, &str)> = links.iter().map(|(p, t)| (p.as_str(), *t)).collect();
     for (name, reference, _) in images {
-        let r = clawimg::build::images::oci::Reference::parse(reference).unwrap();
+        let r = clawimg::support::reference::Reference::parse(reference).unwrap();
         let tag = r.tag.clone().unwrap();
         let l = Layout::new(&work.join(format!("oci-{name}")));
         let layer = l.layer(&files, &links);

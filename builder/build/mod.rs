@@ -18,6 +18,7 @@ use crate::error::{Context, Error, Result};
 use crate::image::files;
 use crate::image::manifest::{self, Artifact, Manifest};
 use crate::image::provenance::Provenance;
+use crate::profile::catalog;
 use crate::profile::lock::{self, Lock};
 use crate::profile::{self, Loaded};
 use crate::support::cache::Cache;
@@ -138,7 +139,7 @@ pub struct Checked {
     /// Lint findings the profile acknowledged.
     pub acknowledged: Vec<crate::profile::lints::Finding>,
     /// Pinned container images (catalog entries that passed the lints).
-    pub images: Vec<images::Pinned>,
+    pub images: Vec<crate::profile::catalog::Pinned>,
 }
 
 /// Load and check the profile and environment (used by `check` and `build`).
@@ -150,7 +151,7 @@ pub fn check(opts: &BuildOptions) -> Result<Checked> {
     let overlays = overlays::load(&loaded)?;
     // Firewall CIDR list files are pinned by sha256 in the profile, so the hash covers them.
     let (plan, acknowledged) = crate::build::harden::check(&loaded)?;
-    let images = images::resolve(&loaded)?;
+    let images = catalog::resolve(&loaded)?;
     let ih = input_hash(&loaded, &loaded.profile.base.keyring_sha256)?;
     Ok(Checked {
         loaded,

@@ -16,6 +16,7 @@
 //! owner and mode unless a rule names them. Symlinks are copied as links.
 
 use crate::error::{Error, Result};
+use crate::image::declared::Declared;
 use crate::image::provenance::Provenance;
 use crate::profile::{line_col, Loaded};
 use crate::support::rootfs::Rootfs;
@@ -97,19 +98,6 @@ pub struct Overlay {
     pub entries: Vec<Entry>,
 }
 
-/// A path whose owner, group and mode the metadata declares (for probes and the manifest).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Declared {
-    /// Image path.
-    pub path: String,
-    /// User name (or uid) as declared, default root.
-    pub owner: String,
-    /// Group name (or gid) as declared, default root.
-    pub group: String,
-    /// Final mode, octal digits as `stat -c %a` prints them.
-    pub mode: String,
-}
-
 /// The repository directory holding `profiles/`, `overlays/` and `units/`.
 pub fn repo_dir(loaded: &Loaded) -> PathBuf {
     match loaded.dir.parent() {
@@ -152,7 +140,7 @@ pub fn context(loaded: &Loaded) -> Result<tera::Context> {
             refs.insert(k.clone(), serde_json::Value::String(r.to_string()));
         }
     }
-    for img in crate::build::images::resolve(loaded)? {
+    for img in crate::build::catalog::resolve(loaded)? {
         if refs.contains_key(&img.name) {
             return Err(Error::config(format!(
                 "{file}: key `vars.images.{}`: `{}` is a catalog image in `containers.images`: its reference comes from the catalog (what is baked); remove it from vars.images",

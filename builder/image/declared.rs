@@ -3,6 +3,20 @@
 
 use crate::image::manifest::Manifest;
 use crate::image::probes::{Expect, Probe};
+use serde::{Deserialize, Serialize};
+
+/// A path whose owner, group and mode the metadata declares (for probes and the manifest).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Declared {
+    /// Image path.
+    pub path: String,
+    /// User name (or uid) as declared, default root.
+    pub owner: String,
+    /// Group name (or gid) as declared, default root.
+    pub group: String,
+    /// Final mode, octal digits as `stat -c %a` prints them.
+    pub mode: String,
+}
 
 fn strings(v: &serde_json::Value) -> Vec<String> {
     v.as_array()
@@ -52,7 +66,7 @@ pub fn probes(m: &Manifest) -> Vec<Probe> {
             on_failure: Some("systemctl list-timers --all --no-pager".into()),
         });
     }
-    let files: Vec<crate::build::overlays::Declared> = m
+    let files: Vec<Declared> = m
         .extra
         .get("declared_files")
         .and_then(|d| serde_json::from_value(d.clone()).ok())

@@ -8,6 +8,7 @@
 //! Every file is first checked on its own against the schema, so an unknown key or a wrong
 //! type is reported with the file, line, column and key path where it was written.
 
+pub mod catalog;
 pub mod lints;
 pub mod lock;
 pub mod secrets;
@@ -79,7 +80,7 @@ pub struct Profile {
     #[serde(skip_serializing_if = "crate::profile::lints_default")]
     pub lints: crate::profile::lints::LintConfig,
     /// Pinned container images baked into the image (names from the `images/` catalog).
-    pub containers: crate::build::images::Containers,
+    pub containers: crate::profile::catalog::Containers,
 }
 
 /// The `[overlays]` section.

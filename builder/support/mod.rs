@@ -7,6 +7,7 @@ pub mod dpkg;
 pub mod exec;
 pub mod identity;
 pub mod progress;
+pub mod reference;
 pub mod repro;
 pub mod rootfs;
 pub mod systemd;

@@ -3,8 +3,9 @@
 //! writes go to a temp file in the same directory and are renamed into place, so an
 //! interrupted download or a concurrent build never leaves a wrong or partial blob.
 
-use crate::build::images::oci::{self, ManifestDoc};
+use crate::build::images::spec::ManifestDoc;
 use crate::error::{Context, Error, Result};
+use crate::support::reference::valid_digest;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ pub struct BlobCache {
 }
 
 fn hex_of(digest: &str) -> Result<&str> {
-    if !oci::valid_digest(digest) {
+    if !valid_digest(digest) {
         return Err(Error::failed(format!("`{digest}` is not a sha256 digest")));
     }
     Ok(&digest[7..])
@@ -107,7 +108,7 @@ impl BlobCache {
                     index = Some(b);
                 } else if let Some(hex) = name.strip_prefix("blobs/sha256/") {
                     let digest = format!("sha256:{hex}");
-                    if !oci::valid_digest(&digest) {
+                    if !valid_digest(&digest) {
                         return Err(Error::failed(format!(
                             "{}: unexpected entry {name}",
                             archive.display()

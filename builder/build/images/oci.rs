@@ -4,8 +4,9 @@
 //! streaming, with retries (429/5xx/transport) and resume by HTTP range.
 
 use crate::build::images::blobs::{self, BlobCache};
+use crate::build::images::spec::Descriptor;
 use crate::error::{Error, Result};
-use serde::{Deserialize, Serialize};
+use crate::support::reference::Reference;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Read;
@@ -17,258 +18,10 @@ use std::time::Duration;
 /// Environment variable with registry mirrors, `HOST=URL` separated by commas.
 pub const MIRROR_ENV: &str = "CLAWIMG_REGISTRY_MIRROR";
 
-/// OCI image index media type.
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-/// OCI image manifest media type.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// Docker manifest list media type.
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-/// Docker image manifest (schema 2) media type.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 /// Manifests larger than this are refused (they are JSON documents of a few KiB).
 const MAX_MANIFEST: u64 = 4 << 20;
 const ATTEMPTS: u32 = 5;
-
-/// A parsed image reference: `[registry/]repository[:tag][@digest]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reference {
-    /// Registry host (`docker.io` when none is written).
-    pub registry: String,
-    /// Repository path (`library/caddy` for `caddy`).
-    pub repository: String,
-    /// Tag, if written.
-    pub tag: Option<String>,
-    /// Digest, if written.
-    pub digest: Option<String>,
-}
-
-impl Reference {
-    /// Parse a reference the way Docker normalizes it.
-    pub fn parse(s: &str) -> std::result::Result<Reference, String> {
-        let s = s.trim();
-        if s.is_empty() || s.contains(char::is_whitespace) {
-            return Err("expected an image reference such as `ghcr.io/org/app:1.2.3`".into());
-        }
-        let (rest, digest) = match s.split_once('@') {
-            Some((r, d)) => (r, Some(d.to_string())),
-            None => (s, None),
-        };
-        if let Some(d) = &digest {
-            if !valid_digest(d) {
-                return Err(format!(
-                    "`{d}` is not a sha256 digest (sha256: and 64 hex digits)"
-                ));
-            }
-        }
-        let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
-        let (name, tag) = match rest[last_slash..].rfind(':') {
-            Some(i) => (
-                &rest[..last_slash + i],
-                Some(rest[last_slash + i + 1..].to_string()),
-            ),
-            None => (rest, None),
-        };
-        let (registry, mut repository) = match name.split_once('/') {
-            Some((first, path))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
-                (first.to_string(), path.to_string())
-            }
-            _ => ("docker.io".to_string(), name.to_string()),
-        };
-        if registry == "docker.io" && !repository.contains('/') {
-            repository = format!("library/{repository}");
-        }
-        let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c);
-        if repository.is_empty()
-            || !repository.chars().all(ok)
-            || repository.starts_with('/')
-            || repository.ends_with('/')
-        {
-            return Err(format!("repository `{repository}` must be lowercase letters, digits, '.', '_', '-' and '/'"));
-        }
-        if let Some(t) = &tag {
-            let tok = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
-            if t.is_empty() || t.len() > 128 || !t.chars().all(tok) {
-                return Err(format!(
-                    "tag `{t}` must be 1-128 letters, digits, '.', '_' or '-'"
-                ));
-            }
-        }
-        Ok(Reference {
-            registry,
-            repository,
-            tag,
-            digest,
-        })
-    }
-
-    /// `registry/repository` (fully qualified name).
-    pub fn name(&self) -> String {
-        format!("{}/{}", self.registry, self.repository)
-    }
-}
-
-/// `sha256:` followed by 64 lowercase hex digits.
-pub fn valid_digest(d: &str) -> bool {
-    d.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64
-            && h.chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-    })
-}
-
-/// `os/architecture[/variant]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Platform {
-    /// e.g. `linux`.
-    pub os: String,
-    /// e.g. `amd64`.
-    pub architecture: String,
-    /// e.g. `v8`.
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    /// Parse `linux/amd64` or `linux/arm64/v8`.
-    pub fn parse(s: &str) -> std::result::Result<Platform, String> {
-        let parts: Vec<&str> = s.split('/').collect();
-        let good =
-            |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        match parts.as_slice() {
-            [os, arch] if good(os) && good(arch) => Ok(Platform {
-                os: os.to_string(),
-                architecture: arch.to_string(),
-                variant: None,
-            }),
-            [os, arch, v] if good(os) && good(arch) && good(v) => Ok(Platform {
-                os: os.to_string(),
-                architecture: arch.to_string(),
-                variant: Some(v.to_string()),
-            }),
-            _ => Err(format!(
-                "expected os/architecture[/variant] such as \"linux/amd64\", found {s:?}"
-            )),
-        }
-    }
-
-    fn matches(&self, p: &PlatformJson) -> bool {
-        p.os == self.os
-            && p.architecture == self.architecture
-            && self
-                .variant
-                .as_ref()
-                .is_none_or(|v| p.variant.as_deref() == Some(v))
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
-
-/// A content descriptor.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Descriptor {
-    /// Media type.
-    #[serde(rename = "mediaType", default)]
-    pub media_type: String,
-    /// `sha256:...`.
-    pub digest: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Platform (index entries only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<PlatformJson>,
-}
-
-/// Platform as written in an index.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct PlatformJson {
-    /// Operating system.
-    #[serde(default)]
-    pub os: String,
-    /// CPU architecture.
-    #[serde(default)]
-    pub architecture: String,
-    /// CPU variant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-/// A manifest or an index (the fields clawimg needs).
-#[derive(Debug, Clone, Deserialize)]
-pub struct ManifestDoc {
-    /// Media type (may be absent in OCI documents; then inferred).
-    #[serde(rename = "mediaType", default)]
-    pub media_type: String,
-    /// Index entries.
-    #[serde(default)]
-    pub manifests: Vec<Descriptor>,
-    /// Image config.
-    pub config: Option<Descriptor>,
-    /// Image layers.
-    #[serde(default)]
-    pub layers: Vec<Descriptor>,
-}
-
-impl ManifestDoc {
-    /// Parse a manifest or index.
-    pub fn parse(bytes: &[u8], what: &str) -> Result<ManifestDoc> {
-        let mut m: ManifestDoc = serde_json::from_slice(bytes)
-            .map_err(|e| Error::failed(format!("{what}: not an image manifest or index: {e}")))?;
-        if m.media_type.is_empty() {
-            m.media_type = if m.config.is_some() {
-                OCI_MANIFEST.into()
-            } else {
-                OCI_INDEX.into()
-            };
-        }
-        Ok(m)
-    }
-
-    /// Whether this is an index / manifest list.
-    pub fn is_index(&self) -> bool {
-        self.media_type == OCI_INDEX || self.media_type == DOCKER_LIST
-    }
-
-    /// The entry of an index for `platform`.
-    pub fn select(&self, platform: &Platform, what: &str) -> Result<Descriptor> {
-        self.manifests
-            .iter()
-            .find(|d| d.platform.as_ref().is_some_and(|p| platform.matches(p)))
-            .cloned()
-            .ok_or_else(|| {
-                let have: Vec<String> = self
-                    .manifests
-                    .iter()
-                    .filter_map(|d| d.platform.as_ref())
-                    .map(|p| {
-                        format!(
-                            "{}/{}{}",
-                            p.os,
-                            p.architecture,
-                            p.variant
-                                .as_deref()
-                                .map(|v| format!("/{v}"))
-                                .unwrap_or_default()
-                        )
-                    })
-                    .collect();
-                Error::failed(format!(
-                    "{what}: the index has no manifest for {platform} (it has: {})",
-                    have.join(", ")
-                ))
-            })
-    }
-}
 
 /// Where requests for one registry go: `scheme://host[:port]` and an optional path prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -747,28 +500,9 @@ pub fn parse_challenge(h: &str) -> (String, HashMap<String, String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn references_normalize_like_docker() {
-        let r = Reference::parse("caddy:2-alpine").unwrap();
-        assert_eq!(
-            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
-            ("docker.io", "library/caddy", Some("2-alpine"))
-        );
-        let r = Reference::parse("127.0.0.1:5000/a/b").unwrap();
-        assert_eq!(
-            (r.registry.as_str(), r.repository.as_str(), r.tag),
-            ("127.0.0.1:5000", "a/b", None)
-        );
-        let d = format!("sha256:{}", "a".repeat(64));
-        let r = Reference::parse(&format!("ghcr.io/o/app:1.2@{d}")).unwrap();
-        assert_eq!(
-            (r.tag.as_deref(), r.digest.as_deref()),
-            (Some("1.2"), Some(d.as_str()))
-        );
-        assert!(Reference::parse("Upper/case:1").is_err());
-        assert!(Reference::parse("x@sha256:12").is_err());
-    }
+    use crate::build::images::spec::Descriptor;
+    use crate::build::images::spec::ManifestDoc;
+    use crate::support::reference::Platform;
 
     #[test]
     fn mirrors_and_prefixes() {
