@@ -3,10 +3,9 @@
 //! check the checksum and hash Glance computed against ours.
 
 use crate::error::{Error, Result};
+use crate::ops::upload::http::{classify, percent_encode, retry, Attempt};
 use crate::ops::upload::keystone::{self, AuthConfig};
-use crate::ops::upload::{
-    classify, os_version, percent_encode, retry, Attempt, Digests, Image, UploadOptions,
-};
+use crate::ops::upload::target::{os_version, Digests, Image, UploadOptions};
 use crate::support::progress::Progress;
 use serde_json::{json, Value};
 use std::io::Read;
@@ -20,7 +19,7 @@ pub struct Glance {
     agent: ureq::Agent,
     /// Base URL ending in `/v2`.
     base: String,
-    token: Option<crate::ops::upload::Secret>,
+    token: Option<crate::ops::upload::http::Secret>,
 }
 
 /// `…/v2` from a catalog or override URL that may or may not name the version.
@@ -36,7 +35,7 @@ pub fn v2_base(url: &str) -> String {
 impl Glance {
     /// Authenticate (when configured) and find the image endpoint.
     pub fn connect(cfg: &AuthConfig) -> Result<Glance> {
-        let agent = crate::ops::upload::agent();
+        let agent = crate::ops::upload::http::agent();
         let session = keystone::authenticate(&agent, cfg)?;
         let url = match &cfg.image_url {
             Some(u) => u.clone(),
@@ -278,7 +277,7 @@ mod tests {
         assert_eq!(v2_base("http://g:9292/"), "http://g:9292/v2");
         assert_eq!(v2_base("http://g:9292/v2/"), "http://g:9292/v2");
         assert_eq!(
-            crate::ops::upload::percent_encode("a b/ü", false),
+            crate::ops::upload::http::percent_encode("a b/ü", false),
             "a%20b%2F%C3%BC"
         );
     }

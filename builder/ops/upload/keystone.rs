@@ -3,7 +3,7 @@
 //! endpoints from the token's catalog.
 
 use crate::error::{Error, Result};
-use crate::ops::upload::{classify, env_var, retry, Secret};
+use crate::ops::upload::http::{classify, env_var, retry, Secret};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
@@ -321,7 +321,7 @@ pub fn authenticate(agent: &ureq::Agent, cfg: &AuthConfig) -> Result<Session> {
             .send_string(&body.to_string())
             .map_err(|e| match e {
                 ureq::Error::Status(401, _) => {
-                    crate::ops::upload::Attempt::Fatal(Error::failed(format!(
+                    crate::ops::upload::http::Attempt::Fatal(Error::failed(format!(
                         "{url}: Keystone refused the credentials of {who} (HTTP 401; from {})",
                         cfg.source
                     )))

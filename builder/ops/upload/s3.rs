@@ -4,9 +4,8 @@
 //! in the cache (ListParts on the saved upload id) or, when the server forgot it, restarts.
 
 use crate::error::{Error, Result};
-use crate::ops::upload::{
-    classify, env_var, percent_encode, retry, Attempt, Digests, Image, Secret, UploadOptions,
-};
+use crate::ops::upload::http::{classify, env_var, percent_encode, retry, Attempt, Secret};
+use crate::ops::upload::target::{Digests, Image, UploadOptions};
 use crate::support::progress::Progress;
 use aws_sigv4::http_request::{
     sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
@@ -168,7 +167,7 @@ impl Client {
     /// A client; makes no request.
     pub fn new(cfg: Config, bucket: &str) -> Client {
         Client {
-            agent: crate::ops::upload::agent(),
+            agent: crate::ops::upload::http::agent(),
             cfg,
             bucket: bucket.into(),
         }
