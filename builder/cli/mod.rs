@@ -701,7 +701,7 @@ fn run(cli: Cli) -> Result<i32> {
                     return Ok(0);
                 }
             }
-            let (l, path, changes) = crate::build::base::lock(&options(&g, &p), update)?;
+            let (l, path, changes) = crate::ops::lock::lock(&options(&g, &p), update)?;
             println!(
                 "wrote {} ({} packages, SOURCE_DATE_EPOCH {})",
                 path.display(),

@@ -6,11 +6,12 @@
 use crate::build::outputs::bmap::{self, BlockMap};
 use crate::error::{Context, Error, Result};
 use crate::support::progress::Progress;
+use crate::support::ssh::{parse_authority, ssh_run, ssh_spawn};
 use std::fs::File;
 use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Where to flash.
@@ -61,25 +62,6 @@ pub fn parse_target(s: &str) -> Result<Target> {
         ))),
         Err(_) => Ok(Target::File(p)),
     }
-}
-
-/// Split `[user@]host[:port]` (from an `ssh://` URL named `what` in errors) into the
-/// `ssh` destination and port.
-pub fn parse_authority(what: &str, authority: &str) -> Result<(String, Option<u16>)> {
-    let (dest, port) = match authority.rsplit_once(':') {
-        Some((d, p)) => (
-            d.to_string(),
-            Some(
-                p.parse::<u16>()
-                    .map_err(|_| Error::config(format!("{what}: bad port `{p}`")))?,
-            ),
-        ),
-        None => (authority.to_string(), None),
-    };
-    if dest.is_empty() || dest.starts_with('-') {
-        return Err(Error::config(format!("{what}: missing host")));
-    }
-    Ok((dest, port))
 }
 
 /// What a flash did.
@@ -186,62 +168,6 @@ fn confirm(what: &str) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// The system `ssh` client for `dest`: batch mode, `CLAWIMG_SSH_OPTS` (else ~/.ssh/config).
-pub fn ssh_cmd(dest: &str, port: Option<u16>) -> Command {
-    let mut c = Command::new("ssh");
-    c.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=15"]);
-    if let Ok(opts) = std::env::var("CLAWIMG_SSH_OPTS") {
-        c.args(opts.split_whitespace());
-    }
-    if let Some(p) = port {
-        c.args(["-p", &p.to_string()]);
-    }
-    c.arg(dest);
-    c
-}
-
-/// Start `script` on `dest` through [`ssh_cmd`], stderr piped for error messages.
-pub fn ssh_spawn(
-    dest: &str,
-    port: Option<u16>,
-    script: &str,
-    stdin: Stdio,
-    stdout: Stdio,
-) -> Result<std::process::Child> {
-    ssh_cmd(dest, port)
-        .arg(script)
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            Error::tool(format!(
-                "cannot run ssh: {e} (install package `openssh-client`)"
-            ))
-        })
-}
-
-fn ssh_run(dest: &str, port: Option<u16>, script: &str, stdin: Option<&[u8]>) -> Result<String> {
-    let input = if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    };
-    let mut child = ssh_spawn(dest, port, script, input, Stdio::piped())?;
-    if let (Some(data), Some(mut w)) = (stdin, child.stdin.take()) {
-        w.write_all(data).ctx(|| "send to ssh".into())?;
-    }
-    let out = child.wait_with_output().ctx(|| "ssh".into())?;
-    if !out.status.success() {
-        return Err(Error::failed(format!(
-            "ssh {dest}: remote command failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The remote target's facts, gathered before writing.

@@ -42,7 +42,7 @@ pub fn parse_node(s: &str) -> Result<(String, Option<u16>)> {
             "{what}: expected ssh://[user@]host[:port] without a path"
         )));
     }
-    crate::ops::flash::parse_authority(&what, authority)
+    crate::support::ssh::parse_authority(&what, authority)
 }
 
 fn quote(s: &str) -> String {
@@ -452,7 +452,7 @@ pub fn verify(image: &Path, against: &str) -> Result<Report> {
     let refs: Vec<String> = images.iter().map(|(r, _)| r.clone()).collect();
     let body = script(&x, &refs);
     // The script goes on stdin; a user other than root runs it through sudo.
-    let mut child = crate::ops::flash::ssh_spawn(
+    let mut child = crate::support::ssh::ssh_spawn(
         &dest,
         port,
         r#"if [ "$(id -u)" = 0 ]; then exec sh -s; else exec sudo -n sh -s; fi"#,

@@ -10,5 +10,6 @@ pub mod progress;
 pub mod reference;
 pub mod repro;
 pub mod rootfs;
+pub mod ssh;
 pub mod systemd;
 pub mod tools;

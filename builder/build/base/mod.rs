@@ -235,50 +235,19 @@ pub fn run(st: &BaseStage<'_>, cache: &Cache, target: &Path) -> Result<BaseOutco
     })
 }
 
-/// `clawimg lock`: resolve the profile's packages against the archive (a fresh mmdebstrap
-/// run, never the cache), keep the .debs in the store, and write `PROFILE.lock`.
-/// Returns the lock, its path and the changes against the previous lock.
-pub fn lock(
-    opts: &crate::build::BuildOptions,
-    update: bool,
-) -> Result<(Lock, PathBuf, Vec<String>)> {
-    let checked = crate::build::check(opts)?;
-    crate::support::tools::check(crate::support::tools::BUILD)?;
-    let path = lock::path_for(&checked.loaded.files[0]);
-    let old = if update {
-        Lock::read(&path).ok().flatten()
-    } else {
-        Lock::read(&path)?
-    };
-    if old.is_some() && !update {
-        return Err(Error::config(format!(
-            "{} exists; `clawimg lock {} --update` re-resolves it and shows what changed",
-            path.display(),
-            checked.loaded.name
-        )));
-    }
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(Error::config(
-            "clawimg lock runs mmdebstrap in root mode: run it as root".to_string(),
-        ));
-    }
-    let p = &checked.loaded.profile;
-    let (sde, _) = crate::support::repro::source_date_epoch(None)?;
-    std::env::set_var("SOURCE_DATE_EPOCH", sde.to_string());
-    let cache = Cache::open(&opts.cache_dir)?;
-    let st = BaseStage {
-        input: BaseInput {
-            base: p.base.clone(),
-            keyring: checked.keyring.clone(),
-            mirror: opts.mirror.clone(),
-        },
-        lock: None,
-        sde,
-    };
+/// One resolved package: name, version, architecture, .deb sha256.
+pub type ResolvedPackage = (String, String, String, String);
+
+/// Resolve the newest versions of the stage's packages (no lock applied) in a scratch
+/// tree: every package, and the archive index's date.
+pub fn resolve_versions(
+    st: &BaseStage<'_>,
+    cache: &Cache,
+) -> Result<(Vec<ResolvedPackage>, Option<u64>)> {
     let tmp = cache.temp_path("stages", "lock");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).ctx(|| format!("create {}", tmp.display()))?;
-    let res = produce(&st, &cache, &tmp, None);
+    let res = produce(st, cache, &tmp, None);
     let meta = res.and_then(|_| {
         serde_json::from_slice::<Meta>(
             &std::fs::read(tmp.join("meta.json")).ctx(|| "read base meta".into())?,
@@ -287,32 +256,5 @@ pub fn lock(
     });
     let _ = std::fs::remove_dir_all(&tmp);
     let meta = meta?;
-    let mut packages: Vec<lock::LockedPackage> = meta
-        .resolved
-        .iter()
-        .map(|(name, version, arch, sha256)| lock::LockedPackage {
-            name: name.clone(),
-            version: version.clone(),
-            arch: arch.clone(),
-            sha256: sha256.clone(),
-        })
-        .collect();
-    packages.sort();
-    let new = Lock {
-        lock_version: lock::LOCK_VERSION,
-        profile: checked.loaded.name.clone(),
-        suite: p.base.suite.clone(),
-        keyring_sha256: p.base.keyring_sha256.to_lowercase(),
-        source_date_epoch: meta
-            .index_date
-            .unwrap_or(crate::support::repro::DEFAULT_SOURCE_DATE_EPOCH),
-        containers: old
-            .as_ref()
-            .map(|o| o.containers.clone())
-            .unwrap_or_default(),
-        packages,
-    };
-    let changes = lock::changes(old.as_ref(), &new);
-    new.write(&path)?;
-    Ok((new, path, changes))
+    Ok((meta.resolved, meta.index_date))
 }
