@@ -10,6 +10,7 @@
 
 pub mod lints;
 pub mod lock;
+pub mod sections;
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
