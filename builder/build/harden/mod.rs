@@ -1,34 +1,43 @@
-//! The host-hardening hook: checks every hardening section before a build starts and writes
-//! them into the rootfs after `customize`, offline (no service runs at build time). Each
-//! module lives in its own file; this one orders them and collects their probes.
+//! The host-hardening stage: checks every hardening section before a build starts and writes
+//! them into the rootfs after `customize`, offline (no service runs at build time).
+//!
+//! Each module is one file implementing [`Module`] for one profile section (whose type lives
+//! in `profile/sections/`); [`MODULES`] lists them in the order they are applied and probed.
+//! Adding a module means: its section type (and the field in `Profile` and [`Plan`]), one
+//! file here, and one line in [`MODULES`].
 
 pub mod directories;
 pub mod docker;
 pub mod fail2ban;
 pub mod firewall;
-pub mod hostenv;
+pub mod journald;
+pub mod shell;
 pub mod sshd;
 pub mod swap;
 pub mod sysctl;
+pub mod time;
 pub mod updates;
 pub mod users;
 
 use crate::error::{Error, Result};
 use crate::image::probes::Probe;
 use crate::profile::lints::{self, Finding};
+use crate::profile::sections::directories::Directory;
+use crate::profile::sections::docker::Docker;
+use crate::profile::sections::fail2ban::Fail2ban;
+use crate::profile::sections::firewall::{Firewall, UfwRule};
+use crate::profile::sections::journald::Journald;
+use crate::profile::sections::shell::Shell;
+use crate::profile::sections::ssh::Ssh;
+use crate::profile::sections::swap::Swap;
+use crate::profile::sections::time::Time;
+use crate::profile::sections::updates::Updates;
+use crate::profile::sections::users::Users;
 use crate::profile::{Loaded, Profile};
 use crate::support::rootfs::Rootfs;
-use directories::Directory;
-use docker::Docker;
-use fail2ban::Fail2ban;
-use firewall::{Firewall, UfwRule};
-use hostenv::{Journald, Shell, Time};
 use serde::{Deserialize, Serialize};
-use sshd::Ssh;
 use std::collections::BTreeMap;
-use swap::Swap;
-use updates::Updates;
-use users::Users;
+use std::path::Path;
 
 /// Everything the hardening stage writes, resolved (firewall lists read and verified).
 /// Stored in the manifest (`extra.hardening`) so `clawimg test IMAGE` derives the probes.
@@ -66,6 +75,26 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The profile's hardening sections, not yet resolved.
+    fn sections(p: &Profile) -> Plan {
+        Plan {
+            users: p.users.clone(),
+            ssh: p.ssh.clone(),
+            firewall: p.firewall.clone(),
+            ufw_rules: vec![],
+            fail2ban: p.fail2ban.clone(),
+            sysctl: p.sysctl.clone(),
+            docker: p.docker.clone(),
+            updates: p.updates.clone(),
+            swap: p.swap.clone(),
+            time: p.time.clone(),
+            journald: p.journald.clone(),
+            shell: p.shell.clone(),
+            directories: p.directories.clone(),
+            acknowledged: vec![],
+        }
+    }
+
     /// Whether the profile declares any hardening section.
     pub fn is_empty(&self) -> bool {
         *self
@@ -76,46 +105,116 @@ impl Plan {
     }
 }
 
-/// Packages each declared module needs, with the key that needs them.
-fn required_packages(p: &Profile) -> Vec<(&'static str, &'static [&'static str])> {
-    let mut v: Vec<(&'static str, &'static [&'static str])> = vec![];
-    if p.firewall.is_some() {
-        v.push(("firewall", &["ufw"]));
+/// Packages a module needs: (profile key that needs them, any one of these packages).
+pub type Needs = Vec<(&'static str, &'static [&'static str])>;
+
+/// What a module's check may add to the plan (resolved data derived from its section).
+pub struct Checking<'a> {
+    /// Directory holding the profiles (list files are relative to it).
+    pub dir: &'a Path,
+    /// The firewall rules, once `[firewall]` has been resolved.
+    pub ufw_rules: Vec<UfwRule>,
+}
+
+/// One hardening module: the profile section it reads, the packages it needs, its checks,
+/// what it writes into the image, how a booted image shows it, and which of its paths each
+/// node makes for itself.
+pub trait Module: Sync {
+    /// The profile section.
+    type Section;
+    /// Name recorded as the origin of every path the module writes (`module <name>`).
+    const NAME: &'static str;
+    /// The module's section in the plan, if the profile declares it.
+    fn section<'a>(&self, plan: &'a Plan) -> Option<&'a Self::Section>;
+    /// Packages the section needs in `base.packages`.
+    fn packages(&self, _s: &Self::Section) -> Needs {
+        vec![]
     }
-    if let Some(f) = &p.fail2ban {
-        v.push(("fail2ban", &["fail2ban"]));
-        if f.backend == "systemd" {
-            v.push(("fail2ban.backend", &["python3-systemd"]));
+    /// Checks that need no image (errors name the profile key).
+    fn validate(&self, s: &Self::Section, cx: &mut Checking) -> Result<()>;
+    /// Write the section into the image; returns the paths written, in order.
+    fn apply(&self, root: &Rootfs, s: &Self::Section, plan: &Plan) -> Result<Vec<String>>;
+    /// Checks run inside the booted image.
+    fn probes(&self, s: &Self::Section, plan: &Plan) -> Vec<Probe>;
+    /// Paths the node makes for itself at boot (path, why), never shipped in the image.
+    fn node_local(&self, _s: &Self::Section) -> Vec<(String, String)> {
+        vec![]
+    }
+}
+
+/// A [`Module`] seen through its plan, so modules with different sections share one list.
+pub trait Registered: Sync {
+    /// The module's name.
+    fn name(&self) -> &'static str;
+    /// Packages needed, if the section is declared.
+    fn needs(&self, plan: &Plan) -> Needs;
+    /// Check the section, if declared.
+    fn check(&self, plan: &Plan, cx: &mut Checking) -> Result<()>;
+    /// Apply the section, if declared.
+    fn write(&self, root: &Rootfs, plan: &Plan) -> Result<Vec<String>>;
+    /// The section's probes, if declared.
+    fn probe(&self, plan: &Plan) -> Vec<Probe>;
+    /// The section's node-local paths, if declared.
+    fn local(&self, plan: &Plan) -> Vec<(String, String)>;
+}
+
+impl<M: Module> Registered for M {
+    fn name(&self) -> &'static str {
+        M::NAME
+    }
+    fn needs(&self, plan: &Plan) -> Needs {
+        self.section(plan)
+            .map(|s| self.packages(s))
+            .unwrap_or_default()
+    }
+    fn check(&self, plan: &Plan, cx: &mut Checking) -> Result<()> {
+        match self.section(plan) {
+            Some(s) => self.validate(s, cx),
+            None => Ok(()),
         }
     }
-    if p.docker.is_some() {
-        v.push(("docker", &["docker.io", "docker-ce"]));
+    fn write(&self, root: &Rootfs, plan: &Plan) -> Result<Vec<String>> {
+        match self.section(plan) {
+            Some(s) => self.apply(root, s, plan),
+            None => Ok(vec![]),
+        }
     }
-    if p.updates.is_some() {
-        v.push(("updates", &["unattended-upgrades"]));
-        // Ubuntu's `required` variant has no apt; unattended-upgrades needs it.
-        v.push(("updates", &["apt"]));
+    fn probe(&self, plan: &Plan) -> Vec<Probe> {
+        self.section(plan)
+            .map(|s| self.probes(s, plan))
+            .unwrap_or_default()
     }
-    if p.time.as_ref().is_some_and(|t| t.sync) {
-        v.push(("time.sync", &["systemd-timesyncd"]));
+    fn local(&self, plan: &Plan) -> Vec<(String, String)> {
+        self.section(plan)
+            .map(|s| self.node_local(s))
+            .unwrap_or_default()
     }
-    if p.users
-        .as_ref()
-        .and_then(|u| u.admin.as_ref())
-        .is_some_and(|a| a.sudo_nopasswd)
-    {
-        v.push(("users.admin.sudo_nopasswd", &["sudo"]));
-    }
-    v
 }
+
+/// Every module, in the order it is applied and probed (later modules may rely on earlier
+/// ones: directories can be owned by the users made first).
+pub const MODULES: &[&dyn Registered] = &[
+    &users::UsersModule,
+    &sshd::SshModule,
+    &firewall::FirewallModule,
+    &fail2ban::Fail2banModule,
+    &sysctl::SysctlModule,
+    &docker::DockerModule,
+    &updates::UpdatesModule,
+    &swap::SwapModule,
+    &time::TimeModule,
+    &journald::JournaldModule,
+    &shell::ShellModule,
+    &directories::DirectoriesModule,
+];
 
 /// Validate every hardening section and run the lints; nothing is written.
 /// Returns the plan and the acknowledged findings.
 pub fn check(l: &Loaded) -> Result<(Plan, Vec<Finding>)> {
     let p = &l.profile;
     let file = l.files[0].display().to_string();
-    let cfg = |e: Error| Error::config(format!("{file}: {}", e.message));
-    for (key, pkgs) in required_packages(p) {
+    let mut plan = Plan::sections(p);
+    for (key, pkgs) in MODULES.iter().flat_map(|m| m.needs(&plan)) {
         if !pkgs.iter().any(|x| p.base.packages.iter().any(|y| y == x)) {
             return Err(Error::config(format!(
                 "{file}: key `base.packages`: [{key}] needs package {} (add it to base.packages)",
@@ -126,149 +225,44 @@ pub fn check(l: &Loaded) -> Result<(Plan, Vec<Finding>)> {
             )));
         }
     }
-    if let Some(u) = &p.users {
-        u.accounts().map_err(cfg)?;
-    }
-    let ufw_rules = match &p.firewall {
-        Some(fw) => fw.resolve(&l.dir).map_err(cfg)?,
-        None => vec![],
+    let mut cx = Checking {
+        dir: &l.dir,
+        ufw_rules: vec![],
     };
-    if let Some(f) = &p.fail2ban {
-        f.render(p.ssh.as_ref().map(|s| s.port)).map_err(cfg)?;
+    for m in MODULES {
+        m.check(&plan, &mut cx)
+            .map_err(|e| Error::config(format!("{file}: {}", e.message)))?;
     }
-    if let Some(s) = &p.swap {
-        s.unit().map_err(cfg)?;
-    }
-    if let Some(u) = &p.updates {
-        u.render().map_err(cfg)?;
-    }
-    if let Some(j) = &p.journald {
-        j.render().map_err(cfg)?;
-    }
-    sysctl::render(&p.sysctl).map_err(cfg)?;
-    directories::validate(&p.directories).map_err(cfg)?;
-    if let Some(s) = &p.ssh {
-        if s.listen.is_empty()
-            || s.listen.iter().any(|a| {
-                a.trim_matches(['[', ']'])
-                    .parse::<std::net::IpAddr>()
-                    .is_err()
-            })
-        {
-            return Err(Error::config(format!(
-                "{file}: key `ssh.listen`: expected addresses such as \"0.0.0.0\" and \"::\""
-            )));
-        }
-        if s.port == 0 {
-            return Err(Error::config(format!(
-                "{file}: key `ssh.port`: expected 1-65535"
-            )));
-        }
-    }
+    plan.ufw_rules = cx.ufw_rules;
     let acked = lints::enforce(p, &file)?;
-    let plan = Plan {
-        users: p.users.clone(),
-        ssh: p.ssh.clone(),
-        firewall: p.firewall.clone(),
-        ufw_rules,
-        fail2ban: p.fail2ban.clone(),
-        sysctl: p.sysctl.clone(),
-        docker: p.docker.clone(),
-        updates: p.updates.clone(),
-        swap: p.swap.clone(),
-        time: p.time.clone(),
-        journald: p.journald.clone(),
-        shell: p.shell.clone(),
-        directories: p.directories.clone(),
-        acknowledged: acked
-            .iter()
-            .map(|f| format!("{}: {}", f.id, f.acknowledged.clone().unwrap_or_default()))
-            .collect(),
-    };
+    plan.acknowledged = acked
+        .iter()
+        .map(|f| format!("{}: {}", f.id, f.acknowledged.clone().unwrap_or_default()))
+        .collect();
     Ok((plan, acked))
 }
 
-/// Write every declared section into the image; returns the paths written.
-pub fn apply(root: &Rootfs, plan: &Plan) -> Result<Vec<String>> {
+/// Write every declared section into the image; returns each path written with the name of
+/// the module that wrote it (a path written twice appears twice, in write order).
+pub fn apply(root: &Rootfs, plan: &Plan) -> Result<Vec<(String, &'static str)>> {
     let mut paths = vec![];
-    if let Some(u) = &plan.users {
-        paths.extend(users::apply(root, u)?);
-    }
-    if let Some(s) = &plan.ssh {
-        paths.extend(sshd::apply(root, s)?);
-    }
-    if let Some(fw) = &plan.firewall {
-        paths.extend(firewall::apply(root, fw, &plan.ufw_rules)?);
-    }
-    if let Some(f) = &plan.fail2ban {
-        paths.extend(fail2ban::apply(root, f, plan.ssh.as_ref().map(|s| s.port))?);
-    }
-    if !plan.sysctl.is_empty() {
-        paths.extend(sysctl::apply(root, &plan.sysctl)?);
-        if plan.firewall.is_some() {
-            paths.extend(sysctl::align_ufw(root, &plan.sysctl)?);
-        }
-    }
-    if let Some(d) = &plan.docker {
-        paths.extend(docker::apply(root, d)?);
-    }
-    if let Some(u) = &plan.updates {
-        paths.extend(updates::apply(root, u)?);
-    }
-    if let Some(s) = &plan.swap {
-        paths.extend(swap::apply(root, s)?);
-    }
-    if let Some(t) = &plan.time {
-        paths.extend(hostenv::apply_time(root, t)?);
-    }
-    if let Some(j) = &plan.journald {
-        paths.extend(hostenv::apply_journald(root, j)?);
-    }
-    if let Some(s) = &plan.shell {
-        paths.extend(hostenv::apply_shell(root, s)?);
-    }
-    if !plan.directories.is_empty() {
-        paths.extend(directories::apply(root, &plan.directories)?);
+    for m in MODULES {
+        paths.extend(m.write(root, plan)?.into_iter().map(|p| (p, m.name())));
     }
     Ok(paths)
 }
 
 /// The probes of every declared module, module by module.
 pub fn probes(plan: &Plan) -> Vec<Probe> {
-    let mut v = vec![];
-    if let Some(u) = &plan.users {
-        v.extend(users::probes(u));
-    }
-    if let Some(s) = &plan.ssh {
-        v.extend(sshd::probes(s));
-    }
-    if let Some(fw) = &plan.firewall {
-        v.extend(firewall::probes(fw, &plan.ufw_rules));
-    }
-    if let Some(f) = &plan.fail2ban {
-        v.extend(fail2ban::probes(f));
-    }
-    v.extend(sysctl::probes(&plan.sysctl));
-    if let Some(d) = &plan.docker {
-        v.extend(docker::probes(d));
-    }
-    if let Some(u) = &plan.updates {
-        v.extend(updates::probes(u));
-    }
-    if let Some(s) = &plan.swap {
-        v.extend(swap::probes(s));
-    }
-    if let Some(t) = &plan.time {
-        v.extend(hostenv::time_probes(t));
-    }
-    if let Some(j) = &plan.journald {
-        v.extend(hostenv::journald_probes(j));
-    }
-    if let Some(s) = &plan.shell {
-        v.extend(hostenv::shell_probes(s));
-    }
-    v.extend(directories::probes(&plan.directories));
-    v
+    MODULES.iter().flat_map(|m| m.probe(plan)).collect()
+}
+
+/// Paths each node makes for itself at boot: (path, module, why).
+pub fn node_local(plan: &Plan) -> Vec<(String, &'static str, String)> {
+    MODULES
+        .iter()
+        .flat_map(|m| m.local(plan).into_iter().map(|(p, why)| (p, m.name(), why)))
+        .collect()
 }
 
 /// The plan recorded in a manifest, if any.
@@ -413,7 +407,11 @@ mod golden {
                 Some(&plan)
             );
             let (t, r) = fixture();
-            let paths = apply(&r, &plan).unwrap();
+            let paths: Vec<String> = apply(&r, &plan)
+                .unwrap()
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect();
             let mut tree = paths.join("\n") + "\n--\n";
             snapshot(t.path(), "", &mut tree);
             got.push((

@@ -1,5 +1,32 @@
 //! The hardening sections of a profile: their schema, defaults and the checks that need no
-//! image. What each section writes into the image lives in `build/harden/`.
+//! image (the firewall's list files are read here too: they sit next to the profiles). What
+//! each section writes into the image lives in `build/harden/`, one module per section.
+
+pub mod directories;
+pub mod docker;
+pub mod fail2ban;
+pub mod firewall;
+pub mod journald;
+pub mod shell;
+pub mod ssh;
+pub mod swap;
+pub mod sysctl;
+pub mod time;
+pub mod updates;
+pub mod users;
+
+use crate::error::{Error, Result};
+
+/// A value written unquoted into a systemd or shell file must hold no quotes, `$`, backquote,
+/// backslash or line break.
+fn plain(key: &str, v: &str) -> Result<()> {
+    if v.contains(['\n', '\r', '"', '\'', '\\', '$', '`']) {
+        return Err(Error::config(format!(
+            "key `{key}`: {v:?} may not contain quotes, '$', '`', '\\' or newlines"
+        )));
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 pub(crate) mod golden {
