@@ -271,16 +271,84 @@ pub fn from_manifest(extra: &BTreeMap<String, serde_json::Value>) -> Option<Plan
 }
 
 #[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_section_has_one_module_with_its_own_name() {
+        let mut names: Vec<&str> = MODULES.iter().map(|m| m.name()).collect();
+        let plan = Plan {
+            users: Some(Users {
+                admin: Some(Default::default()),
+                runtime: None,
+            }),
+            ssh: Some(Default::default()),
+            firewall: Some(Default::default()),
+            fail2ban: Some(Fail2ban {
+                jails: [("sshd".to_string(), Default::default())].into(),
+                ..Default::default()
+            }),
+            sysctl: [("vm.swappiness".to_string(), toml::Value::Integer(10))].into(),
+            docker: Some(Default::default()),
+            updates: Some(Default::default()),
+            swap: Some(Default::default()),
+            time: Some(Default::default()),
+            journald: Some(Default::default()),
+            shell: Some(Default::default()),
+            directories: [("/opt/x".to_string(), Default::default())].into(),
+            ..Default::default()
+        };
+        // Each declared section yields probes from exactly one module.
+        for m in MODULES {
+            assert!(!m.probe(&plan).is_empty(), "{} has no probes", m.name());
+            assert!(m.probe(&Plan::default()).is_empty(), "{}", m.name());
+        }
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), MODULES.len());
+        let local = node_local(&plan);
+        assert_eq!(local.len(), 1);
+        assert_eq!((local[0].0.as_str(), local[0].1), ("/swapfile", "swap"));
+    }
+
+    #[test]
+    fn apply_names_the_module_of_every_path() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+        let l =
+            crate::profile::load_with_sets("hardened", &dir, &[], &[golden::KEY.into()]).unwrap();
+        let (plan, _) = check(&l).unwrap();
+        let (_t, r) = golden::fixture();
+        let written = apply(&r, &plan).unwrap();
+        for (path, module) in [
+            (sshd::DROPIN, "ssh"),
+            (sshd::SOCKET_OVERRIDE, "ssh"),
+            (sysctl::FILE, "sysctl"),
+            ("/etc/ufw/sysctl.conf", "sysctl"),
+            ("/etc/ufw/user.rules", "firewall"),
+            ("/etc/sudoers.d/50-clawimg-adminclaw", "users"),
+            (fail2ban::JAIL_LOCAL, "fail2ban"),
+            (docker::DAEMON_JSON, "docker"),
+        ] {
+            assert!(
+                written.iter().any(|(p, m)| p == path && *m == module),
+                "{path} not recorded as {module}: {written:?}"
+            );
+            assert!(r.exists(path), "{path}");
+        }
+    }
+}
+
+#[cfg(test)]
 mod golden {
     use super::*;
     use sha2::{Digest, Sha256};
     use std::os::unix::fs::MetadataExt;
     use std::path::Path;
 
-    const KEY: &str = "users.admin.authorized_keys=[\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl t\"]";
+    pub(super) const KEY: &str = "users.admin.authorized_keys=[\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl t\"]";
 
     /// A tree with the package files the modules read or require.
-    fn fixture() -> (tempfile::TempDir, Rootfs) {
+    pub(super) fn fixture() -> (tempfile::TempDir, Rootfs) {
         let t = tempfile::tempdir().unwrap();
         let r = Rootfs::open(t.path()).unwrap();
         let files: &[(&str, &str, u32)] = &[

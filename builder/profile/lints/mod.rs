@@ -249,6 +249,7 @@ mod tests {
             assert!(LINTS[..i].iter().all(|o| o.id != l.id), "{}", l.id);
             assert!(!l.why.is_empty() && !l.why.contains('§'), "{}", l.id);
             assert!(!l.why.to_lowercase().contains("seed"), "{}", l.id);
+            assert!(!l.why.contains("Step ") && !l.why.contains('"'), "{}", l.id);
         }
     }
 
