@@ -143,7 +143,6 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
 }
 
 #[test]
-#[ignore = "until the hardening section types live in profile/"]
 fn imports_never_point_up_a_layer() {
     let mut up = vec![];
     for (from, tos) in graph() {
@@ -157,7 +156,6 @@ fn imports_never_point_up_a_layer() {
 }
 
 #[test]
-#[ignore = "until the hardening section types live in profile/"]
 fn no_import_cycles_between_files() {
     let g = graph();
     // Tarjan's strongly connected components; any with two or more files is a cycle.

@@ -18,8 +18,9 @@
 use crate::error::{Error, Result};
 use crate::image::declared::Declared;
 use crate::image::provenance::Provenance;
-use crate::profile::{line_col, Loaded};
+use crate::profile::Loaded;
 use crate::support::rootfs::Rootfs;
+use crate::support::text::line_col;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;

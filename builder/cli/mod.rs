@@ -865,7 +865,7 @@ fn test(g: &Global, t: TestArgs) -> Result<i32> {
     tools::check(tools::TEST)?;
     let disk_size =
         match &t.resize {
-            Some(s) => Some(profile::parse_size(s).ok_or_else(|| {
+            Some(s) => Some(crate::support::text::parse_size(s).ok_or_else(|| {
                 Error::config(format!("--resize {s}: expected a size like 20GiB"))
             })?),
             None => None,

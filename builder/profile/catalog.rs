@@ -3,21 +3,13 @@
 //! bakes must be in the catalog, pinned by digest, with a version tag.
 
 use crate::error::{Context, Error, Result};
-use crate::profile;
+pub use crate::profile::sections::containers::Containers;
 use crate::profile::Loaded;
 use crate::support::reference::Platform;
 use crate::support::reference::{valid_digest, Reference};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// The `[containers]` profile section.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Containers {
-    /// Names of catalog entries (`images/*.toml`) baked into the image.
-    pub images: Vec<String>,
-}
 
 /// One catalog entry as written.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -104,7 +96,7 @@ pub fn load_catalog(dir: &Path) -> Result<BTreeMap<String, CatalogEntry>> {
         let at = |e: &toml::de::Error, key: Option<String>| {
             let (line, col) = e
                 .span()
-                .map(|s| profile::line_col(&text, s.start))
+                .map(|s| crate::support::text::line_col(&text, s.start))
                 .unwrap_or((1, 1));
             let key = key
                 .filter(|k| !k.is_empty() && k != ".")

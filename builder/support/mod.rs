@@ -12,4 +12,5 @@ pub mod repro;
 pub mod rootfs;
 pub mod ssh;
 pub mod systemd;
+pub mod text;
 pub mod tools;

@@ -69,7 +69,7 @@ pub fn run(input: &AssembleInput<'_>, raw: &Path) -> Result<Assembled> {
     let root_bytes = match input.image.size.as_str() {
         "auto" => ext4::plan_size(tree, input.image.headroom_percent, input.image.min_free_mib),
         s => {
-            let total = crate::profile::parse_size(s).unwrap_or(0);
+            let total = crate::support::text::parse_size(s).unwrap_or(0);
             let fixed = (2 + layout::BIOS_BOOT_MIB + layout::SEED_MIB + input.image.esp_mib) << 20;
             let root = total.saturating_sub(fixed);
             let need = ext4::plan_size(tree, 0, 64);

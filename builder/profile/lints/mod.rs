@@ -19,17 +19,8 @@ mod ssh;
 mod sysctl;
 
 use crate::error::{Error, Result};
+pub use crate::profile::sections::lints::LintConfig;
 use crate::profile::Profile;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-
-/// The `[lints]` section.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct LintConfig {
-    /// Lint id → why the finding is accepted for this profile (non-empty).
-    pub acknowledge: BTreeMap<String, String>,
-}
 
 /// What a lint's check reports: the profile key concerned and what is wrong there.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,11 +2,14 @@
 //! image (the firewall's list files are read here too: they sit next to the profiles). What
 //! each section writes into the image lives in `build/harden/`, one module per section.
 
+pub mod containers;
 pub mod directories;
 pub mod docker;
 pub mod fail2ban;
 pub mod firewall;
 pub mod journald;
+pub mod lints;
+pub mod secrets;
 pub mod shell;
 pub mod ssh;
 pub mod swap;

@@ -2,7 +2,7 @@
 //! never travels inside the image), and `vm.swappiness`.
 
 use crate::error::{Error, Result};
-use crate::profile::parse_size;
+use crate::support::text::parse_size;
 use serde::{Deserialize, Serialize};
 
 /// The `[swap]` section.

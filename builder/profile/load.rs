@@ -1,0 +1,401 @@
+//! Loading a profile: each file checked against the schema on its own (errors name file,
+//! line, column and key), parents merged in, `--var` and `--set` applied, then validated.
+
+use crate::error::{Error, Result};
+use crate::profile::schema::{Loaded, Profile};
+use crate::support::text::{line_col, parse_size};
+use std::path::{Path, PathBuf};
+
+/// Resolve a profile argument: a name in `profiles_dir`, or a path to a `.toml` file.
+pub fn resolve(arg: &str, profiles_dir: &Path) -> PathBuf {
+    if arg.ends_with(".toml") || arg.contains('/') {
+        PathBuf::from(arg)
+    } else {
+        profiles_dir.join(format!("{arg}.toml"))
+    }
+}
+
+/// Load a profile with its parents and apply `--var` overrides (`key=value`).
+pub fn load(arg: &str, profiles_dir: &Path, overrides: &[String]) -> Result<Loaded> {
+    load_with_sets(arg, profiles_dir, overrides, &[])
+}
+
+/// [`load`], plus `--set dotted.key=TOML_VALUE` overrides applied to the merged table.
+pub fn load_with_sets(
+    arg: &str,
+    profiles_dir: &Path,
+    overrides: &[String],
+    sets: &[String],
+) -> Result<Loaded> {
+    let path = resolve(arg, profiles_dir);
+    let mut chain: Vec<(PathBuf, toml::Table)> = Vec::new();
+    let mut next = Some((path.clone(), None::<(PathBuf, String)>));
+    while let Some((file, from)) = next.take() {
+        let canon = file.canonicalize().unwrap_or_else(|_| file.clone());
+        if let Some(pos) = chain
+            .iter()
+            .position(|(p, _)| p.canonicalize().unwrap_or_else(|_| p.clone()) == canon)
+        {
+            let mut names: Vec<String> = chain[pos..]
+                .iter()
+                .map(|(p, _)| p.display().to_string())
+                .collect();
+            names.push(file.display().to_string());
+            let (src, loc) = from.unwrap_or_default();
+            return Err(Error::config(format!(
+                "{}:{loc}: key `extends`: extends cycle: {}",
+                src.display(),
+                names.join(" -> ")
+            )));
+        }
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                let what = match &from {
+                    Some((src, loc)) => format!("{}:{loc}: key `extends`: ", src.display()),
+                    None => String::new(),
+                };
+                return Err(Error::config(format!(
+                    "{what}profile `{}` not found: cannot read {}: {e} (profiles live in {})",
+                    file.file_stem().unwrap_or_default().to_string_lossy(),
+                    file.display(),
+                    profiles_dir.display()
+                )));
+            }
+        };
+        let table = check_file(&file, &text)?;
+        if let Some(parent) = table.get("extends").and_then(|v| v.as_str()) {
+            let base_dir = file.parent().unwrap_or(Path::new("."));
+            let parent_path = resolve_relative(parent, base_dir);
+            let loc = locate_key(&text, "extends");
+            next = Some((parent_path, Some((file.clone(), loc))));
+        }
+        chain.push((file, table));
+    }
+    // Merge parent first.
+    let mut merged = toml::Table::new();
+    for (_, t) in chain.iter().rev() {
+        merge_table(&mut merged, t);
+    }
+    merged.remove("extends");
+    for ov in overrides {
+        apply_var(&mut merged, ov)?;
+    }
+    for set in sets {
+        apply_set(&mut merged, set)?;
+    }
+    let profile: Profile =
+        serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
+            let key = e.path().to_string();
+            Error::config(format!(
+                "{}: key `{key}`: after merging and overrides: {}",
+                path.display(),
+                e.inner().message().trim()
+            ))
+        })?;
+    let loaded = Loaded {
+        name: path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
+        dir: path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
+        files: chain.into_iter().map(|(p, _)| p).collect(),
+        profile,
+    };
+    validate(&loaded)?;
+    Ok(loaded)
+}
+
+fn resolve_relative(name: &str, dir: &Path) -> PathBuf {
+    if name.ends_with(".toml") || name.contains('/') {
+        dir.join(name)
+    } else {
+        dir.join(format!("{name}.toml"))
+    }
+}
+
+/// Parse one file and check it against the schema, reporting file:line:col and key path.
+fn check_file(path: &Path, text: &str) -> Result<toml::Table> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| located(path, text, &e, None))?;
+    let de = toml::Deserializer::parse(text).map_err(|e| located(path, text, &e, None))?;
+    let checked: std::result::Result<Profile, _> = serde_path_to_error::deserialize(de);
+    if let Err(e) = checked {
+        let key = e.path().to_string();
+        return Err(located(path, text, e.inner(), Some(&key)));
+    }
+    Ok(table)
+}
+
+fn located(path: &Path, text: &str, e: &toml::de::Error, key: Option<&str>) -> Error {
+    let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+    let msg = e
+        .message()
+        .trim()
+        .replace('\n', " ")
+        .replace("expected u64", "expected a non-negative integer")
+        .replace("expected u32", "expected a non-negative integer")
+        .replace("expected i64", "expected an integer");
+    let key_part = match key {
+        Some(k) if !k.is_empty() && k != "." => format!("key `{k}`: "),
+        _ => String::new(),
+    };
+    let snippet = text.lines().nth(line - 1).unwrap_or("").trim_end();
+    Error::config(format!(
+        "{}:{line}:{col}: {key_part}{msg}\n  {line:>4} | {snippet}",
+        path.display()
+    ))
+}
+
+/// `line:col` of a top-level key, for messages about keys that parsed fine.
+fn locate_key(text: &str, key: &str) -> String {
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim_start();
+        if t.starts_with(key) && t[key.len()..].trim_start().starts_with('=') {
+            return format!("{}:{}", i + 1, l.len() - t.len() + 1);
+        }
+    }
+    "1:1".into()
+}
+
+/// Deep-merge `over` into `into` following the module's rules.
+pub fn merge_table(into: &mut toml::Table, over: &toml::Table) {
+    for (k, v) in over {
+        match (into.get_mut(k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge_table(a, b),
+            (Some(toml::Value::Array(a)), toml::Value::Array(b)) => merge_array(a, b),
+            _ => {
+                let mut v = v.clone();
+                if let toml::Value::Array(arr) = &mut v {
+                    // A removal with nothing inherited removes nothing.
+                    arr.retain(|e| !e.as_str().is_some_and(|s| s.starts_with('!')));
+                }
+                into.insert(k.clone(), v);
+            }
+        }
+    }
+}
+
+fn merge_array(into: &mut Vec<toml::Value>, over: &[toml::Value]) {
+    for v in over {
+        if let Some(name) = v.as_str().and_then(|s| s.strip_prefix('!')) {
+            into.retain(|e| e.as_str() != Some(name));
+        } else if !into.contains(v) {
+            into.push(v.clone());
+        }
+    }
+}
+
+/// Apply one `--var key=value` (value parsed as TOML if it is valid TOML, else a string).
+fn apply_var(t: &mut toml::Table, ov: &str) -> Result<()> {
+    let (k, v) = ov.split_once('=').ok_or_else(|| {
+        Error::config(format!(
+            "--var {ov}: expected key=value, e.g. --var ssh_port=222"
+        ))
+    })?;
+    let k = k.trim();
+    if k.is_empty()
+        || !k
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(Error::config(format!(
+            "--var {ov}: variable name `{k}` must be letters, digits, '_' or '-'"
+        )));
+    }
+    let value = toml::from_str::<toml::Table>(&format!("x = {v}"))
+        .ok()
+        .and_then(|mut t| t.remove("x"))
+        .unwrap_or_else(|| toml::Value::String(v.to_string()));
+    let vars = t
+        .entry("vars")
+        .or_insert_with(|| toml::Value::Table(Default::default()));
+    match vars {
+        toml::Value::Table(vt) => {
+            vt.insert(k.to_string(), value);
+            Ok(())
+        }
+        _ => Err(Error::config("`vars` must be a table")),
+    }
+}
+
+/// Apply one `--set dotted.key=TOML_VALUE` to the merged table (tables on the way are created).
+pub fn apply_set(t: &mut toml::Table, set: &str) -> Result<()> {
+    let (k, v) = set.split_once('=').ok_or_else(|| {
+        Error::config(format!(
+            "--set {set}: expected dotted.key=TOML_VALUE, e.g. --set ssh.port=2222"
+        ))
+    })?;
+    let k = k.trim();
+    let parts: Vec<&str> = k.split('.').collect();
+    if parts.iter().any(|p| {
+        p.is_empty()
+            || !p
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    }) {
+        return Err(Error::config(format!(
+            "--set {set}: key `{k}` must be dot-separated names of letters, digits, '_' or '-'"
+        )));
+    }
+    let value = toml::from_str::<toml::Table>(&format!("x = {v}")).ok().and_then(|mut t| t.remove("x")).ok_or_else(|| {
+        Error::config(format!("--set {set}: key `{k}`: `{v}` is not a TOML value (strings need quotes: --set '{k}=\"text\"')"))
+    })?;
+    let mut cur = t;
+    for (i, p) in parts[..parts.len() - 1].iter().enumerate() {
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+        cur = match entry {
+            toml::Value::Table(tt) => tt,
+            _ => {
+                return Err(Error::config(format!(
+                    "--set {set}: key `{}` is not a table",
+                    parts[..=i].join(".")
+                )))
+            }
+        };
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+/// Semantic checks on the merged profile (errors name the key and the file chain).
+fn validate(l: &Loaded) -> Result<()> {
+    let p = &l.profile;
+    let file = l.files[0].display();
+    let bad = |key: &str, msg: String| Err(Error::config(format!("{file}: key `{key}`: {msg}")));
+    if p.base.suite != "noble" {
+        return bad(
+            "base.suite",
+            format!(
+                "expected \"noble\" (Ubuntu 24.04), found {:?}",
+                p.base.suite
+            ),
+        );
+    }
+    if p.base.keyring.is_empty() {
+        return bad(
+            "base.keyring",
+            "expected the path of the archive keyring (relative to the profiles directory)".into(),
+        );
+    }
+    if p.base.keyring_sha256.len() != 64
+        || !p.base.keyring_sha256.chars().all(|c| c.is_ascii_hexdigit())
+    {
+        return bad(
+            "base.keyring_sha256",
+            "expected 64 hex digits (sha256 of the keyring file)".into(),
+        );
+    }
+    if p.base
+        .packages
+        .iter()
+        .any(|x| x.trim().is_empty() || x.contains(char::is_whitespace))
+    {
+        return bad(
+            "base.packages",
+            "expected package names without spaces".into(),
+        );
+    }
+    if !p
+        .base
+        .packages
+        .iter()
+        .any(|x| x.starts_with("linux-image-"))
+    {
+        return bad(
+            "base.packages",
+            "expected a kernel package (linux-image-virtual or linux-image-generic)".into(),
+        );
+    }
+    if p.image.size != "auto" && parse_size(&p.image.size).is_none() {
+        return bad(
+            "image.size",
+            format!(
+                "expected \"auto\" or a size like \"3GiB\", found {:?}",
+                p.image.size
+            ),
+        );
+    }
+    if !(32..=4096).contains(&p.image.esp_mib) {
+        return bad(
+            "image.esp_mib",
+            format!("expected 32..=4096 (MiB), found {}", p.image.esp_mib),
+        );
+    }
+    let h = &p.image.hostname;
+    if h.is_empty()
+        || h.len() > 63
+        || !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        || h.starts_with('-')
+    {
+        return bad(
+            "image.hostname",
+            format!("expected a host name (letters, digits, '-'), found {h:?}"),
+        );
+    }
+    crate::profile::secrets::validate(l)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arrays_append_and_remove() {
+        let mut a: toml::Table = toml::from_str("p = [\"a\", \"b\"]\n[t]\nx = 1").unwrap();
+        let b: toml::Table = toml::from_str("p = [\"!a\", \"c\", \"b\"]\n[t]\ny = 2").unwrap();
+        merge_table(&mut a, &b);
+        assert_eq!(a["p"].as_array().unwrap().len(), 2);
+        assert_eq!(a["p"][0].as_str(), Some("b"));
+        assert_eq!(a["p"][1].as_str(), Some("c"));
+        assert_eq!(a["t"]["x"].as_integer(), Some(1));
+        assert_eq!(a["t"]["y"].as_integer(), Some(2));
+    }
+
+    #[test]
+    fn set_overrides_nested_keys() {
+        let mut t: toml::Table = toml::from_str("[ssh]\nport = 222\n").unwrap();
+        apply_set(&mut t, "ssh.port=2222").unwrap();
+        apply_set(
+            &mut t,
+            "users.admin.authorized_keys=[\"ssh-ed25519 AAAA x\"]",
+        )
+        .unwrap();
+        assert_eq!(t["ssh"]["port"].as_integer(), Some(2222));
+        assert_eq!(
+            t["users"]["admin"]["authorized_keys"][0].as_str(),
+            Some("ssh-ed25519 AAAA x")
+        );
+        let e = apply_set(&mut t, "ssh.port.x=1").unwrap_err();
+        assert!(
+            e.message.contains("`ssh.port` is not a table"),
+            "{}",
+            e.message
+        );
+        let e = apply_set(&mut t, "swap.size=8GiB").unwrap_err();
+        assert!(
+            e.message.contains("`swap.size`") && e.message.contains("not a TOML value"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("3GiB"), Some(3 << 30));
+        assert_eq!(parse_size("512MiB"), Some(512 << 20));
+        assert_eq!(parse_size("12"), Some(12));
+        assert_eq!(parse_size("3 parsecs"), None);
+    }
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("a\nbc", 3), (2, 2));
+    }
+}
