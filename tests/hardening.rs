@@ -33,7 +33,7 @@ fn lockout_profile_is_refused_before_anything_is_written() {
         "{err}"
     );
     assert!(
-        err.contains("Changing SSH port before adding the UFW rule causes lockout"),
+        err.contains("if no rule admits the SSH port, no one can log in to correct it"),
         "{err}"
     );
     assert!(err.contains("nothing was built"), "{err}");

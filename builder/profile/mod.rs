@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod lints;
 pub mod lock;
 pub mod secrets;
+pub mod sections;
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -40,43 +41,43 @@ pub struct Profile {
     pub overlays: Overlays,
     /// systemd units shipped from `units/`: installed, enabled, masked (see `unitset.rs`).
     pub units: Units,
-    /// Admin and runtime users (users.rs).
+    /// Admin and runtime users.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub users: Option<crate::build::harden::users::Users>,
-    /// sshd drop-in and ssh.socket override (ssh.rs).
+    pub users: Option<sections::users::Users>,
+    /// sshd drop-in and ssh.socket override.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ssh: Option<crate::build::harden::sshd::Ssh>,
-    /// UFW, active on first boot (firewall.rs).
+    pub ssh: Option<sections::ssh::Ssh>,
+    /// UFW, active on first boot.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub firewall: Option<crate::build::harden::firewall::Firewall>,
-    /// fail2ban jail.local (fail2ban.rs).
+    pub firewall: Option<sections::firewall::Firewall>,
+    /// fail2ban jail.local.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fail2ban: Option<crate::build::harden::fail2ban::Fail2ban>,
-    /// Kernel parameters, `"dotted.key" = value` (sysctl.rs).
+    pub fail2ban: Option<sections::fail2ban::Fail2ban>,
+    /// Kernel parameters, `"dotted.key" = value`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub sysctl: BTreeMap<String, toml::Value>,
-    /// Docker daemon.json (docker.rs).
+    /// Docker daemon.json.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub docker: Option<crate::build::harden::docker::Docker>,
-    /// unattended-upgrades (updates.rs).
+    pub docker: Option<sections::docker::Docker>,
+    /// unattended-upgrades.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub updates: Option<crate::build::harden::updates::Updates>,
-    /// Swap file made at first boot (swap.rs).
+    pub updates: Option<sections::updates::Updates>,
+    /// Swap file made at first boot.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub swap: Option<crate::build::harden::swap::Swap>,
-    /// Time sync (hostenv.rs).
+    pub swap: Option<sections::swap::Swap>,
+    /// Time sync.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub time: Option<crate::build::harden::hostenv::Time>,
-    /// journald size caps (hostenv.rs).
+    pub time: Option<sections::time::Time>,
+    /// journald size caps.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub journald: Option<crate::build::harden::hostenv::Journald>,
-    /// Shell environment (hostenv.rs).
+    pub journald: Option<sections::journald::Journald>,
+    /// Shell environment.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub shell: Option<crate::build::harden::hostenv::Shell>,
-    /// Directories with owner and mode, keyed by path (directories.rs).
+    pub shell: Option<sections::shell::Shell>,
+    /// Directories with owner and mode, keyed by path.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub directories: BTreeMap<String, crate::build::harden::directories::Directory>,
-    /// Lint acknowledgements (lints.rs).
+    pub directories: BTreeMap<String, sections::directories::Directory>,
+    /// Lint acknowledgements (see `lints/`).
     #[serde(skip_serializing_if = "crate::profile::lints_default")]
     pub lints: crate::profile::lints::LintConfig,
     /// Pinned container images baked into the image (names from the `images/` catalog).

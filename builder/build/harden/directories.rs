@@ -1,63 +1,45 @@
-//! `[directories]`: declared paths with owner, group and mode (e.g. `/opt/openclaw` 700,
-//! seed 000 Step 3), created in the image with those attributes.
+//! `[directories]`: declared paths created in the image with their owner, group and mode
+//! (after `[users]`, so they may belong to the users it makes).
 
-use crate::build::harden::users::{lookup_group, lookup_user, parse_mode};
+use super::users::{lookup_group, lookup_user};
+use super::{Checking, Module, Plan};
 use crate::error::{Error, Result};
 use crate::image::probes::{Expect, Probe};
+use crate::profile::sections::directories::{validate, Directory};
+use crate::profile::sections::users::parse_mode;
 use crate::support::rootfs::Rootfs;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// One directory (`[directories."/opt/openclaw"]`).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Directory {
-    /// Owner (user name in the image, including users from `[users]`).
-    pub owner: String,
-    /// Group; default: the owner's primary group.
-    pub group: Option<String>,
-    /// Octal mode.
-    pub mode: String,
-}
+/// The table of directories, keyed by path.
+type Dirs = BTreeMap<String, Directory>;
 
-impl Default for Directory {
-    fn default() -> Self {
-        Directory {
-            owner: "root".into(),
-            group: None,
-            mode: "0755".into(),
-        }
+/// The `[directories]` module.
+pub struct DirectoriesModule;
+
+impl Module for DirectoriesModule {
+    type Section = Dirs;
+    const NAME: &'static str = "directories";
+
+    /// An empty table declares nothing.
+    fn section<'a>(&self, plan: &'a Plan) -> Option<&'a Dirs> {
+        Some(&plan.directories).filter(|d| !d.is_empty())
     }
-}
 
-fn valid_path(p: &str) -> bool {
-    p.starts_with('/')
-        && p.len() > 1
-        && !p.split('/').any(|c| c == ".." || c == ".")
-        && !p.contains(['\n', '\'', '"', ' '])
-}
-
-/// Validate the table (paths and modes) without an image.
-pub fn validate(dirs: &BTreeMap<String, Directory>) -> Result<()> {
-    for (p, d) in dirs {
-        if !valid_path(p) {
-            return Err(Error::config(format!(
-                "key `directories.\"{p}\"`: expected an absolute path without '..' or spaces"
-            )));
-        }
-        if parse_mode(&d.mode).is_none() {
-            return Err(Error::config(format!(
-                "key `directories.\"{p}\".mode`: expected an octal mode like \"0700\", found {:?}",
-                d.mode
-            )));
-        }
+    fn validate(&self, d: &Dirs, _: &mut Checking) -> Result<()> {
+        validate(d)
     }
-    Ok(())
+
+    fn apply(&self, root: &Rootfs, d: &Dirs, _: &Plan) -> Result<Vec<String>> {
+        create(root, d)
+    }
+
+    fn probes(&self, d: &Dirs, _: &Plan) -> Vec<Probe> {
+        dir_probes(d)
+    }
 }
 
 /// Create the directories (parents as root 0755) and set owner and mode.
-pub fn apply(root: &Rootfs, dirs: &BTreeMap<String, Directory>) -> Result<Vec<String>> {
-    validate(dirs)?;
+fn create(root: &Rootfs, dirs: &Dirs) -> Result<Vec<String>> {
     let mut paths = vec![];
     for (p, d) in dirs {
         let (uid, pgid) = lookup_user(root, &d.owner).ok_or_else(|| {
@@ -83,7 +65,7 @@ pub fn apply(root: &Rootfs, dirs: &BTreeMap<String, Directory>) -> Result<Vec<St
 }
 
 /// Probes: owner, group and mode of each directory.
-pub fn probes(dirs: &BTreeMap<String, Directory>) -> Vec<Probe> {
+fn dir_probes(dirs: &Dirs) -> Vec<Probe> {
     dirs.iter()
         .map(|(p, d)| {
             let group = d.group.clone().unwrap_or_else(|| {
@@ -101,4 +83,51 @@ pub fn probes(dirs: &BTreeMap<String, Directory>) -> Vec<Probe> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn owner_group_and_mode() {
+        let t = tempfile::tempdir().unwrap();
+        let r = Rootfs::open(t.path()).unwrap();
+        r.write(
+            "/etc/passwd",
+            b"root:x:0:0::/root:/bin/sh
+app:x:1001:1001::/home/app:/bin/sh
+",
+            0o644,
+        )
+        .unwrap();
+        r.write(
+            "/etc/group",
+            b"root:x:0:
+app:x:1001:
+adm:x:4:
+",
+            0o644,
+        )
+        .unwrap();
+        let mut d = Dirs::new();
+        d.insert(
+            "/opt/app/data".into(),
+            Directory {
+                owner: "app".into(),
+                group: Some("adm".into()),
+                mode: "0700".into(),
+            },
+        );
+        assert_eq!(create(&r, &d).unwrap(), ["/opt/app/data"]);
+        let md = std::fs::metadata(t.path().join("opt/app/data")).unwrap();
+        assert_eq!((md.uid(), md.gid()), (1001, 4));
+        assert_eq!(md.permissions().mode() & 0o7777, 0o700);
+        d.get_mut("/opt/app/data").unwrap().owner = "nobody".into();
+        assert!(create(&r, &d)
+            .unwrap_err()
+            .message
+            .contains("no user `nobody`"));
+    }
 }

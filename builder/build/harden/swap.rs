@@ -1,90 +1,73 @@
-//! `[swap]`: a swap file of the declared size **created at first boot** by a unit (an 8 GiB
-//! file never travels inside the image), and `vm.swappiness`.
+//! `[swap]`: a unit that makes the swap file of the declared size **at first boot** (an
+//! 8 GiB file never travels inside the image), and `vm.swappiness`.
 
-use crate::error::{Error, Result};
+use super::{Checking, Module, Plan};
+use crate::error::Result;
 use crate::image::probes::{Expect, Probe};
-use crate::profile::parse_size;
+use crate::profile::sections::swap::Swap;
 use crate::support::rootfs::Rootfs;
 use crate::support::systemd;
-use serde::{Deserialize, Serialize};
 
 /// The unit that creates and activates the swap file.
 pub const UNIT: &str = "clawimg-swap.service";
 
-/// The `[swap]` section.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Swap {
-    /// Size (`"8GiB"`, seed 000); must be a multiple of 1 MiB.
-    pub size: String,
-    /// Absolute path of the swap file.
-    pub path: String,
-    /// `vm.swappiness` (seed 000: 10, prefer RAM).
-    pub swappiness: Option<u8>,
-}
+/// The `[swap]` module.
+pub struct SwapModule;
 
-impl Default for Swap {
-    fn default() -> Self {
-        Swap {
-            size: "8GiB".into(),
-            path: "/swapfile".into(),
-            swappiness: Some(10),
+impl Module for SwapModule {
+    type Section = Swap;
+    const NAME: &'static str = "swap";
+
+    fn section<'a>(&self, plan: &'a Plan) -> Option<&'a Swap> {
+        plan.swap.as_ref()
+    }
+
+    fn validate(&self, s: &Swap, _: &mut Checking) -> Result<()> {
+        s.validate()
+    }
+
+    /// Write the unit and the swappiness drop-in.
+    fn apply(&self, root: &Rootfs, s: &Swap, _: &Plan) -> Result<Vec<String>> {
+        let path = format!("/etc/systemd/system/{UNIT}");
+        root.write(&path, unit(s, s.bytes()?).as_bytes(), 0o644)?;
+        let mut paths = vec![path];
+        paths.extend(systemd::enable(root, UNIT)?);
+        if let Some(sw) = s.swappiness {
+            let f = "/etc/sysctl.d/60-clawimg-swap.conf";
+            root.write(f, format!("vm.swappiness = {sw}\n").as_bytes(), 0o644)?;
+            paths.push(f.into());
         }
+        Ok(paths)
+    }
+
+    fn probes(&self, s: &Swap, _: &Plan) -> Vec<Probe> {
+        swap_probes(s)
+    }
+
+    fn node_local(&self, s: &Swap) -> Vec<(String, String)> {
+        vec![(
+            s.path.clone(),
+            format!("swap file made at first boot by {UNIT}"),
+        )]
     }
 }
 
-impl Swap {
-    /// Size in bytes, validated.
-    pub fn bytes(&self) -> Result<u64> {
-        let b = parse_size(&self.size).filter(|b| *b >= 40 << 10 && b % (1 << 20) == 0);
-        b.ok_or_else(|| {
-            Error::config(format!(
-                "key `swap.size`: expected a size in MiB or GiB such as \"8GiB\", found {:?}",
-                self.size
-            ))
-        })
-    }
-
-    /// The unit text.
-    pub fn unit(&self) -> Result<String> {
-        let bytes = self.bytes()?;
-        let p = &self.path;
-        if !p.starts_with('/')
-            || p.contains(['\'', '"', ' ', '\n', '\\', '$'])
-            || p.contains("/../")
-        {
-            return Err(Error::config(format!(
-                "key `swap.path`: expected a plain absolute path, found {p:?}"
-            )));
-        }
-        Ok(format!(
-            "# Written by clawimg: the swap file is made on the node, never shipped in the image.\n\
-             [Unit]\nDescription=Create and enable the swap file {p}\n\
-             After=local-fs.target systemd-growfs-root.service\nRequiresMountsFor={parent}\n\n\
-             [Service]\nType=oneshot\nRemainAfterExit=yes\n\
-             ExecStart=/bin/sh -ec 'if [ ! -f {p} ]; then umask 077; fallocate -l {bytes} {p}.new; mkswap {p}.new >/dev/null; mv {p}.new {p}; fi; swapon --show=NAME --noheadings | grep -qx {p} || swapon {p}'\n\
-             ExecStop=/sbin/swapoff {p}\n\n[Install]\nWantedBy=multi-user.target\n",
-            parent = std::path::Path::new(p).parent().map(|x| x.display().to_string()).unwrap_or_else(|| "/".into()),
-        ))
-    }
-}
-
-/// Write the unit and the swappiness drop-in; returns the paths written.
-pub fn apply(root: &Rootfs, s: &Swap) -> Result<Vec<String>> {
-    let path = format!("/etc/systemd/system/{UNIT}");
-    root.write(&path, s.unit()?.as_bytes(), 0o644)?;
-    let mut paths = vec![path];
-    paths.extend(systemd::enable(root, UNIT)?);
-    if let Some(sw) = s.swappiness {
-        let f = "/etc/sysctl.d/60-clawimg-swap.conf";
-        root.write(f, format!("vm.swappiness = {sw}\n").as_bytes(), 0o644)?;
-        paths.push(f.into());
-    }
-    Ok(paths)
+/// The unit text for a validated section of `bytes` bytes.
+pub fn unit(s: &Swap, bytes: u64) -> String {
+    let p = &s.path;
+    format!(
+        "# Written by clawimg: the swap file is made on the node, never shipped in the image.\n\
+         [Unit]\nDescription=Create and enable the swap file {p}\n\
+         After=local-fs.target systemd-growfs-root.service\nRequiresMountsFor={parent}\n\n\
+         [Service]\nType=oneshot\nRemainAfterExit=yes\n\
+         ExecStart=/bin/sh -ec 'if [ ! -f {p} ]; then umask 077; fallocate -l {bytes} {p}.new; mkswap {p}.new >/dev/null; mv {p}.new {p}; fi; swapon --show=NAME --noheadings | grep -qx {p} || swapon {p}'\n\
+         ExecStop=/sbin/swapoff {p}\n\n[Install]\nWantedBy=multi-user.target\n",
+        parent = std::path::Path::new(p).parent().map(|x| x.display().to_string()).unwrap_or_else(|| "/".into()),
+    )
 }
 
 /// Probes: the file has the declared size and is the active swap; swappiness.
-pub fn probes(s: &Swap) -> Vec<Probe> {
+fn swap_probes(s: &Swap) -> Vec<Probe> {
     let Ok(bytes) = s.bytes() else { return vec![] };
     let mut v = vec![
         Probe {
@@ -129,7 +112,7 @@ mod tests {
             size: "256MiB".into(),
             ..Default::default()
         };
-        apply(&r, &s).unwrap();
+        SwapModule.apply(&r, &s, &Plan::default()).unwrap();
         assert!(!r.exists("/swapfile"));
         let unit = r
             .read_to_string("/etc/systemd/system/clawimg-swap.service")
@@ -139,11 +122,5 @@ mod tests {
             "{unit}"
         );
         assert!(r.exists("/etc/systemd/system/multi-user.target.wants/clawimg-swap.service"));
-        assert!(Swap {
-            size: "8 parsecs".into(),
-            ..Default::default()
-        }
-        .bytes()
-        .is_err());
     }
 }

@@ -1,62 +1,74 @@
-//! `[sysctl]`: kernel parameters (seed 001 §2.6, seed 000 system tuning) written to
-//! `/etc/sysctl.d/99-clawimg.conf`, applied by systemd-sysctl at boot.
+//! `[sysctl]`: kernel parameters written to `/etc/sysctl.d/99-clawimg.conf`, applied by
+//! systemd-sysctl at boot, and carried over into UFW's own sysctl file when the firewall is
+//! declared.
 
-use crate::error::{Error, Result};
+use super::{Checking, Module, Plan};
+use crate::error::Result;
 use crate::image::probes::{Expect, Probe};
+use crate::profile::sections::sysctl::{validate, value};
 use crate::support::rootfs::Rootfs;
 use std::collections::BTreeMap;
 
 /// Path of the generated file.
 pub const FILE: &str = "/etc/sysctl.d/99-clawimg.conf";
 
-/// Whether a key has sysctl's dotted form (`net.ipv4.tcp_syncookies`).
-pub fn valid_key(k: &str) -> bool {
-    let parts: Vec<&str> = k.split('.').collect();
-    parts.len() >= 2
-        && parts[0]
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        })
-}
+/// The table of kernel parameters.
+type Table = BTreeMap<String, toml::Value>;
 
-/// A value as sysctl prints it (integers, or strings of words).
-pub fn value(v: &toml::Value) -> Option<String> {
-    match v {
-        toml::Value::Integer(i) => Some(i.to_string()),
-        toml::Value::String(s) if !s.contains(['\n', '\r']) && !s.trim().is_empty() => {
-            Some(s.split_whitespace().collect::<Vec<_>>().join(" "))
+/// The `[sysctl]` module.
+pub struct SysctlModule;
+
+impl Module for SysctlModule {
+    type Section = Table;
+    const NAME: &'static str = "sysctl";
+
+    /// An empty table declares nothing.
+    fn section<'a>(&self, plan: &'a Plan) -> Option<&'a Table> {
+        Some(&plan.sysctl).filter(|t| !t.is_empty())
+    }
+
+    fn validate(&self, t: &Table, _: &mut Checking) -> Result<()> {
+        validate(t)
+    }
+
+    fn apply(&self, root: &Rootfs, t: &Table, plan: &Plan) -> Result<Vec<String>> {
+        root.write(FILE, render(t).as_bytes(), 0o644)?;
+        let mut paths = vec![FILE.to_string()];
+        if plan.firewall.is_some() {
+            paths.extend(align_ufw(root, t)?);
         }
-        _ => None,
+        Ok(paths)
+    }
+
+    /// Each key has the declared value in the running kernel.
+    fn probes(&self, t: &Table, _: &Plan) -> Vec<Probe> {
+        t.iter()
+            .filter_map(|(k, v)| {
+                let val = value(v)?;
+                Some(Probe::new(
+                    &format!("sysctl {k}"),
+                    &format!("sysctl -n {k} | tr -s '\\t ' '  '"),
+                    Expect::Equals(val),
+                ))
+            })
+            .collect()
     }
 }
 
-/// Render the file (keys in order).
-pub fn render(table: &BTreeMap<String, toml::Value>) -> Result<String> {
+/// The file for a validated table (keys in order).
+pub fn render(table: &Table) -> String {
     let mut s = String::from("# Written by clawimg from the profile's [sysctl] table.\n");
     for (k, v) in table {
-        let val = value(v).ok_or_else(|| {
-            Error::config(format!(
-                "key `sysctl.\"{k}\"`: expected an integer or a one-line string"
-            ))
-        })?;
-        s.push_str(&format!("{k} = {val}\n"));
+        if let Some(val) = value(v) {
+            s.push_str(&format!("{k} = {val}\n"));
+        }
     }
-    Ok(s)
-}
-
-/// Write the file; returns the paths written.
-pub fn apply(root: &Rootfs, table: &BTreeMap<String, toml::Value>) -> Result<Vec<String>> {
-    root.write(FILE, render(table)?.as_bytes(), 0o644)?;
-    Ok(vec![FILE.into()])
+    s
 }
 
 /// UFW applies `/etc/ufw/sysctl.conf` when it starts, after systemd-sysctl, and the
 /// package's file sets e.g. `log_martians=0`: give its keys the profile's values.
-pub fn align_ufw(root: &Rootfs, table: &BTreeMap<String, toml::Value>) -> Result<Vec<String>> {
+pub fn align_ufw(root: &Rootfs, table: &Table) -> Result<Vec<String>> {
     const F: &str = "/etc/ufw/sysctl.conf";
     let Ok(text) = root.read_to_string(F) else {
         return Ok(vec![]);
@@ -80,21 +92,6 @@ pub fn align_ufw(root: &Rootfs, table: &BTreeMap<String, toml::Value>) -> Result
     }
     root.write(F, (out.join("\n") + "\n").as_bytes(), 0o644)?;
     Ok(vec![F.into()])
-}
-
-/// Probes: each key has the declared value in the running kernel.
-pub fn probes(table: &BTreeMap<String, toml::Value>) -> Vec<Probe> {
-    table
-        .iter()
-        .filter_map(|(k, v)| {
-            let val = value(v)?;
-            Some(Probe::new(
-                &format!("sysctl {k}"),
-                &format!("sysctl -n {k} | tr -s '\\t ' '  '"),
-                Expect::Equals(val),
-            ))
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -121,8 +118,6 @@ mod tests {
             r.read_to_string("/etc/ufw/sysctl.conf").unwrap(),
             "# c\nnet/ipv4/conf/all/log_martians=1\nnet/ipv4/icmp_echo_ignore_all=0\n"
         );
-        assert!(render(&m)
-            .unwrap()
-            .contains("net.ipv4.conf.all.log_martians = 1\n"));
+        assert!(render(&m).contains("net.ipv4.conf.all.log_martians = 1\n"));
     }
 }

@@ -1,195 +1,42 @@
-//! `[users]`: the two-user model of seed 001 §2.2, created offline in passwd, shadow, group,
-//! gshadow, subuid and subgid. The admin user logs in with a key and has passwordless sudo;
-//! the runtime user owns the application files and has neither SSH nor sudo. Passwords are
-//! locked: a console recovery password is a per-node secret and never enters the image.
+//! `[users]`: the admin and runtime accounts, created offline in passwd, shadow, group,
+//! gshadow, subuid and subgid. Passwords are locked: a console recovery password is a
+//! per-node secret and never enters the image.
 
+use super::{Checking, Module, Needs, Plan};
 use crate::error::{Error, Result};
 use crate::image::probes::{Expect, Probe};
+use crate::profile::sections::users::Users;
 use crate::support::rootfs::Rootfs;
-use serde::{Deserialize, Serialize};
 
-/// The `[users]` section.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Users {
-    /// The SSH/sudo user (`[users.admin]`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub admin: Option<Admin>,
-    /// The application user (`[users.runtime]`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<Runtime>,
-}
+/// The `[users]` module.
+pub struct UsersModule;
 
-/// The admin user: key-only SSH, passwordless sudo (seed 001: `adminclaw`).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Admin {
-    /// Login name; not a well-known name, to shrink the brute-force surface.
-    pub name: String,
-    /// Fixed uid (and gid of the user's own group); default: first free from 1000.
-    pub uid: Option<u32>,
-    /// Supplementary groups (must exist in the image, e.g. `docker` from docker.io).
-    pub groups: Vec<String>,
-    /// Public keys (one OpenSSH public key per entry). Never private keys.
-    pub authorized_keys: Vec<String>,
-    /// Passwordless sudo through `/etc/sudoers.d/`.
-    pub sudo_nopasswd: bool,
-    /// Home directory mode, octal.
-    pub home_mode: String,
-    /// Login shell.
-    pub shell: String,
-}
+impl Module for UsersModule {
+    type Section = Users;
+    const NAME: &'static str = "users";
 
-impl Default for Admin {
-    fn default() -> Self {
-        Admin {
-            name: "adminclaw".into(),
-            uid: None,
-            groups: vec![],
-            authorized_keys: vec![],
-            sudo_nopasswd: true,
-            home_mode: "0750".into(),
-            shell: "/bin/bash".into(),
-        }
-    }
-}
-
-/// The runtime user: no SSH, no sudo (seed 001: `openclaw`).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Runtime {
-    /// Login name.
-    pub name: String,
-    /// Fixed uid (and gid); default: first free from 1000.
-    pub uid: Option<u32>,
-    /// Supplementary groups.
-    pub groups: Vec<String>,
-    /// Home directory mode, octal (750: the admin cannot `cd` into it, seed 001 §2.2).
-    pub home_mode: String,
-    /// Login shell.
-    pub shell: String,
-}
-
-impl Default for Runtime {
-    fn default() -> Self {
-        Runtime {
-            name: "openclaw".into(),
-            uid: None,
-            groups: vec![],
-            home_mode: "0750".into(),
-            shell: "/bin/bash".into(),
-        }
-    }
-}
-
-/// One account to create, whatever its role.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Account {
-    /// Login name.
-    pub name: String,
-    /// Requested uid.
-    pub uid: Option<u32>,
-    /// Supplementary groups.
-    pub groups: Vec<String>,
-    /// Public keys.
-    pub keys: Vec<String>,
-    /// Passwordless sudo.
-    pub sudo: bool,
-    /// Home mode.
-    pub home_mode: u32,
-    /// Shell.
-    pub shell: String,
-}
-
-/// Parse an octal mode such as `"0750"` or `"750"`.
-pub fn parse_mode(s: &str) -> Option<u32> {
-    let t = s.trim();
-    if t.is_empty() || t.len() > 4 {
-        return None;
-    }
-    u32::from_str_radix(t, 8).ok().filter(|m| *m <= 0o7777)
-}
-
-fn valid_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 32
-        && n.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && n.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-}
-
-impl Users {
-    /// The declared accounts, admin first, validated.
-    pub fn accounts(&self) -> Result<Vec<Account>> {
-        let mut v = vec![];
-        if let Some(a) = &self.admin {
-            v.push(Account {
-                name: a.name.clone(),
-                uid: a.uid,
-                groups: a.groups.clone(),
-                keys: a.authorized_keys.clone(),
-                sudo: a.sudo_nopasswd,
-                home_mode: mode_of("users.admin.home_mode", &a.home_mode)?,
-                shell: a.shell.clone(),
-            });
-        }
-        if let Some(r) = &self.runtime {
-            v.push(Account {
-                name: r.name.clone(),
-                uid: r.uid,
-                groups: r.groups.clone(),
-                keys: vec![],
-                sudo: false,
-                home_mode: mode_of("users.runtime.home_mode", &r.home_mode)?,
-                shell: r.shell.clone(),
-            });
-        }
-        for (i, a) in v.iter().enumerate() {
-            let role = if self.admin.is_some() && i == 0 {
-                "admin"
-            } else {
-                "runtime"
-            };
-            if !valid_name(&a.name) {
-                return Err(Error::config(format!("key `users.{role}.name`: {:?} is not a valid user name (lowercase letters, digits, '_', '-')", a.name)));
-            }
-            for k in &a.keys {
-                if k.contains("PRIVATE KEY") {
-                    return Err(Error::config(format!("key `users.{role}.authorized_keys`: a private key was given; only public keys belong in a profile")));
-                }
-                let parts: Vec<&str> = k.split_whitespace().collect();
-                let known = parts.first().is_some_and(|t| {
-                    t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-")
-                });
-                if parts.len() < 2 || !known || k.contains('\n') {
-                    return Err(Error::config(format!("key `users.{role}.authorized_keys`: {k:?} is not an OpenSSH public key line (type, base64, comment)")));
-                }
-            }
-        }
-        if v.len() == 2 && v[0].name == v[1].name {
-            return Err(Error::config(
-                "key `users.runtime.name`: must differ from users.admin.name",
-            ));
-        }
-        Ok(v)
+    fn section<'a>(&self, plan: &'a Plan) -> Option<&'a Users> {
+        plan.users.as_ref()
     }
 
-    /// Login names declared here.
-    pub fn names(&self) -> Vec<String> {
-        self.admin
-            .iter()
-            .map(|a| a.name.clone())
-            .chain(self.runtime.iter().map(|r| r.name.clone()))
-            .collect()
+    fn packages(&self, u: &Users) -> Needs {
+        match &u.admin {
+            Some(a) if a.sudo_nopasswd => vec![("users.admin.sudo_nopasswd", &["sudo"])],
+            _ => vec![],
+        }
     }
-}
 
-fn mode_of(key: &str, s: &str) -> Result<u32> {
-    parse_mode(s).ok_or_else(|| {
-        Error::config(format!(
-            "key `{key}`: expected an octal mode like \"0750\", found {s:?}"
-        ))
-    })
+    fn validate(&self, u: &Users, _: &mut Checking) -> Result<()> {
+        u.accounts().map(drop)
+    }
+
+    fn apply(&self, root: &Rootfs, u: &Users, _: &Plan) -> Result<Vec<String>> {
+        create(root, u)
+    }
+
+    fn probes(&self, u: &Users, _: &Plan) -> Vec<Probe> {
+        user_probes(u)
+    }
 }
 
 /// Look up a user's uid and primary gid in the image's passwd.
@@ -263,7 +110,7 @@ fn add_member(root: &Rootfs, group: &str, user: &str) -> Result<()> {
 }
 
 /// Create the accounts offline; returns the paths written.
-pub fn apply(root: &Rootfs, users: &Users) -> Result<Vec<String>> {
+fn create(root: &Rootfs, users: &Users) -> Result<Vec<String>> {
     let mut paths = vec![];
     for a in users.accounts()? {
         let passwd = root.read_to_string("/etc/passwd")?;
@@ -353,6 +200,7 @@ pub fn apply(root: &Rootfs, users: &Users) -> Result<Vec<String>> {
         root.chown(&home, uid, gid)?;
         if a.sudo {
             let f = format!("/etc/sudoers.d/50-clawimg-{}", a.name);
+            // Image content: kept byte-for-byte as every earlier image has it.
             root.write(&f, format!("# Written by clawimg: passwordless sudo (seed 001 §2.2).\n{} ALL=(ALL:ALL) NOPASSWD:ALL\n", a.name).as_bytes(), 0o440)?;
             paths.push(f);
         }
@@ -364,7 +212,7 @@ pub fn apply(root: &Rootfs, users: &Users) -> Result<Vec<String>> {
 }
 
 /// Probes: each user exists with its groups, home mode and sudo rights.
-pub fn probes(users: &Users) -> Vec<Probe> {
+fn user_probes(users: &Users) -> Vec<Probe> {
     let mut v = vec![];
     let Ok(accounts) = users.accounts() else {
         return v;
@@ -402,6 +250,7 @@ pub fn probes(users: &Users) -> Vec<Probe> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::sections::users::{Admin, Runtime};
 
     fn fixture() -> (tempfile::TempDir, Rootfs) {
         let t = tempfile::tempdir().unwrap();
@@ -436,7 +285,7 @@ mod tests {
                 ..Default::default()
             }),
         };
-        apply(&r, &u).unwrap();
+        create(&r, &u).unwrap();
         let passwd = r.read_to_string("/etc/passwd").unwrap();
         assert!(
             passwd.contains("adminclaw:x:1000:1000:,,,:/home/adminclaw:/bin/bash"),
@@ -469,7 +318,7 @@ mod tests {
     }
 
     #[test]
-    fn missing_group_and_private_key_are_config_errors() {
+    fn missing_group_is_a_config_error() {
         let (_t, r) = fixture();
         let u = Users {
             admin: Some(Admin {
@@ -478,14 +327,6 @@ mod tests {
             }),
             runtime: None,
         };
-        assert!(apply(&r, &u).unwrap_err().message.contains("nosuch"));
-        let u = Users {
-            admin: Some(Admin {
-                authorized_keys: vec!["-----BEGIN OPENSSH PRIVATE KEY-----".into()],
-                ..Default::default()
-            }),
-            runtime: None,
-        };
-        assert!(u.accounts().unwrap_err().message.contains("private key"));
+        assert!(create(&r, &u).unwrap_err().message.contains("nosuch"));
     }
 }

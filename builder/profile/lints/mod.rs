@@ -1,0 +1,304 @@
+//! Lints: lockouts and misconfigurations found on the merged profile, before anything is
+//! built. `clawimg check` prints them; `clawimg build` refuses on any finding before writing
+//! anything. A finding whose lint is acknowledgeable can be accepted in the profile with a
+//! reason:
+//!
+//! ```toml
+//! [lints.acknowledge]
+//! firewall-inactive = "the provider's network firewall admits only the bastion"
+//! ```
+//!
+//! Each lint is one [`Lint`] item (id, whether it may be acknowledged, why it matters, and
+//! its check) in the file of the section it is about; [`LINTS`] lists them in the order
+//! findings are reported.
+
+mod docker;
+mod fail2ban;
+mod firewall;
+mod ssh;
+mod sysctl;
+
+use crate::error::{Error, Result};
+use crate::profile::Profile;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The `[lints]` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LintConfig {
+    /// Lint id → why the finding is accepted for this profile (non-empty).
+    pub acknowledge: BTreeMap<String, String>,
+}
+
+/// What a lint's check reports: the profile key concerned and what is wrong there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// Profile key the finding is about.
+    pub key: String,
+    /// What is wrong, with the values involved.
+    pub message: String,
+}
+
+impl Hit {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Hit {
+        Hit {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A lint: id, whether a profile may acknowledge it, why it matters, and its check.
+#[derive(Debug, Clone, Copy)]
+pub struct Lint {
+    /// Stable id used in messages and in `[lints.acknowledge]`.
+    pub id: &'static str,
+    /// Whether `[lints.acknowledge]` may accept it.
+    pub acknowledgeable: bool,
+    /// Why it matters, shown under every finding.
+    pub why: &'static str,
+    /// The check: one hit per problem found in the merged profile.
+    pub check: fn(&Profile) -> Vec<Hit>,
+}
+
+/// Every lint clawimg knows, in the order findings are reported.
+pub const LINTS: &[Lint] = &[
+    firewall::SSH_PORT_NOT_ALLOWED,
+    firewall::SSH_PORT_22_OPEN,
+    ssh::SOCKET_PORT,
+    ssh::USEPAM_NO,
+    ssh::ALLOWUSERS_UNKNOWN,
+    ssh::ALLOWUSERS_NO_KEY,
+    ssh::ROOT_LOGIN,
+    ssh::PASSWORD_AUTH,
+    firewall::FIREWALL_INACTIVE,
+    fail2ban::SSH_PORT,
+    sysctl::KEY_FORMAT,
+    docker::UNKNOWN_KEY,
+];
+
+/// Look up a lint by id.
+pub fn lint(id: &str) -> Option<&'static Lint> {
+    LINTS.iter().find(|l| l.id == id)
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// Lint id.
+    pub id: &'static str,
+    /// Profile key the finding is about.
+    pub key: String,
+    /// What is wrong and why.
+    pub message: String,
+    /// The profile's acknowledgement, if any.
+    pub acknowledged: Option<String>,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let l = lint(self.id);
+        write!(f, "[{}] key `{}`: {}", self.id, self.key, self.message)?;
+        if let Some(l) = l {
+            write!(f, "\n    why: {}", l.why)?;
+            if l.acknowledgeable && self.acknowledged.is_none() {
+                write!(
+                    f,
+                    "\n    if this is intended: [lints.acknowledge] {} = \"<reason>\"",
+                    self.id
+                )?;
+            }
+        }
+        if let Some(r) = &self.acknowledged {
+            write!(f, "\n    acknowledged: {r}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Run every lint on a merged profile (acknowledgements applied).
+pub fn run(p: &Profile) -> Vec<Finding> {
+    LINTS
+        .iter()
+        .flat_map(|l| {
+            (l.check)(p).into_iter().map(|h| Finding {
+                id: l.id,
+                key: h.key,
+                message: h.message,
+                acknowledged: p.lints.acknowledge.get(l.id).cloned(),
+            })
+        })
+        .collect()
+}
+
+/// Check the acknowledgements, run the lints and fail on any finding not acknowledged.
+/// Returns the acknowledged findings (for `clawimg check` to show).
+pub fn enforce(p: &Profile, file: &str) -> Result<Vec<Finding>> {
+    for (id, reason) in &p.lints.acknowledge {
+        match lint(id) {
+            None => {
+                let ids: Vec<&str> = LINTS
+                    .iter()
+                    .filter(|l| l.acknowledgeable)
+                    .map(|l| l.id)
+                    .collect();
+                return Err(Error::config(format!(
+                    "{file}: key `lints.acknowledge.{id}`: no such lint (acknowledgeable: {})",
+                    ids.join(", ")
+                )));
+            }
+            Some(l) if !l.acknowledgeable => {
+                return Err(Error::config(format!(
+                    "{file}: key `lints.acknowledge.{id}`: lint {id} cannot be acknowledged ({})",
+                    l.why
+                )));
+            }
+            _ if reason.trim().is_empty() => {
+                return Err(Error::config(format!(
+                    "{file}: key `lints.acknowledge.{id}`: give the reason the finding is accepted"
+                )));
+            }
+            _ => {}
+        }
+    }
+    let all = run(p);
+    let open: Vec<&Finding> = all.iter().filter(|f| f.acknowledged.is_none()).collect();
+    if !open.is_empty() {
+        let list: Vec<String> = open.iter().map(|f| format!("  error{f}")).collect();
+        return Err(Error::config(format!(
+            "{file}: {} lint error(s), nothing was built:\n{}",
+            open.len(),
+            list.join("\n")
+        )));
+    }
+    Ok(all)
+}
+
+/// Fixtures shared by the lint tests.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use crate::profile::sections::firewall::{Firewall, Rule};
+    use crate::profile::sections::ssh::Ssh;
+    use crate::profile::sections::users::{Admin, Users};
+    use crate::profile::Profile;
+
+    /// The hardened shape: SSH on 222 for a user with a key, admitted by UFW. No lint fires.
+    pub fn good() -> Profile {
+        let mut fw = Firewall::default();
+        fw.rules.insert(
+            "ssh".into(),
+            Rule {
+                ports: vec![222],
+                ..Default::default()
+            },
+        );
+        Profile {
+            ssh: Some(Ssh {
+                allow_users: vec!["adminclaw".into()],
+                ..Default::default()
+            }),
+            firewall: Some(fw),
+            users: Some(Users {
+                admin: Some(Admin {
+                    authorized_keys: vec!["ssh-ed25519 AAAA k".into()],
+                    ..Default::default()
+                }),
+                runtime: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The ids of the open findings of every lint.
+    pub fn ids(p: &Profile) -> Vec<&'static str> {
+        super::run(p)
+            .into_iter()
+            .filter(|f| f.acknowledged.is_none())
+            .map(|f| f.id)
+            .collect()
+    }
+
+    /// The SSH rule's ports in [`good`]'s firewall.
+    pub fn ssh_rule_ports(p: &mut Profile) -> &mut Vec<u16> {
+        &mut p
+            .firewall
+            .as_mut()
+            .unwrap()
+            .rules
+            .get_mut("ssh")
+            .unwrap()
+            .ports
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixture::{good, ids};
+    use super::*;
+
+    #[test]
+    fn good_profile_is_clean() {
+        assert!(ids(&good()).is_empty(), "{:?}", run(&good()));
+        assert!(enforce(&good(), "p.toml").is_ok());
+    }
+
+    #[test]
+    fn ids_are_unique_and_reasons_self_contained() {
+        for (i, l) in LINTS.iter().enumerate() {
+            assert!(LINTS[..i].iter().all(|o| o.id != l.id), "{}", l.id);
+            assert!(!l.why.is_empty() && !l.why.contains('§'), "{}", l.id);
+            assert!(!l.why.to_lowercase().contains("seed"), "{}", l.id);
+            assert!(!l.why.contains("Step ") && !l.why.contains('"'), "{}", l.id);
+        }
+    }
+
+    #[test]
+    fn acknowledgement_accepts_a_finding_with_a_reason() {
+        let mut p = good();
+        p.ssh.as_mut().unwrap().permit_root_login = "yes".into();
+        let e = enforce(&p, "p.toml").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.message
+                .contains("p.toml: 1 lint error(s), nothing was built")
+                && e.message.contains("[lints.acknowledge] ssh-root-login"),
+            "{}",
+            e.message
+        );
+        p.lints
+            .acknowledge
+            .insert("ssh-root-login".into(), "console-only host".into());
+        let acked = enforce(&p, "p.toml").unwrap();
+        assert_eq!(acked.len(), 1);
+        assert_eq!(acked[0].acknowledged.as_deref(), Some("console-only host"));
+    }
+
+    #[test]
+    fn unknown_empty_or_forbidden_acknowledgement() {
+        let mut p = good();
+        p.lints
+            .acknowledge
+            .insert("no-such-lint".into(), "x".into());
+        assert!(enforce(&p, "p.toml")
+            .unwrap_err()
+            .message
+            .contains("no such lint"));
+        let mut p = good();
+        p.lints
+            .acknowledge
+            .insert("ssh-root-login".into(), " ".into());
+        assert!(enforce(&p, "p.toml")
+            .unwrap_err()
+            .message
+            .contains("reason"));
+        let mut p = good();
+        p.lints
+            .acknowledge
+            .insert("ssh-usepam-no".into(), "because".into());
+        assert!(enforce(&p, "p.toml")
+            .unwrap_err()
+            .message
+            .contains("cannot be acknowledged"));
+    }
+}
