@@ -293,16 +293,13 @@ fn later_overlays_override_earlier_and_provenance_says_which() {
         std::fs::read_to_string(r.join("etc/only-one")).unwrap(),
         "1\n"
     );
-    let extra = [("provenance".to_string(), prov.to_json())]
-        .into_iter()
-        .collect();
-    let motd = Provenance::explain(&extra, "/etc/motd");
+    let motd = Provenance::explain(Some(&prov), "/etc/motd");
     assert!(
         motd.contains("overlay two") && motd.contains("motd.tera, rendered"),
         "{motd}"
     );
-    assert!(Provenance::explain(&extra, "/etc/only-one").contains("overlay one"));
-    assert!(Provenance::explain(&extra, "/usr/bin/ls").contains("base stage"));
+    assert!(Provenance::explain(Some(&prov), "/etc/only-one").contains("overlay one"));
+    assert!(Provenance::explain(Some(&prov), "/usr/bin/ls").contains("base stage"));
 
     // Every overlay file is an input: changing one changes the input hash.
     let h1 = clawimg::build::input_hash(&l, "k").unwrap();

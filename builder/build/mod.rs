@@ -16,7 +16,9 @@ use crate::build::images::blobs::BlobCache;
 use crate::build::outputs::staging::{self, Staging};
 use crate::error::{Context, Error, Result};
 use crate::image::files;
-use crate::image::manifest::{self, Artifact, Manifest};
+use crate::image::manifest::{
+    self, Artifact, Extra, HardeningSection, Manifest, PartitionTable, Reproducibility,
+};
 use crate::image::provenance::Provenance;
 use crate::profile::catalog;
 use crate::profile::lock::{self, Lock};
@@ -448,8 +450,15 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             sha256: qcow_sum,
         },
     ];
-    let mut manifest = Manifest {
-        manifest_version: 1,
+    let hardening = if checked.plan.is_empty() {
+        None
+    } else {
+        Some(HardeningSection(
+            serde_json::to_value(&checked.plan).ctx(|| "hardening plan".into())?,
+        ))
+    };
+    let manifest = Manifest {
+        manifest_version: manifest::MANIFEST_VERSION,
         profile: name.clone(),
         profile_files: checked
             .loaded
@@ -461,51 +470,27 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         suite: p.base.suite.clone(),
         kernel_cmdline: asm.cmdline.clone(),
-        identity: serde_json::to_value(ids).ctx(|| "identity".into())?,
-        partitions: manifest::partitions_json(&asm.layout, &ids),
+        identity: ids,
+        partitions: PartitionTable::new(&asm.layout, &ids),
         packages: base_out.packages.clone(),
         artifacts,
         rootfs_bytes: asm.rootfs_bytes,
-        extra: [
-            ("provenance".to_string(), prov.to_json()),
-            ("overlays".to_string(), serde_json::json!(p.overlays.list)),
-            (
-                "units".to_string(),
-                serde_json::to_value(&units_done).unwrap_or_default(),
-            ),
-            (
-                "declared_files".to_string(),
-                serde_json::to_value(&applied.declared).unwrap_or_default(),
-            ),
-            ("secrets".to_string(), secrets::manifest_json(&p.secrets)),
-        ]
-        .into_iter()
-        .chain(if checked.plan.is_empty() {
-            None
-        } else {
-            Some((
-                "hardening".to_string(),
-                serde_json::to_value(&checked.plan).ctx(|| "hardening plan".into())?,
-            ))
-        })
-        .collect(),
+        extra: Extra {
+            provenance: Some(prov),
+            overlays: Some(p.overlays.list.clone()),
+            units: Some(units_done),
+            declared_files: Some(applied.declared),
+            secrets: Some(p.secrets.clone()),
+            hardening,
+            reproducibility: Some(Reproducibility {
+                source_date_epoch: sde,
+                source_date_epoch_from: sde_source,
+                locked: locked.is_some(),
+            }),
+            verify: Some(expect),
+            images: (!baked.is_empty()).then_some(baked),
+        },
     };
-    manifest.extra.insert(
-        "reproducibility".into(),
-        serde_json::json!({
-            "source_date_epoch": sde, "source_date_epoch_from": sde_source, "locked": locked.is_some(),
-        }),
-    );
-    manifest.extra.insert(
-        "verify".into(),
-        serde_json::to_value(&expect).ctx(|| "verify".into())?,
-    );
-    if !baked.is_empty() {
-        manifest.extra.insert(
-            "images".into(),
-            serde_json::to_value(&baked).ctx(|| "images".into())?,
-        );
-    }
     manifest.write(staging.path())?;
     reuse::store(&cache, &image_key, staging.path(), &manifest)?;
     reuse::remember(&cache, &name, &image_key);

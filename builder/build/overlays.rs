@@ -182,11 +182,78 @@ fn err_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-/// Render one template; errors name the file, line and (for undefined variables) the name.
-pub fn render(source: &Path, text: &str, ctx: &tera::Context) -> Result<String> {
-    let name = source.display().to_string();
+/// Tera's built-in functions that read the build host: their results would change the image
+/// without changing the input hash. Templates get their values from the profile instead.
+const HOST_FUNCTIONS: &[(&str, &str)] = &[
+    (
+        "get_env",
+        "it reads the build host's environment; put the value under [vars] in the profile",
+    ),
+    (
+        "now",
+        "it reads the build host's clock; the build's time is SOURCE_DATE_EPOCH",
+    ),
+    (
+        "get_random",
+        "it differs on every build; put a fixed value under [vars] in the profile",
+    ),
+];
+
+/// The error for a call of the host function `f` at byte `at` of `text`.
+fn host_call_error(name: &str, text: &str, f: &str, at: usize) -> Error {
+    let why = HOST_FUNCTIONS
+        .iter()
+        .find(|(n, _)| *n == f)
+        .map_or("", |(_, w)| *w);
+    let (line, col) = line_col(text, at);
+    let snippet = text.lines().nth(line - 1).unwrap_or("").trim_end();
+    Error::config(format!(
+        "{name}:{line}:{col}: `{f}()` is not allowed in overlay templates: {why}\n  {line:>4} | {snippet}"
+    ))
+}
+
+/// The first call of a [`HOST_FUNCTIONS`] function in a tag: (function, byte offset). Every
+/// tag is searched, so a call in a branch the render does not take is found too.
+fn host_call(text: &str) -> Option<(&'static str, usize)> {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    tags(text)
+        .flat_map(|(start, tag)| {
+            HOST_FUNCTIONS.iter().filter_map(move |(f, _)| {
+                tag.match_indices(f).find_map(|(pos, _)| {
+                    let before = tag[..pos].chars().last();
+                    let after = tag[pos + f.len()..].trim_start();
+                    (!before.is_some_and(|c| is_ident(c) || c == '.') && after.starts_with('('))
+                        .then_some((*f, start + pos))
+                })
+            })
+        })
+        .min_by_key(|(_, at)| *at)
+}
+
+/// Tera without autoescaping, its host functions replaced by ones that fail (should the
+/// text scan ever miss a call, none reaches the host).
+fn engine() -> tera::Tera {
     let mut t = tera::Tera::default();
     t.autoescape_on(vec![]);
+    for (f, _) in HOST_FUNCTIONS {
+        t.register_function(
+            f,
+            move |_: &std::collections::HashMap<String, tera::Value>| {
+                Err::<tera::Value, _>(tera::Error::msg(format!("`{f}()` is not allowed")))
+            },
+        );
+    }
+    t
+}
+
+/// Render one template; errors name the file, line and (for undefined variables or calls of
+/// host functions) the name.
+pub fn render(source: &Path, text: &str, ctx: &tera::Context) -> Result<String> {
+    let name = source.display().to_string();
+    if let Some((f, at)) = host_call(text) {
+        return Err(host_call_error(&name, text, f, at));
+    }
+    let mut t = engine();
     if let Err(e) = t.add_raw_template(&name, text) {
         // Parse errors carry their own `--> line:col` marker.
         return Err(Error::config(format!(
@@ -215,13 +282,12 @@ fn undefined_variable(chain: &str) -> Option<String> {
     Some(rest[..end].to_string())
 }
 
-/// Line and column of the first use of `var` inside a `{{ }}` or `{% %}` tag.
-fn locate_var(text: &str, var: &str) -> (usize, usize) {
-    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+/// The `{{ }}` and `{% %}` tags of a template: (byte offset, tag text from its opening brace).
+fn tags(text: &str) -> impl Iterator<Item = (usize, &str)> {
     let mut search = 0;
-    while let Some(open) = text[search..].find(['{']).map(|i| i + search) {
-        let kind = text[open + 1..].chars().next();
-        let close_pat = match kind {
+    std::iter::from_fn(move || loop {
+        let open = text[search..].find('{').map(|i| i + search)?;
+        let close_pat = match text[open + 1..].chars().next() {
             Some('{') => "}}",
             Some('%') => "%}",
             _ => {
@@ -233,7 +299,15 @@ fn locate_var(text: &str, var: &str) -> (usize, usize) {
             .find(close_pat)
             .map(|i| i + open)
             .unwrap_or(text.len());
-        let tag = &text[open..end];
+        search = end.max(open + 1);
+        return Some((open, &text[open..end]));
+    })
+}
+
+/// Line and column of the first use of `var` inside a `{{ }}` or `{% %}` tag.
+fn locate_var(text: &str, var: &str) -> (usize, usize) {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+    for (open, tag) in tags(text) {
         let mut from = 0;
         while let Some(pos) = tag[from..].find(var).map(|i| i + from) {
             let before = tag[..pos].chars().last();
@@ -243,7 +317,6 @@ fn locate_var(text: &str, var: &str) -> (usize, usize) {
             }
             from = pos + var.len();
         }
-        search = end.max(open + 1);
     }
     (1, 1)
 }
@@ -637,6 +710,51 @@ mod tests {
             undefined_variable("Failed: Variable `a.b` not found in context"),
             Some("a.b".into())
         );
+    }
+
+    #[test]
+    fn templates_cannot_reach_the_build_host() {
+        let mut ctx = tera::Context::new();
+        ctx.insert("now", "var");
+        let p = Path::new("overlays/x/etc/motd.tera");
+        for (text, f, line, col) in [
+            ("a\nhome={{ get_env(name=\"HOME\") }}\n", "get_env", 2, 9),
+            ("{% set t = now() %}{{ t }}", "now", 1, 12),
+            (
+                "x\ny\n{% if false %}{{ get_random (start=1, end=9) }}{% endif %}",
+                "get_random",
+                3,
+                18,
+            ),
+        ] {
+            let e = render(p, text, &ctx).unwrap_err();
+            let m = e.to_string();
+            assert!(
+                m.starts_with(&format!("overlays/x/etc/motd.tera:{line}:{col}: `{f}()` is not allowed in overlay templates: ")),
+                "{m}"
+            );
+            assert_eq!(e.exit_code(), 2);
+        }
+        // A variable of the same name, and other functions, still work.
+        assert_eq!(
+            render(
+                p,
+                "{{ now }} {% for i in range(end=2) %}{{ i }}{% endfor %}",
+                &ctx
+            )
+            .unwrap(),
+            "var 01"
+        );
+        // The engine itself refuses them too.
+        for (f, _) in HOST_FUNCTIONS {
+            let e = engine()
+                .render_str(&format!("{{{{ {f}() }}}}"), &ctx)
+                .unwrap_err();
+            assert!(
+                err_chain(&e).contains(&format!("`{f}()` is not allowed")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

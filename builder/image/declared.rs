@@ -3,30 +3,8 @@
 
 use crate::image::manifest::Manifest;
 use crate::image::probes::{Expect, Probe};
-use serde::{Deserialize, Serialize};
 
-/// A path whose owner, group and mode the metadata declares (for probes and the manifest).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Declared {
-    /// Image path.
-    pub path: String,
-    /// User name (or uid) as declared, default root.
-    pub owner: String,
-    /// Group name (or gid) as declared, default root.
-    pub group: String,
-    /// Final mode, octal digits as `stat -c %a` prints them.
-    pub mode: String,
-}
-
-fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+pub use crate::image::manifest::Declared;
 
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
@@ -35,9 +13,8 @@ fn quote(s: &str) -> String {
 /// The probes for a manifest (none when it declares nothing).
 pub fn probes(m: &Manifest) -> Vec<Probe> {
     let mut v = vec![];
-    let units = m.extra.get("units").cloned().unwrap_or_default();
-    let enabled = strings(&units["enabled"]);
-    let masked = strings(&units["masked"]);
+    let units = m.extra.units.clone().unwrap_or_default();
+    let (enabled, masked) = (units.enabled, units.masked);
     let mut states: Vec<(String, &str)> = enabled.iter().map(|u| (u.clone(), "enabled")).collect();
     states.extend(masked.iter().map(|u| (u.clone(), "masked")));
     if !states.is_empty() {
@@ -66,11 +43,7 @@ pub fn probes(m: &Manifest) -> Vec<Probe> {
             on_failure: Some("systemctl list-timers --all --no-pager".into()),
         });
     }
-    let files: Vec<Declared> = m
-        .extra
-        .get("declared_files")
-        .and_then(|d| serde_json::from_value(d.clone()).ok())
-        .unwrap_or_default();
+    let files: &[Declared] = m.extra.declared_files.as_deref().unwrap_or_default();
     if !files.is_empty() {
         let paths: Vec<String> = files.iter().map(|f| quote(&f.path)).collect();
         let expect: Vec<String> = files
@@ -89,17 +62,13 @@ pub fn probes(m: &Manifest) -> Vec<Probe> {
 
 /// `clawimg inspect` lines for the overlays and units sections of a manifest.
 pub fn print_summary(m: &Manifest) {
-    let list = |v: &serde_json::Value| strings(v).join(" ");
-    if let Some(o) = m.extra.get("overlays") {
-        println!("overlays     {}", list(o));
+    if let Some(o) = &m.extra.overlays {
+        println!("overlays     {}", o.join(" "));
     }
-    if let Some(u) = m.extra.get("units") {
-        println!("units        installed: {}", list(&u["installed"]));
-        println!("             enabled: {}", list(&u["enabled"]));
-        println!("             masked: {}", list(&u["masked"]));
-        println!(
-            "             verify: {}",
-            u["verify"].as_str().unwrap_or("")
-        );
+    if let Some(u) = &m.extra.units {
+        println!("units        installed: {}", u.installed.join(" "));
+        println!("             enabled: {}", u.enabled.join(" "));
+        println!("             masked: {}", u.masked.join(" "));
+        println!("             verify: {}", u.verify);
     }
 }

@@ -1,10 +1,12 @@
 //! Which overlay or module produced each path in the image; stored in the manifest
 //! (`extra.provenance`) and shown by `clawimg inspect IMAGE --explain PATH`.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Path in the image -> what wrote it last (later writers replace earlier ones).
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Provenance(pub BTreeMap<String, String>);
 
 impl Provenance {
@@ -14,29 +16,24 @@ impl Provenance {
         self.0.insert(p, by.into());
     }
 
-    /// As JSON for the manifest.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.0).unwrap_or_default()
-    }
-
-    /// Explain `path` from a manifest's `extra.provenance`: the exact entry, else the
-    /// entries below it (for a directory), else the base stage.
-    pub fn explain(extra: &BTreeMap<String, serde_json::Value>, path: &str) -> String {
+    /// Explain `path` from a manifest's `extra.provenance` (`None`: the manifest has no such
+    /// section): the exact entry, else the entries below it (for a directory), else the
+    /// base stage.
+    pub fn explain(prov: Option<&Provenance>, path: &str) -> String {
         let p = format!("/{}", path.trim_start_matches('/').trim_end_matches('/'));
-        let map = extra.get("provenance").and_then(|v| v.as_object());
-        let Some(map) = map else {
+        let Some(Provenance(map)) = prov else {
             return format!(
                 "{p}: this manifest records no provenance (built before overlays existed)"
             );
         };
-        if let Some(by) = map.get(&p).and_then(|v| v.as_str()) {
+        if let Some(by) = map.get(&p) {
             return format!("{p}: {by}");
         }
         let prefix = format!("{p}/");
         let below: Vec<String> = map
             .iter()
             .filter(|(k, _)| k.starts_with(&prefix))
-            .map(|(k, v)| format!("  {k}: {}", v.as_str().unwrap_or("")))
+            .map(|(k, v)| format!("  {k}: {v}"))
             .collect();
         if below.is_empty() {
             format!("{p}: not written by an overlay or module: from the base stage (packages) or absent")
@@ -46,5 +43,28 @@ impl Provenance {
                 below.join("\n")
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explain_exact_below_and_absent() {
+        let mut p = Provenance::default();
+        p.record("etc/ssh/sshd_config.d/10-a.conf", "overlay a");
+        p.record("/etc/hostname", "module customize");
+        assert_eq!(
+            Provenance::explain(Some(&p), "/etc/hostname"),
+            "/etc/hostname: module customize"
+        );
+        assert_eq!(
+            Provenance::explain(Some(&p), "/etc/ssh/"),
+            "/etc/ssh: directory from the base stage; paths below it:\n  /etc/ssh/sshd_config.d/10-a.conf: overlay a"
+        );
+        assert!(Provenance::explain(Some(&p), "/usr/bin/x")
+            .ends_with("from the base stage (packages) or absent"));
+        assert!(Provenance::explain(None, "x").contains("records no provenance"));
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::error::{Context, Error, Result};
 use crate::image::files::{FileEntry, FILE_LIST};
-use crate::image::manifest::Manifest;
+use crate::image::manifest::{Manifest, PartitionEntry};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -100,14 +100,11 @@ pub fn compare(a: &Path, b: &Path, max_files: usize) -> Result<Report> {
             "  disk/filesystem identifiers differ (they derive from the input hash)".to_string(),
         );
     }
-    for k in ["reproducibility"] {
-        if ma.extra.get(k) != mb.extra.get(k) {
-            l.push(format!(
-                "  {k}: {} -> {}",
-                ma.extra.get(k).cloned().unwrap_or_default(),
-                mb.extra.get(k).cloned().unwrap_or_default()
-            ));
-        }
+    let (ra, rb) = (&ma.extra.reproducibility, &mb.extra.reproducibility);
+    if ra != rb {
+        // Printed as the JSON the manifests hold (`null` when absent).
+        let json = |r| serde_json::to_value(r).unwrap_or_default();
+        l.push(format!("  reproducibility: {} -> {}", json(ra), json(rb)));
     }
     sec(&mut r, "inputs", l);
     // Partitions: table entries and content digests.
@@ -118,28 +115,27 @@ pub fn compare(a: &Path, b: &Path, max_files: usize) -> Result<Report> {
             .map(|x| d.join(&x.file))
     };
     let mut l = vec![];
-    let empty = vec![];
-    let pa = ma.partitions["partitions"].as_array().unwrap_or(&empty);
-    let pb = mb.partitions["partitions"].as_array().unwrap_or(&empty);
+    let (pa, pb) = (&ma.partitions.partitions, &mb.partitions.partitions);
     for (x, y) in pa.iter().zip(pb.iter()) {
-        let name = x["name"].as_str().unwrap_or("?");
-        for f in ["type", "guid", "offset", "bytes"] {
-            if x[f] != y[f] {
-                l.push(format!("  {name}: {f} {} -> {}", x[f], y[f]));
+        let name = &x.name;
+        // Values printed as JSON, as the manifest holds them (strings quoted).
+        let fields = |p: &PartitionEntry| {
+            [
+                ("type", serde_json::json!(p.type_guid)),
+                ("guid", serde_json::json!(p.guid)),
+                ("offset", serde_json::json!(p.offset)),
+                ("bytes", serde_json::json!(p.bytes)),
+            ]
+        };
+        for ((f, a), (_, b)) in fields(x).into_iter().zip(fields(y)) {
+            if a != b {
+                l.push(format!("  {name}: {f} {a} -> {b}"));
             }
         }
         if let (Some(ra), Some(rb)) = (raw(&ma, &da), raw(&mb, &db)) {
             if ra.exists() && rb.exists() {
-                let ha = range_sha(
-                    &ra,
-                    x["offset"].as_u64().unwrap_or(0),
-                    x["bytes"].as_u64().unwrap_or(0),
-                )?;
-                let hb = range_sha(
-                    &rb,
-                    y["offset"].as_u64().unwrap_or(0),
-                    y["bytes"].as_u64().unwrap_or(0),
-                )?;
+                let ha = range_sha(&ra, x.offset, x.bytes)?;
+                let hb = range_sha(&rb, y.offset, y.bytes)?;
                 if ha != hb {
                     l.push(format!("  {name}: content sha256 {ha} -> {hb}"));
                 }

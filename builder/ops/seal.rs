@@ -55,7 +55,7 @@ pub fn raw_image(p: &Path) -> Result<PathBuf> {
 pub fn seal(req: &SealRequest) -> Result<PathBuf> {
     let raw = raw_image(&req.image)?;
     let manifest = Manifest::read(&raw)?;
-    let slots = secrets::from_manifest(&manifest.extra)?;
+    let slots = manifest.extra.secret_slots();
     secrets::check_node(&req.node)?;
     let values = SecretsFile::load(&req.secrets)?;
     values.check(&slots)?;
@@ -153,7 +153,7 @@ pub fn write_bundle(
 ) -> Result<()> {
     let raw = raw_image(image)?;
     let manifest = Manifest::read(&raw)?;
-    let slots = secrets::from_manifest(&manifest.extra)?;
+    let slots = manifest.extra.secret_slots();
     if let Some(n) = node {
         secrets::check_node(n)?;
     }

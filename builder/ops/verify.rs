@@ -408,9 +408,8 @@ fn image_dir(image: &Path) -> PathBuf {
 /// Load what the image promises: manifest, its `verify` section and `files.tsv`.
 fn load(image: &Path) -> Result<(Manifest, Expectations, Vec<FileEntry>)> {
     let m = Manifest::read(image)?;
-    let x: Expectations = match m.extra.get("verify") {
-        Some(v) => serde_json::from_value(v.clone())
-            .map_err(|e| Error::config(format!("manifest: bad `verify` section: {e}")))?,
+    let x: Expectations = match &m.extra.verify {
+        Some(x) => x.clone(),
         None => {
             return Err(Error::config(format!(
                 "{}: the manifest has no `verify` section (built by an older clawimg): rebuild the image",
@@ -438,17 +437,11 @@ pub fn verify(image: &Path, against: &str) -> Result<Report> {
     let (m, x, files) = load(image)?;
     let images: Vec<(String, String)> = m
         .extra
-        .get("images")
-        .and_then(|v| v.as_array())
-        .map(|a| {
-            a.iter()
-                .map(|i| {
-                    let s = |k: &str| i[k].as_str().unwrap_or("").to_string();
-                    (s("reference"), s("image_id"))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+        .images
+        .iter()
+        .flatten()
+        .map(|i| (i.reference.clone(), i.image_id.clone()))
+        .collect();
     let refs: Vec<String> = images.iter().map(|(r, _)| r.clone()).collect();
     let body = script(&x, &refs);
     // The script goes on stdin; a user other than root runs it through sudo.
@@ -590,13 +583,10 @@ mod tests {
             &files,
             &[("scrub", crate::build::scrub::NODE_LOCAL)],
         );
-        let m: Manifest = serde_json::from_value(serde_json::json!({
-            "manifest_version": 1, "profile": "t", "profile_files": [], "input_hash": "",
-            "tool_version": "", "suite": "", "kernel_cmdline": "", "identity": null,
-            "partitions": null, "artifacts": [], "rootfs_bytes": 0,
-            "packages": [{"name": "bash", "version": "5.2", "arch": "amd64"}],
-        }))
-        .unwrap();
+        let mut m: serde_json::Value =
+            serde_json::from_str(include_str!("../image/testdata/manifest-v1.json")).unwrap();
+        m["packages"] = serde_json::json!([{"name": "bash", "version": "5.2", "arch": "amd64"}]);
+        let m: Manifest = serde_json::from_value(m).unwrap();
         let a = hex::encode(Sha256::digest(b"changed"));
         let mut out = Vec::new();
         out.extend_from_slice(b"banner\n\0@@packages\0ii \tbash\t5.3\tamd64\nii \tvim\t9\tamd64\n");

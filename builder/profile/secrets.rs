@@ -187,18 +187,6 @@ pub fn validate(l: &Loaded) -> Result<()> {
     Ok(())
 }
 
-/// Read the slot declarations back from a manifest's `extra` sections.
-pub fn from_manifest(extra: &BTreeMap<String, serde_json::Value>) -> Result<Slots> {
-    match extra.get("secrets") {
-        None => Ok(Slots::new()),
-        Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
-            Error::config(format!(
-                "manifest: `secrets` section is not a slot table: {e}"
-            ))
-        }),
-    }
-}
-
 /// A secrets file: slot values for one node. Holds the values; never print or log it.
 pub struct SecretsFile {
     /// Where it was read from.

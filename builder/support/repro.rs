@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 pub const DEFAULT_SOURCE_DATE_EPOCH: u64 = 1_714_003_200;
 
 /// Where the build's SOURCE_DATE_EPOCH came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EpochSource {
     /// `SOURCE_DATE_EPOCH` in the environment (explicit override).

@@ -27,7 +27,6 @@ use crate::support::reference::{valid_digest, Reference};
 use crate::support::rootfs::Rootfs;
 use crate::support::systemd;
 use oci::{Client, Mirrors};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use spec::{Descriptor, ManifestDoc};
 use std::collections::BTreeMap;
@@ -105,6 +104,7 @@ pub fn fetch(
                 "image `{}` ({}): {}: {}",
                 p.name, p.reference, p.origin, e.message
             ),
+            source: e.source,
         };
         let what = format!("{}@{}", p.reference, p.digest);
         let top = client.manifest(cache, &p.parsed, &p.digest).map_err(wrap)?;
@@ -226,27 +226,7 @@ pub fn fetch(
 }
 
 /// One image baked into the disk image (also its manifest entry).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Baked {
-    /// Catalog name.
-    pub name: String,
-    /// Reference the image is tagged with after loading.
-    pub reference: String,
-    /// Pinned digest (manifest or index).
-    pub digest: String,
-    /// Digest of the platform manifest.
-    pub manifest_digest: String,
-    /// Docker image id (config digest).
-    pub image_id: String,
-    /// Platform.
-    pub platform: String,
-    /// Archive path in the image.
-    pub archive: String,
-    /// sha256 of the archive.
-    pub archive_sha256: String,
-    /// Archive size in bytes.
-    pub bytes: u64,
-}
+pub use crate::image::manifest::ImageEntry as Baked;
 
 struct HashWrite<W> {
     inner: W,

@@ -9,7 +9,6 @@ use crate::image::provenance::Provenance;
 use crate::profile::Loaded;
 use crate::support::rootfs::Rootfs;
 use crate::support::systemd;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
@@ -26,19 +25,7 @@ const EXEC_PATH: &[&str] = &[
 ];
 
 /// What the units stage did (for the manifest and probes).
-#[derive(Debug, Default, Clone, Serialize, PartialEq)]
-pub struct UnitsApplied {
-    /// Installed files, relative to /usr/lib/systemd/system.
-    pub installed: Vec<String>,
-    /// Units enabled.
-    pub enabled: Vec<String>,
-    /// Units masked.
-    pub masked: Vec<String>,
-    /// Symlinks made by enable and mask.
-    pub links: Vec<String>,
-    /// How `systemd-analyze verify` went (or why it did not run).
-    pub verify: String,
-}
+pub use crate::image::manifest::UnitsSection as UnitsApplied;
 
 fn units_dir(loaded: &Loaded) -> PathBuf {
     repo_dir(loaded).join("units")

@@ -299,12 +299,10 @@ mod tests {
         std::fs::write(dir.path().join("p.qcow2"), &q).unwrap();
         std::fs::write(dir.path().join("p.raw"), vec![0u8; 1024]).unwrap();
         let art = |f: &str| serde_json::json!({"file": f, "bytes": 0, "sha256": ""});
-        let m = serde_json::json!({
-            "manifest_version": 1, "profile": "p", "profile_files": [], "input_hash": "",
-            "tool_version": "", "suite": "noble", "kernel_cmdline": "", "identity": {},
-            "partitions": {}, "packages": [], "rootfs_bytes": 0,
-            "artifacts": [art("p.raw"), art("p.qcow2")],
-        });
+        let mut m: serde_json::Value =
+            serde_json::from_str(include_str!("../../image/testdata/manifest-v1.json")).unwrap();
+        m["profile"] = "p".into();
+        m["artifacts"] = serde_json::json!([art("p.raw"), art("p.qcow2")]);
         std::fs::write(dir.path().join("manifest.json"), m.to_string()).unwrap();
         let i = resolve(dir.path(), None).unwrap();
         assert_eq!((i.format, i.profile.as_deref()), (Format::Qcow2, Some("p")));
