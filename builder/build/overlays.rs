@@ -140,7 +140,7 @@ pub fn context(loaded: &Loaded) -> Result<tera::Context> {
             refs.insert(k.clone(), serde_json::Value::String(r.to_string()));
         }
     }
-    for img in crate::build::catalog::resolve(loaded)? {
+    for img in crate::profile::catalog::resolve(loaded)? {
         if refs.contains_key(&img.name) {
             return Err(Error::config(format!(
                 "{file}: key `vars.images.{}`: `{}` is a catalog image in `containers.images`: its reference comes from the catalog (what is baked); remove it from vars.images",

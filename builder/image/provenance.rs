@@ -14,6 +14,21 @@ impl Provenance {
         self.0.insert(p, by.into());
     }
 
+    /// Record that `by` produced each of `paths`.
+    pub fn record_all<S: AsRef<str>>(&mut self, paths: &[S], by: &str) {
+        for p in paths {
+            self.record(p.as_ref(), by);
+        }
+    }
+
+    /// Forget `path` and everything recorded below it: a later stage removed it, so no
+    /// earlier writer may be named for it.
+    pub fn forget(&mut self, path: &str) {
+        let p = format!("/{}", path.trim_start_matches('/').trim_end_matches('/'));
+        let below = format!("{p}/");
+        self.0.retain(|k, _| *k != p && !k.starts_with(&below));
+    }
+
     /// As JSON for the manifest.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(&self.0).unwrap_or_default()
@@ -46,5 +61,23 @@ impl Provenance {
                 below.join("\n")
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_writers_win_and_removed_paths_are_forgotten() {
+        let mut p = Provenance::default();
+        p.record_all(&["etc/a", "/etc/d/x", "/etc/d/y"], "module one");
+        p.record("/etc/a", "module two");
+        p.forget("/etc/d/");
+        let extra = [("provenance".to_string(), p.to_json())]
+            .into_iter()
+            .collect();
+        assert_eq!(Provenance::explain(&extra, "/etc/a"), "/etc/a: module two");
+        assert!(Provenance::explain(&extra, "/etc/d/x").contains("base stage"));
     }
 }
