@@ -98,8 +98,14 @@ pub fn run(root: &Rootfs) -> Result<Scrubbed> {
     // Whatever else the build logged, in any subdirectory (directories and links stay).
     remove_logs(root, "/var/log", &mut s.removed)?;
     root.mkdir_all("/var/log/journal")?;
+    s.emptied.push((
+        "/var/log/journal".into(),
+        "module scrub (emptied: the node's journal starts empty)".into(),
+    ));
     for d in ["/tmp", "/var/tmp"] {
         root.clear_dir(d)?;
+        s.emptied
+            .push((d.into(), "module scrub (emptied of build leftovers)".into()));
     }
     Ok(s)
 }
