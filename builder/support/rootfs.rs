@@ -479,14 +479,14 @@ mod tests {
         assert_eq!(std::fs::read_link(w.join("etc/l")).unwrap(), Path::new("a"));
         assert_eq!(
             std::fs::symlink_metadata(w.join("etc/l")).unwrap().uid(),
-            1234
+            uid
         );
         // A directory (nlink > 1 by nature) is changed in place.
         std::fs::create_dir(w.join("etc/d")).unwrap();
         std::fs::create_dir(w.join("etc/d/sub")).unwrap();
         let dino = std::fs::metadata(w.join("etc/d")).unwrap().ino();
         r.chmod("/etc/d", 0o700).unwrap();
-        r.chown("/etc/d", 1234, 1234).unwrap();
+        r.chown("/etc/d", uid, gid).unwrap();
         assert_eq!(std::fs::metadata(w.join("etc/d")).unwrap().ino(), dino);
         assert_eq!(
             std::fs::metadata(w.join("etc/d")).unwrap().mode() & 0o7777,
