@@ -717,3 +717,104 @@ fn baked_images_load_at_first_boot_without_a_registry() {
     assert!(o.status.success(), "{text}");
     assert!(!text.contains(" FAIL "), "{text}");
 }
+
+/// The test-images profile plus what every other writing stage adds: an sshd drop-in and a
+/// sysctl file (hardening modules) and a secret slot. Only built and read, never booted.
+const EXPLAIN_PROFILE: &str = r#"extends = "test-images"
+description = "every stage that writes into the tree, for inspect --explain"
+
+[image]
+hostname = "clawimg-explain"
+
+[ssh]
+max_auth_tries = 3
+
+[sysctl]
+"kernel.dmesg_restrict" = 1
+
+[secrets.api_token]
+file = "/opt/demo/.env"
+env = "API_TOKEN"
+generate = "hex:32"
+
+[lints.acknowledge]
+firewall-inactive = "never booted: the test reads the image and its manifest only"
+"#;
+
+/// `inspect --explain` names who wrote a path for the stages that used to be reported as
+/// "the base stage": hardening modules, secrets and baked images (and customize and scrub).
+#[test]
+fn explain_names_the_module_that_wrote_each_path() {
+    let dir = scratch_repo("images-explain");
+    std::fs::write(dir.join("profiles/test-explain.toml"), EXPLAIN_PROFILE).unwrap();
+    let reg = Registry::start(&dir.join("registry"), None);
+    push_images(&reg, &dir, None);
+    lock(&dir, &reg);
+    let out = dir.join("out");
+    let mut c = cl(&dir, &dir.join("cache"), &reg.mirror());
+    c.arg("build").arg("test-explain").arg("--out").arg(&out);
+    ok(&run(c));
+    drop(reg);
+    let img = out.join("test-explain");
+
+    // What the image really holds: debugfs reads the root filesystem without mounting it.
+    let (off, _) = partition_range(&img, "root");
+    let spec = format!("{}?offset={off}", img.join("test-explain.raw").display());
+    let in_image = |path: &str| {
+        let o = Command::new("debugfs")
+            .args(["-R", &format!("stat {path}"), &spec])
+            .output()
+            .expect("run debugfs");
+        let err = String::from_utf8_lossy(&o.stderr);
+        o.status.success() && !err.contains("File not found")
+    };
+    let explain = |path: &str| {
+        let mut c = clawimg();
+        c.arg("inspect").arg(&img).args(["--explain", path]);
+        ok(&run(c)).trim().to_string()
+    };
+
+    // Hardening modules: named per module once harden::apply reports the module of each
+    // path; "module harden" until then, never the base stage.
+    for (path, module) in [
+        ("/etc/ssh/sshd_config.d/10-clawimg-hardening.conf", "ssh"),
+        ("/etc/sysctl.d/99-clawimg.conf", "sysctl"),
+    ] {
+        assert!(in_image(path), "{path} is not in the image");
+        let e = explain(path);
+        assert!(
+            e == format!("{path}: module {module}") || e == format!("{path}: module harden"),
+            "{e}"
+        );
+    }
+    // A secret slot's place: nothing there in the image, filled on the node at first boot.
+    assert!(
+        !in_image("/opt/demo/.env"),
+        "a secret slot's file is in the image"
+    );
+    assert_eq!(
+        explain("/opt/demo/.env"),
+        "/opt/demo/.env: secret slot api_token, installed at first boot"
+    );
+    assert!(in_image("/usr/lib/clawimg/secrets.slots"));
+    assert_eq!(
+        explain("/usr/lib/clawimg/secrets.slots"),
+        "/usr/lib/clawimg/secrets.slots: module secrets"
+    );
+    // A baked image archive and the list the loader reads.
+    for (path, want) in [
+        (
+            "/var/lib/clawimg/images/busybox.tar",
+            "module images (image busybox, clawimg.test/clawimg/busybox:1.0",
+        ),
+        ("/var/lib/clawimg/images/images.list", "module images"),
+        ("/etc/hostname", "module customize"),
+        ("/etc/machine-id", "module scrub (emptied"),
+    ] {
+        assert!(in_image(path), "{path} is not in the image");
+        let e = explain(path);
+        assert!(e.starts_with(&format!("{path}: {want}")), "{e}");
+    }
+    // A file no stage wrote is still the base stage's.
+    assert!(explain("/usr/bin/ls").contains("base stage"));
+}

@@ -15,7 +15,7 @@ fn warm_package_cache_builds_offline_and_timings_list_tool_calls() {
     let d = scratch("package-cache");
     let profiles = profiles_copy(&d, &["base.toml", "test.toml"]);
     let cache = d.join("cache");
-    let mut c = clawimg();
+    let mut c = clawimg_own_cache();
     c.arg("--profiles-dir")
         .arg(&profiles)
         .args(["build", "test", "--timings", "--out"])
@@ -46,7 +46,7 @@ fn warm_package_cache_builds_offline_and_timings_list_tool_calls() {
     // Nothing changed: a hit, trusted by its stamps; an in-place edit of the output (a hard
     // link into the cache) is found on the next hit.
     let hit = |out: &str| {
-        let mut c = clawimg();
+        let mut c = clawimg_own_cache();
         c.arg("--profiles-dir")
             .arg(&profiles)
             .args(["-q", "build", "test", "--out"])
@@ -78,7 +78,7 @@ fn warm_package_cache_builds_offline_and_timings_list_tool_calls() {
         "an edited cached image must be refused: {err}"
     );
 
-    let mut c = clawimg();
+    let mut c = clawimg_own_cache();
     c.args(["cache", "gc", "--keep", "0", "--cache-dir"])
         .arg(&cache);
     assert!(run(c).status.success());

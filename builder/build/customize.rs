@@ -81,6 +81,7 @@ pub fn run(root: &Rootfs, profile: &Profile, ids: &Identity) -> Result<Customize
         ),
         0o644,
     )?;
+    let made_esp_mount = !root.is_dir("/boot/efi");
     root.mkdir_all("/boot/efi")?;
     w(
         "/etc/systemd/network/80-clawimg-dhcp.network",
@@ -115,5 +116,8 @@ pub fn run(root: &Rootfs, profile: &Profile, ids: &Identity) -> Result<Customize
     }
     c.paths = written;
     c.paths.extend(links);
+    if made_esp_mount {
+        c.paths.push("/boot/efi".to_string());
+    }
     Ok(c)
 }

@@ -12,6 +12,8 @@ use std::path::Path;
 pub struct Scrubbed {
     /// Removed or emptied paths.
     pub removed: Vec<String>,
+    /// Files left in place but emptied, with why (for `--explain`).
+    pub emptied: Vec<(String, String)>,
 }
 
 fn remove_logs(root: &Rootfs, dir: &str, removed: &mut Vec<String>) -> Result<()> {
@@ -39,6 +41,10 @@ pub fn run(root: &Rootfs) -> Result<Scrubbed> {
     // Empty machine-id: systemd's first-boot semantics generate a fresh one per node.
     root.write("/etc/machine-id", b"", 0o444)?;
     s.removed.push("/etc/machine-id (emptied)".into());
+    s.emptied.push((
+        "/etc/machine-id".into(),
+        "module scrub (emptied: systemd writes the node's own on first boot)".into(),
+    ));
     root.remove_file("/var/lib/dbus/machine-id")?;
     s.removed
         .extend(root.remove_matching("/etc/ssh", |n| n.starts_with("ssh_host_"))?);
@@ -92,8 +98,14 @@ pub fn run(root: &Rootfs) -> Result<Scrubbed> {
     // Whatever else the build logged, in any subdirectory (directories and links stay).
     remove_logs(root, "/var/log", &mut s.removed)?;
     root.mkdir_all("/var/log/journal")?;
+    s.emptied.push((
+        "/var/log/journal".into(),
+        "module scrub (emptied: the node's journal starts empty)".into(),
+    ));
     for d in ["/tmp", "/var/tmp"] {
         root.clear_dir(d)?;
+        s.emptied
+            .push((d.into(), "module scrub (emptied of build leftovers)".into()));
     }
     Ok(s)
 }

@@ -75,7 +75,11 @@ pub fn install(root: &Rootfs, profile: &Profile) -> Result<Vec<String>> {
         UNIT.as_bytes(),
         0o644,
     )?;
-    paths.extend([SCRIPT_PATH.to_string(), SLOTS_PATH.to_string()]);
+    paths.extend([
+        SCRIPT_PATH.to_string(),
+        SLOTS_PATH.to_string(),
+        "/usr/lib/systemd/system/clawimg-secrets.service".to_string(),
+    ]);
     paths.extend(systemd::enable(root, "clawimg-secrets.service")?);
     let mut needing: Vec<&str> = profile
         .secrets
@@ -92,6 +96,28 @@ pub fn install(root: &Rootfs, profile: &Profile) -> Result<Vec<String>> {
     Ok(paths)
 }
 
+/// Each slot destination with what `--explain` says about it: the slots that fill it at
+/// first boot (several env-line slots may share one file). Nothing is written there at build.
+pub fn destinations(slots: &Slots) -> Vec<(String, String)> {
+    let mut by_file: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (name, slot) in slots {
+        by_file.entry(&slot.file).or_default().push(name);
+    }
+    by_file
+        .into_iter()
+        .map(|(file, names)| {
+            let s = if names.len() > 1 { "s" } else { "" };
+            (
+                file.to_string(),
+                format!(
+                    "secret slot{s} {}, installed at first boot",
+                    names.join(", ")
+                ),
+            )
+        })
+        .collect()
+}
+
 /// The slot declarations as recorded in the manifest (`extra.secrets`): no values.
 pub fn manifest_json(slots: &Slots) -> serde_json::Value {
     serde_json::to_value(slots).unwrap_or_default()
@@ -106,6 +132,24 @@ mod tests {
             "[api]\nfile = \"/opt/x/.env\"\nenv = \"API\"\nrequired = true\n[tok]\nfile = \"/opt/x/.env\"\nenv = \"TOK\"\ngenerate = \"hex:32\"\n[pem]\nfile = \"/etc/x.pem\"\n",
         )
         .unwrap()
+    }
+
+    #[test]
+    fn destinations_name_every_slot_of_a_file() {
+        let d = destinations(&slots());
+        assert_eq!(
+            d,
+            vec![
+                (
+                    "/etc/x.pem".to_string(),
+                    "secret slot pem, installed at first boot".to_string()
+                ),
+                (
+                    "/opt/x/.env".to_string(),
+                    "secret slots api, tok, installed at first boot".to_string()
+                ),
+            ]
+        );
     }
 
     #[test]

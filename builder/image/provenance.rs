@@ -16,6 +16,26 @@ impl Provenance {
         self.0.insert(p, by.into());
     }
 
+    /// Record that `by` produced each of `paths`.
+    pub fn record_all<S: AsRef<str>>(&mut self, paths: &[S], by: &str) {
+        for p in paths {
+            self.record(p.as_ref(), by);
+        }
+    }
+
+    /// Forget `path` and everything recorded below it: a later stage removed it, so no
+    /// earlier writer may be named for it.
+    pub fn forget(&mut self, path: &str) {
+        let p = format!("/{}", path.trim_start_matches('/').trim_end_matches('/'));
+        let below = format!("{p}/");
+        self.0.retain(|k, _| *k != p && !k.starts_with(&below));
+    }
+
+    /// As JSON for the manifest.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.0).unwrap_or_default()
+    }
+
     /// Explain `path` from a manifest's `extra.provenance` (`None`: the manifest has no such
     /// section): the exact entry, else the entries below it (for a directory), else the
     /// base stage.
@@ -66,5 +86,18 @@ mod tests {
         assert!(Provenance::explain(Some(&p), "/usr/bin/x")
             .ends_with("from the base stage (packages) or absent"));
         assert!(Provenance::explain(None, "x").contains("records no provenance"));
+    }
+
+    #[test]
+    fn later_writers_win_and_removed_paths_are_forgotten() {
+        let mut p = Provenance::default();
+        p.record_all(&["etc/a", "/etc/d/x", "/etc/d/y"], "module one");
+        p.record("/etc/a", "module two");
+        p.forget("/etc/d/");
+        assert_eq!(
+            Provenance::explain(Some(&p), "/etc/a"),
+            "/etc/a: module two"
+        );
+        assert!(Provenance::explain(Some(&p), "/etc/d/x").contains("base stage"));
     }
 }

@@ -8,6 +8,12 @@
 //! the next run removes. Builds hold the cache's shared lock; `cache gc` takes it
 //! exclusively. A second backend (object storage) would implement the same
 //! lookup/produce pair over keys.
+//!
+//! The package store (`debs/` and the base stage's entries, which depend only on the
+//! package set) may live elsewhere: with `CLAWIMG_PACKAGE_STORE=DIR`, several cache
+//! directories share one store (the integration tests do), while the image entries, the
+//! work directories and the container blobs stay in each cache directory. The store must
+//! be on the same filesystem as the cache directories (trees are hard-linked from it).
 
 use crate::error::{Context, Error, Result};
 use sha2::{Digest, Sha256};
@@ -20,6 +26,12 @@ use std::time::SystemTime;
 const COMPLETE: &str = ".complete";
 /// Touched on every hit; `gc` keeps the most recently used entries.
 const USED: &str = ".used";
+
+/// Environment variable naming a package store shared by several cache directories.
+pub const STORE_ENV: &str = "CLAWIMG_PACKAGE_STORE";
+
+/// Stages whose entries live in the package store.
+const STORE_STAGES: &[&str] = &["base"];
 
 /// A held `flock`; released when dropped (or when the process dies).
 #[derive(Debug)]
@@ -95,13 +107,17 @@ pub struct EntryInfo {
     pub bytes: u64,
     /// Last use.
     pub used: SystemTime,
+    /// Where it is (in the cache directory or the store).
+    pub path: PathBuf,
 }
 
 /// The cache rooted at a directory; holds the shared lock while alive.
 #[derive(Debug)]
 pub struct Cache {
     root: PathBuf,
-    _shared: Option<FileLock>,
+    /// Where `debs/` and the [`STORE_STAGES`] entries live: `root` unless [`STORE_ENV`] is set.
+    store: PathBuf,
+    _locks: Vec<FileLock>,
 }
 
 fn pid_alive(pid: u32) -> bool {
@@ -110,42 +126,49 @@ fn pid_alive(pid: u32) -> bool {
 
 impl Cache {
     /// Open (creating) the cache for a build: takes the shared lock, removes temporary
-    /// directories of dead processes.
+    /// directories of dead processes. The package store is `$CLAWIMG_PACKAGE_STORE` when
+    /// set, else `root` itself.
     pub fn open(root: &Path) -> Result<Cache> {
-        for d in ["stages", "locks", "debs"] {
-            std::fs::create_dir_all(root.join(d))
-                .ctx(|| format!("create {}", root.join(d).display()))?;
-        }
-        let shared = FileLock::take(&root.join("locks/cache.lock"), false, true)?;
-        let c = Cache {
-            root: root.to_path_buf(),
-            _shared: shared,
-        };
-        c.clean_temporaries();
-        Ok(c)
+        Self::open_with(root, store_from_env(root), false)
     }
 
     /// Open for maintenance (gc): waits for running builds to finish.
     pub fn open_exclusive(root: &Path) -> Result<Cache> {
-        for d in ["stages", "locks", "debs"] {
-            std::fs::create_dir_all(root.join(d))
-                .ctx(|| format!("create {}", root.join(d).display()))?;
+        Self::open_with(root, store_from_env(root), true)
+    }
+
+    /// Open `root` with its package store at `store` (may be `root`).
+    pub fn open_with(root: &Path, store: PathBuf, exclusive: bool) -> Result<Cache> {
+        let mut dirs = vec![root.to_path_buf()];
+        if store != root {
+            dirs.push(store.clone());
         }
-        let lock = FileLock::take(&root.join("locks/cache.lock"), true, false)?;
-        let lock = match lock {
-            Some(l) => l,
-            None => {
-                eprintln!(
-                    "cache: waiting for running builds to release {}",
-                    root.display()
-                );
-                FileLock::take(&root.join("locks/cache.lock"), true, true)?
-                    .ok_or_else(|| Error::failed("cache lock".to_string()))?
+        let mut locks = vec![];
+        for dir in &dirs {
+            for d in ["stages", "locks", "debs"] {
+                std::fs::create_dir_all(dir.join(d))
+                    .ctx(|| format!("create {}", dir.join(d).display()))?;
             }
-        };
+            let lock_path = dir.join("locks/cache.lock");
+            let lock = match FileLock::take(&lock_path, exclusive, false)? {
+                Some(l) => l,
+                None => {
+                    if exclusive {
+                        eprintln!(
+                            "cache: waiting for running builds to release {}",
+                            dir.display()
+                        );
+                    }
+                    FileLock::take(&lock_path, exclusive, true)?
+                        .ok_or_else(|| Error::failed("cache lock".to_string()))?
+                }
+            };
+            locks.push(lock);
+        }
         let c = Cache {
             root: root.to_path_buf(),
-            _shared: Some(lock),
+            store,
+            _locks: locks,
         };
         c.clean_temporaries();
         Ok(c)
@@ -156,14 +179,41 @@ impl Cache {
         &self.root
     }
 
+    /// The package store (`debs/` and the base stage's entries).
+    pub fn store(&self) -> &Path {
+        &self.store
+    }
+
     /// Directory of downloaded .debs (`SHA256.deb`).
     pub fn debs(&self) -> PathBuf {
-        self.root.join("debs")
+        self.store.join("debs")
+    }
+
+    /// The cache directory and, when elsewhere, the store.
+    fn dirs(&self) -> Vec<&Path> {
+        if self.store == self.root {
+            vec![&self.root]
+        } else {
+            vec![&self.root, &self.store]
+        }
+    }
+
+    /// The directory holding `stage`'s entries and locks.
+    fn home(&self, stage: &str) -> &Path {
+        if STORE_STAGES.contains(&stage) {
+            &self.store
+        } else {
+            &self.root
+        }
     }
 
     fn clean_temporaries(&self) {
-        for sub in ["stages", "debs"] {
-            let Ok(rd) = std::fs::read_dir(self.root.join(sub)) else {
+        for sub in self
+            .dirs()
+            .into_iter()
+            .flat_map(|d| [d.join("stages"), d.join("debs")])
+        {
+            let Ok(rd) = std::fs::read_dir(&sub) else {
                 continue;
             };
             for ent in rd.flatten() {
@@ -185,7 +235,9 @@ impl Cache {
     }
 
     fn entry(&self, stage: &str, key: &str) -> PathBuf {
-        self.root.join("stages").join(format!("{stage}-{key}"))
+        self.home(stage)
+            .join("stages")
+            .join(format!("{stage}-{key}"))
     }
 
     /// The complete entry for `stage`/`key`, if present (marks it used).
@@ -219,8 +271,9 @@ impl Cache {
         if let Some(e) = self.lookup(stage, key) {
             return Ok((e, true));
         }
+        let home = self.home(stage);
         let _lock = FileLock::take(
-            &self.root.join("locks").join(format!("{stage}-{key}.lock")),
+            &home.join("locks").join(format!("{stage}-{key}.lock")),
             true,
             true,
         )?;
@@ -228,7 +281,12 @@ impl Cache {
         if let Some(e) = self.lookup(stage, key) {
             return Ok((e, true));
         }
-        let tmp = self.temp_path("stages", &format!("{stage}-{}", &key[..16.min(key.len())]));
+        // Next to the entry, so the rename is atomic.
+        let tmp = home.join("stages").join(format!(
+            ".tmp-{}-{stage}-{}",
+            std::process::id(),
+            &key[..16.min(key.len())]
+        ));
         remove_any(&tmp);
         std::fs::create_dir_all(&tmp).ctx(|| format!("create {}", tmp.display()))?;
         let res = make(&tmp);
@@ -243,15 +301,22 @@ impl Cache {
         let dst = self.entry(stage, key);
         remove_any(&dst); // an incomplete leftover (no marker) from an older layout
         std::fs::rename(&tmp, &dst).ctx(|| format!("rename into {}", dst.display()))?;
-        sync_path(&self.root.join("stages"));
+        sync_path(&home.join("stages"));
         Ok((dst, false))
     }
 
-    /// All complete entries, newest use first.
+    /// All complete entries (of the cache directory and the store), newest use first.
     pub fn entries(&self) -> Result<Vec<EntryInfo>> {
         let mut v = vec![];
-        let dir = self.root.join("stages");
-        for ent in std::fs::read_dir(&dir)
+        for dir in self.dirs() {
+            self.entries_in(&dir.join("stages"), &mut v)?;
+        }
+        v.sort_by(|a, b| b.used.cmp(&a.used).then(a.name.cmp(&b.name)));
+        Ok(v)
+    }
+
+    fn entries_in(&self, dir: &Path, v: &mut Vec<EntryInfo>) -> Result<()> {
+        for ent in std::fs::read_dir(dir)
             .ctx(|| format!("list {}", dir.display()))?
             .flatten()
         {
@@ -268,13 +333,13 @@ impl Cache {
                 .unwrap_or_default();
             v.push(EntryInfo {
                 bytes: disk_usage(&ent.path()),
+                path: ent.path(),
                 name,
                 stage,
                 used,
             });
         }
-        v.sort_by(|a, b| b.used.cmp(&a.used).then(a.name.cmp(&b.name)));
-        Ok(v)
+        Ok(())
     }
 
     /// Bytes used by cached .debs.
@@ -292,27 +357,40 @@ impl Cache {
             *n += 1;
             if *n > keep {
                 // Rename first so a concurrent reader never sees a half-deleted entry.
-                let src = self.root.join("stages").join(&e.name);
-                let tmp = self.temp_path("stages", &format!("gc-{}", e.name));
-                std::fs::rename(&src, &tmp).ctx(|| format!("remove {}", src.display()))?;
+                let src = &e.path;
+                let home = src.parent().and_then(Path::parent).unwrap_or(&self.root);
+                let tmp =
+                    home.join("stages")
+                        .join(format!(".tmp-{}-gc-{}", std::process::id(), e.name));
+                std::fs::rename(src, &tmp).ctx(|| format!("remove {}", src.display()))?;
                 remove_any(&tmp);
-                let _ =
-                    std::fs::remove_file(self.root.join("locks").join(format!("{}.lock", e.name)));
+                let _ = std::fs::remove_file(home.join("locks").join(format!("{}.lock", e.name)));
                 removed.push(e);
             }
         }
-        let dir = self.root.join("stages");
-        for ent in std::fs::read_dir(&dir)
-            .ctx(|| format!("list {}", dir.display()))?
-            .flatten()
-        {
-            let n = ent.file_name().to_string_lossy().into_owned();
-            if !n.starts_with('.') && !ent.path().join(COMPLETE).is_file() {
-                remove_any(&ent.path());
+        for dir in self.dirs() {
+            let dir = dir.join("stages");
+            for ent in std::fs::read_dir(&dir)
+                .ctx(|| format!("list {}", dir.display()))?
+                .flatten()
+            {
+                let n = ent.file_name().to_string_lossy().into_owned();
+                if !n.starts_with('.') && !ent.path().join(COMPLETE).is_file() {
+                    remove_any(&ent.path());
+                }
             }
         }
         Ok(removed)
     }
+}
+
+/// The package store for `root`: `$CLAWIMG_PACKAGE_STORE` when set (and not empty), else
+/// `root`.
+fn store_from_env(root: &Path) -> PathBuf {
+    std::env::var_os(STORE_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.to_path_buf())
 }
 
 /// Detach every mount below `p` (deepest first): a SIGKILLed mmdebstrap leaves its
@@ -433,6 +511,31 @@ mod tests {
         assert_eq!(gone.len(), 1);
         assert!(!t.path().join("stages/s-k2").exists());
         assert_eq!(c.entries().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn store_holds_debs_and_base_entries_and_is_shared() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b, store) = (t.path().join("a"), t.path().join("b"), t.path().join("s"));
+        let ca = Cache::open_with(&a, store.clone(), false).unwrap();
+        let cb = Cache::open_with(&b, store.clone(), false).unwrap();
+        assert_eq!(ca.debs(), store.join("debs"));
+        let (base, hit) = ca
+            .get_or_make("base", "k", |d| Ok(std::fs::write(d.join("x"), "1")?))
+            .unwrap();
+        assert!(!hit && base.starts_with(&store), "{}", base.display());
+        // The other cache directory finds the base entry in the store ...
+        let (again, hit) = cb.get_or_make("base", "k", |_| panic!("must hit")).unwrap();
+        assert!(hit && again == base);
+        // ... but not the first one's image entries.
+        let (img, _) = ca.get_or_make("image", "k", |_| Ok(())).unwrap();
+        assert!(img.starts_with(&a), "{}", img.display());
+        assert!(cb.lookup("image", "k").is_none());
+        assert_eq!(ca.entries().unwrap().len(), 2);
+        drop((ca, cb));
+        let c = Cache::open_with(&a, store.clone(), true).unwrap();
+        assert_eq!(c.gc(0).unwrap().len(), 2);
+        assert!(!base.exists() && !img.exists());
     }
 
     #[test]

@@ -11,11 +11,27 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A `clawimg` command run from the repository root.
+/// The package store every test binary shares (`CLAWIMG_PACKAGE_STORE`): the downloaded
+/// .debs and the base-stage trees, content-addressed and guarded by the cache's file locks.
+/// Image entries, work directories and container blobs stay in each test's `--cache-dir`.
+pub fn package_store() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("clawimg-package-store")
+}
+
+/// A `clawimg` command run from the repository root, using the shared package store.
 pub fn clawimg() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_clawimg"));
     c.current_dir(repo());
     c.env_remove("CLAWIMG_OUT").env_remove("CLAWIMG_PROFILES");
+    c.env("CLAWIMG_PACKAGE_STORE", package_store());
+    c
+}
+
+/// A `clawimg` command whose `--cache-dir` holds everything itself, for tests of the cache
+/// (a cold base stage, `cache gc`, an offline build from the cache's own .debs).
+pub fn clawimg_own_cache() -> Command {
+    let mut c = clawimg();
+    c.env_remove("CLAWIMG_PACKAGE_STORE");
     c
 }
 
@@ -40,7 +56,8 @@ pub fn scratch(name: &str) -> PathBuf {
     d
 }
 
-/// Build `profile` into a fresh out dir; returns the image directory.
+/// Build `profile` into a fresh out dir and cache dir (the package store is shared);
+/// returns the image directory.
 pub fn build(profile: &str, extra: &[&str]) -> PathBuf {
     let base = scratch(&format!("build-{profile}"));
     let out = base.join("out");

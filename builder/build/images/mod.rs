@@ -18,6 +18,7 @@ pub mod spec;
 
 use crate::build::images::blobs::BlobCache;
 use crate::error::{Context, Error, Result};
+use crate::image::provenance::Provenance;
 use crate::profile::catalog::resolve;
 use crate::profile::catalog::select;
 use crate::profile::catalog::Pinned;
@@ -381,8 +382,14 @@ fn write_archive(root: &Rootfs, cache: &BlobCache, f: &Fetched) -> Result<Baked>
     })
 }
 
-/// Bake the images: archives, `images.list`, the loader script and its unit (enabled).
-pub fn bake(root: &Rootfs, cache: &BlobCache, fetched: &[Fetched]) -> Result<Vec<Baked>> {
+/// Bake the images: archives, `images.list`, the loader script and its unit (enabled);
+/// every path written is recorded in `prov`.
+pub fn bake(
+    root: &Rootfs,
+    cache: &BlobCache,
+    fetched: &[Fetched],
+    prov: &mut Provenance,
+) -> Result<Vec<Baked>> {
     if fetched.is_empty() {
         return Ok(vec![]);
     }
@@ -391,6 +398,10 @@ pub fn bake(root: &Rootfs, cache: &BlobCache, fetched: &[Fetched]) -> Result<Vec
     let mut list = String::from("# name\treference\tarchive\tarchive sha256\timage id\tmanifest digest\tpinned digest (written by clawimg)\n");
     for f in fetched {
         let b = write_archive(root, cache, f)?;
+        prov.record(
+            &b.archive,
+            format!("module images (image {}, {})", b.name, b.reference),
+        );
         let file = b.archive.rsplit('/').next().unwrap_or("");
         list.push_str(&format!(
             "{}\t{}\t{file}\t{}\t{}\t{}\t{}\n",
@@ -398,18 +409,22 @@ pub fn bake(root: &Rootfs, cache: &BlobCache, fetched: &[Fetched]) -> Result<Vec
         ));
         baked.push(b);
     }
-    root.write(&format!("{IMAGES_DIR}/images.list"), list.as_bytes(), 0o644)?;
+    let list_path = format!("{IMAGES_DIR}/images.list");
+    root.write(&list_path, list.as_bytes(), 0o644)?;
     root.write(
         "/usr/lib/clawimg/clawimg-load-images",
         LOAD_SCRIPT.as_bytes(),
         0o755,
     )?;
-    root.write(
-        &format!("/usr/lib/systemd/system/{UNIT_NAME}"),
-        LOAD_UNIT.as_bytes(),
-        0o644,
-    )?;
-    systemd::enable(root, UNIT_NAME)?;
+    let unit = format!("/usr/lib/systemd/system/{UNIT_NAME}");
+    root.write(&unit, LOAD_UNIT.as_bytes(), 0o644)?;
+    let mut paths = vec![
+        list_path,
+        "/usr/lib/clawimg/clawimg-load-images".to_string(),
+        unit,
+    ];
+    paths.extend(systemd::enable(root, UNIT_NAME)?);
+    prov.record_all(&paths, "module images");
     Ok(baked)
 }
 
