@@ -90,13 +90,6 @@ pub fn fetch(
     client: &Client,
     progress: &Progress,
 ) -> Result<Vec<Fetched>> {
-    // Images not in the cache need an endpoint: say so before the first request.
-    client.check_endpoints(
-        images
-            .iter()
-            .filter(|p| !cache.has(&p.digest))
-            .map(|p| &p.parsed),
-    )?;
     let mut out = vec![];
     for p in images {
         let wrap = |e: Error| Error {
@@ -446,7 +439,6 @@ pub fn lock(loaded: &Loaded, client: &Client) -> Result<Vec<Locked>> {
     let mut out = vec![];
     let mut edits: BTreeMap<PathBuf, toml_edit::DocumentMut> = BTreeMap::new();
     let selected = select(loaded, false)?;
-    client.check_endpoints(selected.iter().map(|(_, p)| &p.parsed))?;
     for (c, p) in selected {
         let tag = p.parsed.tag.clone().unwrap_or_default();
         let (digest, body) = client
@@ -489,7 +481,13 @@ pub fn lock(loaded: &Loaded, client: &Client) -> Result<Vec<Locked>> {
     Ok(out)
 }
 
-/// The client for a set of `HOST=URL` mirror settings.
+/// The client for a set of `HOST=URL` mirror settings, with the docker `config.json`
+/// credentials and the token services trusted in [`oci::TOKEN_REALM_ENV`].
 pub fn client(mirrors: &[String]) -> Result<Client> {
-    Ok(Client::new(Mirrors::parse(mirrors)?))
+    let realms = oci::parse_token_realms(&std::env::var(oci::TOKEN_REALM_ENV).unwrap_or_default())?;
+    Ok(Client::with(
+        Mirrors::parse(mirrors)?,
+        oci::Credentials::load(),
+        realms,
+    ))
 }
