@@ -51,6 +51,8 @@ pub struct BuildOptions {
     pub quiet: bool,
     /// Container registry mirrors, `HOST=URL` (see [`crate::build::images::oci::Mirrors`]).
     pub registry_mirrors: Vec<String>,
+    /// Refuse catalog entries without a digest instead of pinning them (`build --locked`).
+    pub locked: bool,
 }
 
 /// What a build produced.
@@ -120,8 +122,16 @@ pub fn input_hash(loaded: &Loaded, keyring_sha256: &str) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// Run the whole build: the checks, then each stage on the previous one's output.
+/// Run the whole build: the catalog's missing pins (see [`images::pin`]), the checks, then
+/// each stage on the previous one's output.
 pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
+    // A profile that does not load is reported by the check, with everything else.
+    if let Ok(loaded) =
+        crate::profile::load_with_sets(&opts.profile, &opts.profiles_dir, &opts.vars, &opts.sets)
+    {
+        let (m, c) = (&opts.registry_mirrors, &opts.cache_dir);
+        images::pin(&loaded, m, c, opts.locked, opts.quiet)?;
+    }
     let cx = check::prepare(opts)?;
     if let Some(done) = stages::reuse(&cx)? {
         return Ok(done);

@@ -78,11 +78,20 @@ pub(super) enum Cmd {
     ///
     /// Needs root (mmdebstrap in root mode). Nothing is written to OUT before the profile,
     /// keyring and host tools pass their checks; the previous output stays in place until the
-    /// new one is complete.
+    /// new one is complete. Container images the profile bakes whose catalog entry has no
+    /// digest yet are pinned first: the tag is resolved at the registry and the digest
+    /// written into images/*.toml (one line each on stderr); `--locked` refuses instead.
     #[command(
-        after_help = "Examples:\n  clawimg build base\n  clawimg build test --var hostname=lab1\n  CLAWIMG_MIRROR=http://mirror.example/ubuntu clawimg build base"
+        after_help = "Examples:\n  clawimg build base\n  clawimg build test --var hostname=lab1\n  clawimg build production --locked   # CI: the catalog must be pinned\n  CLAWIMG_MIRROR=http://mirror.example/ubuntu clawimg build base"
     )]
-    Build(ProfileArgs),
+    Build {
+        #[command(flatten)]
+        p: ProfileArgs,
+        /// Refuse catalog images without a digest (naming each) instead of pinning them
+        /// into images/*.toml; for CI, where the catalog is committed.
+        #[arg(long)]
+        locked: bool,
+    },
     /// Validate PROFILE (schema, inheritance, keyring pin, host tools) without building.
     #[command(
         after_help = "Examples:\n  clawimg check base\n  clawimg check ./my-profile.toml --var ssh_port=2222"
@@ -109,7 +118,8 @@ pub(super) enum Cmd {
     Lock {
         #[command(flatten)]
         p: ProfileArgs,
-        /// Re-resolve an existing lock and print what changed.
+        /// Re-resolve an existing lock and every image tag (moving the pins), and print
+        /// what changed; without it only missing image digests are filled.
         #[arg(long)]
         update: bool,
         /// Only pin the container image digests in images/*.toml (no package resolution).

@@ -41,9 +41,13 @@ pub(super) fn check(g: &Global, p: &ProfileArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// `build PROFILE`.
-pub(super) fn build(g: &Global, p: &ProfileArgs) -> Result<i32> {
-    let r = build::build(&options(g, p))?;
+/// `build PROFILE [--locked]`.
+pub(super) fn build(g: &Global, p: &ProfileArgs, locked: bool) -> Result<i32> {
+    let opts = build::BuildOptions {
+        locked,
+        ..options(g, p)
+    };
+    let r = build::build(&opts)?;
     print_summary(&r);
     Ok(0)
 }

@@ -17,7 +17,7 @@ pub(super) fn lock(
     if !packages_only {
         let loaded = profile::load(&p.profile, &g.profiles_dir, &p.vars)?;
         let client = images::client(&g.registry_mirrors)?;
-        let locked = images::lock(&loaded, &client)?;
+        let locked = images::lock(&loaded, &client, update)?;
         for l in &locked {
             if l.old == l.new {
                 println!("unchanged  {:<16} {}@{}", l.name, l.reference, l.new);

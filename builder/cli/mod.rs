@@ -57,6 +57,7 @@ fn options(g: &Global, p: &ProfileArgs) -> BuildOptions {
         mirror: p.mirror.clone().filter(|m| !m.is_empty()),
         quiet: g.quiet,
         registry_mirrors: g.registry_mirrors.clone(),
+        locked: false,
     }
 }
 
@@ -72,7 +73,7 @@ fn run(cli: Cli) -> Result<i32> {
     let g = cli.global;
     match cli.command {
         Cmd::Check(p) => build::check(&g, &p),
-        Cmd::Build(p) => build::build(&g, &p),
+        Cmd::Build { p, locked } => build::build(&g, &p, locked),
         Cmd::Inspect {
             image,
             json,

@@ -161,77 +161,124 @@ pub struct Pinned {
     pub origin: String,
 }
 
-/// The profile's images checked against the catalog. With `need_digest` false (for
-/// `clawimg lock`) a missing digest is allowed.
-pub fn select(loaded: &Loaded, need_digest: bool) -> Result<Vec<(CatalogEntry, Pinned)>> {
+/// The profile's images checked against the catalog, every problem at once.
+#[derive(Debug, Default)]
+pub struct Selection {
+    /// Entries that passed the lints (their digest may be empty: see `unpinned`).
+    pub images: Vec<(CatalogEntry, Pinned)>,
+    /// `file:line:col: key `NAME.digest`` of every entry without a digest.
+    pub unpinned: Vec<String>,
+    /// Every other problem, one message each, in the order of the profile's list.
+    pub problems: Vec<String>,
+}
+
+/// Check the profile's `[containers] images` against the catalog, collecting every
+/// problem instead of stopping at the first. An error only when the catalog can't be read.
+pub fn selection(loaded: &Loaded) -> Result<Selection> {
+    let mut sel = Selection::default();
     let wanted = &loaded.profile.containers.images;
     if wanted.is_empty() {
-        return Ok(vec![]);
+        return Ok(sel);
     }
     let dir = catalog_dir(loaded);
     let catalog = load_catalog(&dir)?;
-    let mut out = vec![];
     for name in wanted {
         let Some(c) = catalog.get(name) else {
-            return Err(Error::config(format!(
+            sel.problems.push(format!(
                 "{}: key `containers.images`: no image `{name}` in the catalog {}/*.toml (known: {})",
                 loaded.files[0].display(),
                 dir.display(),
                 catalog.keys().cloned().collect::<Vec<_>>().join(", ")
-            )));
+            ));
+            continue;
         };
         let e = &c.entry;
-        let parsed = Reference::parse(&e.reference)
-            .map_err(|m| Error::config(format!("{}: {m}", c.at("reference"))))?;
-        if parsed.digest.is_some() {
-            return Err(Error::config(format!(
-                "{}: write the digest in `digest`, and only a version tag in the reference",
-                c.at("reference")
-            )));
-        }
-        match parsed.tag.as_deref() {
-            None => {
-                return Err(Error::config(format!(
+        let before = sel.problems.len();
+        let parsed = match Reference::parse(&e.reference) {
+            Ok(p) => Some(p),
+            Err(m) => {
+                sel.problems.push(format!("{}: {m}", c.at("reference")));
+                None
+            }
+        };
+        if let Some(parsed) = &parsed {
+            if parsed.digest.is_some() {
+                sel.problems.push(format!(
+                    "{}: write the digest in `digest`, and only a version tag in the reference",
+                    c.at("reference")
+                ));
+            }
+            match parsed.tag.as_deref() {
+                None => sel.problems.push(format!(
                     "{}: {:?} has no tag, which means `latest`: pin a version tag (and its digest)",
                     c.at("reference"),
                     e.reference
-                )))
-            }
-            Some("latest") => {
-                return Err(Error::config(format!(
+                )),
+                Some("latest") => sel.problems.push(format!(
                     "{}: {:?} uses the moving `latest` tag: pin a version tag (and its digest)",
                     c.at("reference"),
                     e.reference
-                )))
+                )),
+                _ => {}
             }
-            _ => {}
-        }
-        if e.digest.is_empty() && need_digest {
-            return Err(Error::config(format!(
-                "{}: missing: images are pinned by digest; run `clawimg lock {} --images-only` (with a registry or mirror that serves the image) to fill it",
-                c.at("digest"),
-                loaded.name
-            )));
         }
         if !e.digest.is_empty() && !valid_digest(&e.digest) {
-            return Err(Error::config(format!(
+            sel.problems.push(format!(
                 "{}: expected \"sha256:\" and 64 lowercase hex digits",
                 c.at("digest")
-            )));
+            ));
         }
-        let platform = Platform::parse(&e.platform)
-            .map_err(|m| Error::config(format!("{}: {m}", c.at("platform"))))?;
-        let pinned = Pinned {
-            name: name.clone(),
-            reference: e.reference.clone(),
-            parsed,
-            digest: e.digest.clone(),
-            platform,
-            origin: c.at("digest"),
+        let platform = match Platform::parse(&e.platform) {
+            Ok(p) => Some(p),
+            Err(m) => {
+                sel.problems.push(format!("{}: {m}", c.at("platform")));
+                None
+            }
         };
-        out.push((c.clone(), pinned));
+        if e.digest.is_empty() {
+            sel.unpinned.push(c.at("digest"));
+        }
+        if let (true, Some(parsed), Some(platform)) =
+            (sel.problems.len() == before, parsed, platform)
+        {
+            let pinned = Pinned {
+                name: name.clone(),
+                reference: e.reference.clone(),
+                parsed,
+                digest: e.digest.clone(),
+                platform,
+                origin: c.at("digest"),
+            };
+            sel.images.push((c.clone(), pinned));
+        }
     }
-    Ok(out)
+    Ok(sel)
+}
+
+/// The profile's images checked against the catalog. With `need_digest` false (for
+/// `clawimg lock` and the build's pinning) a missing digest is allowed. Every problem is
+/// reported in one error, a line each.
+pub fn select(loaded: &Loaded, need_digest: bool) -> Result<Vec<(CatalogEntry, Pinned)>> {
+    let sel = selection(loaded)?;
+    let mut problems = sel.problems;
+    if need_digest {
+        problems.extend(
+            sel.unpinned
+                .iter()
+                .map(|at| unpinned_message(at, &loaded.name)),
+        );
+    }
+    if !problems.is_empty() {
+        return Err(Error::config(problems.join("\n")));
+    }
+    Ok(sel.images)
+}
+
+/// Why an entry without a digest is refused, and how it gets one.
+pub fn unpinned_message(at: &str, profile: &str) -> String {
+    format!(
+        "{at}: missing: images are pinned by digest; `clawimg build {profile}` pins it (with a registry or mirror that serves the image), or run `clawimg lock {profile} --images-only`"
+    )
 }
 
 /// Lint and resolve the profile's images (used by `check` and `build`).

@@ -20,8 +20,8 @@ use crate::build::images::blobs::BlobCache;
 use crate::error::{Context, Error, Result};
 use crate::image::provenance::Provenance;
 use crate::profile::catalog::resolve;
-use crate::profile::catalog::select;
 use crate::profile::catalog::Pinned;
+use crate::profile::catalog::{select, selection};
 use crate::profile::Loaded;
 use crate::support::progress::Progress;
 use crate::support::reference::{valid_digest, Reference};
@@ -421,7 +421,7 @@ pub fn bake(
     Ok(baked)
 }
 
-/// One change made by `clawimg lock`.
+/// One change made by `clawimg lock` or the build's pinning.
 #[derive(Debug, Clone)]
 pub struct Locked {
     /// Entry name.
@@ -432,53 +432,155 @@ pub struct Locked {
     pub old: String,
     /// Digest now.
     pub new: String,
+    /// The catalog file holding the entry.
+    pub file: PathBuf,
 }
 
-/// Resolve the tags of the profile's images to digests and write them into the catalog.
-pub fn lock(loaded: &Loaded, client: &Client) -> Result<Vec<Locked>> {
+/// Resolve an entry's tag at its registry: the digest of the manifest or index the tag
+/// names now, checked to offer the entry's platform.
+fn resolve_tag(client: &Client, p: &Pinned) -> Result<(String, Vec<u8>)> {
+    let tag = p.parsed.tag.clone().unwrap_or_default();
+    let wrap = |e: Error| Error {
+        kind: e.kind,
+        message: format!("image `{}` ({}): {}", p.name, p.reference, e.message),
+        source: e.source,
+    };
+    let (digest, body) = client.resolve_tag(&p.parsed, &tag).map_err(wrap)?;
+    let doc = ManifestDoc::parse(&body, &p.reference).map_err(wrap)?;
+    if doc.is_index() {
+        doc.select(&p.platform, &p.reference).map_err(wrap)?;
+    }
+    Ok((digest, body))
+}
+
+/// Resolve the tags of the profile's images to digests and write them into the catalog:
+/// the entries without a digest, or with `update` every entry (moving its pin).
+pub fn lock(loaded: &Loaded, client: &Client, update: bool) -> Result<Vec<Locked>> {
     let mut out = vec![];
-    let mut edits: BTreeMap<PathBuf, toml_edit::DocumentMut> = BTreeMap::new();
-    let selected = select(loaded, false)?;
-    for (c, p) in selected {
-        let tag = p.parsed.tag.clone().unwrap_or_default();
-        let (digest, body) = client
-            .resolve_tag(&p.parsed, &tag)
-            .map_err(|e| Error::failed(format!("image `{}`: {}", p.name, e.message)))?;
-        let doc = ManifestDoc::parse(&body, &p.reference)?;
-        if doc.is_index() {
-            doc.select(&p.platform, &p.reference)?;
-        }
-        if digest != p.digest {
-            let d = match edits.get_mut(&c.file) {
-                Some(d) => d,
-                None => {
-                    let text = std::fs::read_to_string(&c.file)
-                        .ctx(|| format!("read {}", c.file.display()))?;
-                    let d: toml_edit::DocumentMut = text
-                        .parse()
-                        .map_err(|e| Error::config(format!("{}: {e}", c.file.display())))?;
-                    edits.entry(c.file.clone()).or_insert(d)
-                }
-            };
-            d[&p.name]["digest"] = toml_edit::value(digest.clone());
-        }
+    for (c, p) in select(loaded, false)? {
+        let digest = if p.digest.is_empty() || update {
+            resolve_tag(client, &p)?.0
+        } else {
+            p.digest.clone()
+        };
         out.push(Locked {
             name: p.name,
             reference: p.reference,
             old: p.digest,
             new: digest,
+            file: c.file,
         });
     }
+    write_pins(&out)?;
+    Ok(out)
+}
+
+/// Pin on first build, like cargo's lock file: the profile's catalog entries without a
+/// digest are resolved at their registry (the index digest when the tag names an index)
+/// and written into their catalog files, one line on stderr each. With `locked` nothing is
+/// resolved or written: the entries without a digest are refused, every one named.
+///
+/// Runs only when the catalog entries have no other problem; the check reports those
+/// together with the missing digests.
+pub fn pin(
+    loaded: &Loaded,
+    mirrors: &[String],
+    cache_dir: &Path,
+    locked: bool,
+    quiet: bool,
+) -> Result<Vec<Locked>> {
+    let Ok(sel) = selection(loaded) else {
+        return Ok(vec![]);
+    };
+    if !sel.problems.is_empty() || sel.unpinned.is_empty() {
+        return Ok(vec![]);
+    }
+    if locked {
+        let list: Vec<String> = sel
+            .images
+            .iter()
+            .filter(|(_, p)| p.digest.is_empty())
+            .map(|(_, p)| format!("  {}: missing ({})", p.origin, p.reference))
+            .collect();
+        return Err(Error::config(format!(
+            "--locked: {} image(s) of profile {} have no digest in the catalog, and --locked does not pin them:\n{}\nbuild without --locked to pin them (or run `clawimg lock {} --images-only`), then commit the catalog",
+            list.len(),
+            loaded.name,
+            list.join("\n"),
+            loaded.name
+        )));
+    }
+    let client = client(mirrors)?;
+    let blobs = BlobCache::open(cache_dir)?;
+    let mut out = vec![];
+    for (c, p) in sel.images.iter().filter(|(_, p)| p.digest.is_empty()) {
+        let (digest, body) = resolve_tag(&client, p)?;
+        // Verified by construction (the digest is the body's hash): the pull needs no
+        // second request for it.
+        blobs.insert_bytes(&digest, &body)?;
+        out.push(Locked {
+            name: p.name.clone(),
+            reference: p.reference.clone(),
+            old: String::new(),
+            new: digest,
+            file: c.file.clone(),
+        });
+    }
+    write_pins(&out)?;
+    if !quiet {
+        for l in &out {
+            eprintln!("pinned {}@{} in {}", l.reference, l.new, l.file.display());
+        }
+    }
+    Ok(out)
+}
+
+/// Write the changed digests into their catalog files in place: only the `digest` values
+/// change (comments, order and layout stay), each file through a temp file renamed over it
+/// with the file's own permissions.
+fn write_pins(changes: &[Locked]) -> Result<()> {
+    let mut edits: BTreeMap<PathBuf, toml_edit::DocumentMut> = BTreeMap::new();
+    for l in changes.iter().filter(|l| l.old != l.new) {
+        let d = match edits.get_mut(&l.file) {
+            Some(d) => d,
+            None => {
+                let text = std::fs::read_to_string(&l.file)
+                    .ctx(|| format!("read {}", l.file.display()))?;
+                let d: toml_edit::DocumentMut = text
+                    .parse()
+                    .map_err(|e| Error::config(format!("{}: {e}", l.file.display())))?;
+                edits.entry(l.file.clone()).or_insert(d)
+            }
+        };
+        let entry = &mut d[&l.name];
+        match entry.get_mut("digest").and_then(|i| i.as_value_mut()) {
+            Some(v) => {
+                // Keep the spacing and a trailing comment around the old value.
+                let decor = v.decor().clone();
+                *v = toml_edit::Value::from(l.new.clone());
+                *v.decor_mut() = decor;
+            }
+            None => entry["digest"] = toml_edit::value(l.new.clone()),
+        }
+    }
     for (file, doc) in edits {
-        let dir = file.parent().unwrap_or(Path::new("."));
+        let dir = file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let mut tmp = tempfile::NamedTempFile::new_in(dir)
             .ctx(|| format!("temp file in {}", dir.display()))?;
         tmp.write_all(doc.to_string().as_bytes())
             .ctx(|| format!("write {}", file.display()))?;
+        if let Ok(m) = std::fs::metadata(&file) {
+            tmp.as_file()
+                .set_permissions(m.permissions())
+                .ctx(|| format!("permissions of {}", file.display()))?;
+        }
         tmp.persist(&file)
             .map_err(|e| Error::failed(format!("write {}: {}", file.display(), e.error)))?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The client for a set of `HOST=URL` mirror settings, with the docker `config.json`
@@ -490,4 +592,51 @@ pub fn client(mirrors: &[String]) -> Result<Client> {
         oci::Credentials::load(),
         realms,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Pins land in the catalog file in place: only the digest values change; comments,
+    /// order, spacing and the file's mode stay.
+    #[test]
+    fn pins_are_written_in_place_keeping_comments() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("apps.toml");
+        let text = "# Our images.\n\n[app]   # the app\nreference = \"ghcr.io/o/app:1\"\ndigest = \"\"   # filled on first build\nplatform = \"linux/amd64\"\n\n# no digest key at all\n[db]\nreference = \"postgres:16\"\n\n[kept]\nreference = \"quay.io/o/k:2\"\ndigest = \"sha256:1111111111111111111111111111111111111111111111111111111111111111\"\n";
+        std::fs::write(&f, text).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (a, b) = (
+            format!("sha256:{}", "a".repeat(64)),
+            format!("sha256:{}", "b".repeat(64)),
+        );
+        let change = |name: &str, old: &str, new: &str| Locked {
+            name: name.into(),
+            reference: String::new(),
+            old: old.into(),
+            new: new.into(),
+            file: f.clone(),
+        };
+        let kept = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+        write_pins(&[
+            change("app", "", &a),
+            change("db", "", &b),
+            change("kept", kept, kept),
+        ])
+        .unwrap();
+        let got = std::fs::read_to_string(&f).unwrap();
+        let want = text
+            .replace("digest = \"\"   #", &format!("digest = \"{a}\"   #"))
+            .replace(
+                "reference = \"postgres:16\"\n",
+                &format!("reference = \"postgres:16\"\ndigest = \"{b}\"\n"),
+            );
+        assert_eq!(got, want);
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        // Nothing else in the directory (the temp file was renamed over the catalog).
+        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 1);
+    }
 }
