@@ -390,6 +390,14 @@ fn basic_auth_uses_docker_config_credentials() {
 /// with a throwaway certificate made by openssl. With the right basic credentials every
 /// requested action is granted; anonymous requests get `pull` on `clawimg/busybox` only.
 fn token_server(dir: &Path, user: &str, pass: &str) -> u16 {
+    token_server_at(dir, user, pass, "127.0.0.1").0
+}
+
+/// The `Authorization` header of every token request (None: anonymous).
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>;
+
+/// [`token_server`] listening on `ip`, recording the `Authorization` header of each request.
+fn token_server_at(dir: &Path, user: &str, pass: &str, ip: &str) -> (u16, Seen) {
     let key = dir.join("token-key.pem");
     let cert = dir.join("token-cert.pem");
     tool(
@@ -419,8 +427,10 @@ fn token_server(dir: &Path, user: &str, pass: &str) -> u16 {
     .stdout;
     let x5c = base64_encode_bytes(&der);
     let expected = format!("Basic {}", base64_encode(&format!("{user}:{pass}")));
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = TcpListener::bind((ip, 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
+    let seen: Seen = Default::default();
+    let record = seen.clone();
     std::thread::spawn(move || {
         use std::io::{BufRead, BufReader};
         for conn in listener.incoming() {
@@ -443,6 +453,7 @@ fn token_server(dir: &Path, user: &str, pass: &str) -> u16 {
                 l.strip_prefix("Authorization: ")
                     .or(l.strip_prefix("authorization: "))
             });
+            record.lock().unwrap().push(auth.map(str::to_string));
             let authed = auth == Some(expected.as_str());
             if auth.is_some() && !authed {
                 let _ = conn.write_all(
@@ -503,7 +514,7 @@ fn token_server(dir: &Path, user: &str, pass: &str) -> u16 {
             );
         }
     });
-    port
+    (port, seen)
 }
 
 fn percent_decode(s: &str) -> String {
@@ -589,6 +600,180 @@ fn bearer_tokens_anonymous_and_with_docker_config_credentials() {
         assert!(!out.contains(pass));
     }
     assert!(cached(&dir.join("cache"), &p.tools_layer));
+}
+
+/// A registry whose token realm is another host (127.0.0.2, while the registry and its
+/// credentials are for 127.0.0.1) gets its token requested anonymously: the token server
+/// sees no Authorization header, and the private image is refused with the reason. Trusting
+/// that host explicitly sends the credentials (so the observation can see them).
+#[test]
+fn token_realm_on_another_host_gets_no_credentials() {
+    let dir = scratch_repo("images-realm");
+    let (user, pass) = ("clawrealm", "throwaway-realm-password");
+    let (tport, seen) = token_server_at(&dir, user, pass, "127.0.0.2");
+    let auth = format!(
+        "auth:\n  token:\n    realm: http://127.0.0.2:{tport}/token\n    service: clawimg-test\n    issuer: clawimg-test-issuer\n    rootcertbundle: {}\n",
+        dir.join("token-cert.pem").display()
+    );
+    let reg = Registry::start_with(&dir.join("registry"), &auth);
+    let docker = dir.join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let config = docker.join("config.json");
+    let entry = json!({"auth": base64_encode(&format!("{user}:{pass}"))});
+    std::fs::write(
+        &config,
+        json!({"auths": {format!("127.0.0.1:{}", reg.port): entry}}).to_string(),
+    )
+    .unwrap();
+    push_images(&reg, &dir, Some(&config));
+    // skopeo's pushes are not ours to judge.
+    seen.lock().unwrap().clear();
+
+    let mut c = cl(&dir, &dir.join("cache"), &reg.mirror());
+    c.env("DOCKER_CONFIG", &docker)
+        .env_remove("CLAWIMG_REGISTRY_TOKEN_REALMS")
+        .args(["lock", "test-images", "--images-only"]);
+    let o = run(c);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("access denied")
+            && err.contains("clawimg/tools")
+            && err.contains("no credentials were sent")
+            && err.contains("127.0.0.2"),
+        "{err}"
+    );
+    let got = seen.lock().unwrap().clone();
+    assert!(!got.is_empty(), "no token request reached the token server");
+    assert!(
+        got.iter().all(Option::is_none),
+        "credentials went to a token service on another host: {got:?}"
+    );
+    assert!(!err.contains(pass));
+
+    // Trusted explicitly: the same token server gets the credentials and the lock works.
+    seen.lock().unwrap().clear();
+    let mut c = cl(&dir, &dir.join("cache"), &reg.mirror());
+    c.env("DOCKER_CONFIG", &docker)
+        .env(
+            "CLAWIMG_REGISTRY_TOKEN_REALMS",
+            format!("127.0.0.1:{}=127.0.0.2", reg.port),
+        )
+        .args(["lock", "test-images", "--images-only"]);
+    ok(&run(c));
+    let expected = format!("Basic {}", base64_encode(&format!("{user}:{pass}")));
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_deref() == Some(expected.as_str())),
+        "the trusted token service got no credentials"
+    );
+}
+
+/// First run: `build --locked` on the unpinned catalog refuses (exit 2, every missing pin
+/// named, nothing written, no request); `build` pins each image in place (comments kept)
+/// and builds; `build --locked` then is a cache hit (the outputs are the same files).
+#[test]
+fn first_build_pins_the_catalog_then_a_locked_build_is_a_cache_hit() {
+    let dir = scratch_repo("images-pin");
+    let reg = Registry::start(&dir.join("registry"), None);
+    let p = push_images(&reg, &dir, None);
+    let catalog = dir.join("images/test.toml");
+    let committed = std::fs::read_to_string(&catalog).unwrap().replace(
+        "[tools]\nreference = \"clawimg.test/clawimg/tools:1.0\"\ndigest = \"\"\n",
+        "[tools]\nreference = \"clawimg.test/clawimg/tools:1.0\"\ndigest = \"\"  # the build fills this\n",
+    );
+    assert!(committed.contains("# the build fills this"));
+    std::fs::write(&catalog, &committed).unwrap();
+    let cache = dir.join("cache");
+    let build = |out: &str, locked: bool| {
+        let mut c = cl(&dir, &cache, &reg.mirror());
+        c.arg("build")
+            .arg("test-images")
+            .arg("--out")
+            .arg(dir.join(out));
+        if locked {
+            c.arg("--locked");
+        }
+        run(c)
+    };
+
+    let before = reg.requests();
+    let o = build("out-refused", true);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--locked")
+            && err.contains("test.toml:12:1: key `busybox.digest`")
+            && err.contains("key `tools.digest`"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&catalog).unwrap(), committed);
+    assert!(!dir.join("out-refused").exists());
+    assert!(
+        !cache.join("blobs").exists()
+            || std::fs::read_dir(cache.join("blobs/sha256"))
+                .map(|d| d.count() == 0)
+                .unwrap_or(true)
+    );
+    assert_eq!(reg.requests(), before, "--locked made registry requests");
+
+    let o = build("out", false);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    for (r, d) in [
+        ("clawimg.test/clawimg/busybox:1.0", &p.busybox_index),
+        ("clawimg.test/clawimg/tools:1.0", &p.tools_manifest),
+    ] {
+        let line = format!("pinned {r}@{d} in ");
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&line) && l.ends_with("test.toml")),
+            "{line}:\n{err}"
+        );
+    }
+    let pinned = committed
+        .replace(
+            "reference = \"clawimg.test/clawimg/busybox:1.0\"\ndigest = \"\"",
+            &format!(
+                "reference = \"clawimg.test/clawimg/busybox:1.0\"\ndigest = \"{}\"",
+                p.busybox_index
+            ),
+        )
+        .replace(
+            "digest = \"\"  # the build fills this",
+            &format!("digest = \"{}\"  # the build fills this", p.tools_manifest),
+        );
+    assert_eq!(std::fs::read_to_string(&catalog).unwrap(), pinned);
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("out/test-images/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m["extra"]["images"][0]["digest"], p.busybox_index.as_str());
+
+    let before = reg.requests();
+    let o = build("out-locked", true);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("pinned "), "{err}");
+    assert_eq!(std::fs::read_to_string(&catalog).unwrap(), pinned);
+    assert_eq!(
+        reg.requests(),
+        before,
+        "the locked rebuild made registry requests"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let ino = |out: &str| {
+        std::fs::metadata(dir.join(out).join("test-images/test-images.raw"))
+            .unwrap()
+            .ino()
+    };
+    assert_eq!(
+        ino("out-locked"),
+        ino("out"),
+        "the locked rebuild was not a cache hit"
+    );
 }
 
 fn base64_encode(s: &str) -> String {
