@@ -165,6 +165,32 @@ fn lints_refuse_unpinned_latest_and_untagged_references() {
             "expected {want:?} / {why:?}:\n{err}"
         );
     }
+    // Every problem of the catalog at once, each with its line: a moving tag, a bad digest,
+    // a missing digest and an unknown name.
+    std::fs::write(
+        dir.join("images/x.toml"),
+        "[a]\nreference = \"clawimg.test/a:latest\"\ndigest = \"sha256:0000000000000000000000000000000000000000000000000000000000000000\"\n[b]\nreference = \"clawimg.test/b:1\"\ndigest = \"sha256:12\"\n[c]\nreference = \"clawimg.test/c:1\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("profiles/p.toml"),
+        "extends = \"test\"\n[containers]\nimages = [\"a\", \"b\", \"c\", \"ghost\"]\n",
+    )
+    .unwrap();
+    let mut c = cl(&dir, &dir.join("cache"), "");
+    c.args(["check", "p"]);
+    let o = run(c);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    for want in [
+        "x.toml:2:1: key `a.reference`",
+        "x.toml:6:1: key `b.digest`",
+        "x.toml:7:1: key `c.digest`",
+        "no image `ghost`",
+    ] {
+        assert!(err.contains(want), "expected {want:?}:\n{err}");
+    }
+
     // An entry the catalog does not have is named with the profile key.
     std::fs::remove_file(dir.join("images/x.toml")).unwrap();
     std::fs::write(
