@@ -602,19 +602,20 @@ impl Client {
         let (scheme, params) = parse_challenge(challenge);
         match scheme.to_ascii_lowercase().as_str() {
             "basic" => {
+                let basic = self.creds.basic(ep.host())?.ok_or_else(|| {
+                    Error::failed(format!(
+                        "{} requires credentials: add them for `{}` to docker config.json (`docker login` or `skopeo login --authfile $DOCKER_CONFIG/config.json`)",
+                        ep.show(),
+                        ep.host()
+                    ))
+                })?;
                 transport_ok(ep, &ep.base).map_err(|why| {
                     Error::failed(format!(
                         "{} asks for credentials, which are not sent to it: {why}",
                         ep.show()
                     ))
                 })?;
-                self.creds.basic(ep.host())?.ok_or_else(|| {
-                    Error::failed(format!(
-                        "{} requires credentials: add them for `{}` to docker config.json (`docker login` or `skopeo login --authfile $DOCKER_CONFIG/config.json`)",
-                        ep.show(),
-                        ep.host()
-                    ))
-                })
+                Ok(basic)
             }
             "bearer" => {
                 let req = self.token_request(ep, repo, &params)?;
