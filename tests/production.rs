@@ -7,6 +7,11 @@
 //! overlay files with their declared owner, group and mode (probes derived from the manifest
 //! by `clawimg test`), the compose images equal to the baked ones, the node's secrets in
 //! /opt/openclaw/.env, the images loaded, and every stack container running and healthy.
+//! Runbook parity in the same boot: /opt/openclaw and its monitoring tree root-only 0700,
+//! every service under Docker's init, the fixed uids with the gateway (uid 1000) writing its
+//! state directory, and console recovery: the node's password hash makes adminclaw's
+//! password usable (openclaw, without one, stays locked), SSH still refuses passwords, and
+//! the test logs in on the QEMU serial console with that password.
 
 mod common;
 use common::registry::*;
@@ -162,19 +167,29 @@ fn console_login(sock: &Path) -> String {
     use std::os::unix::net::UnixStream;
     use std::time::{Duration, Instant};
     let deadline = Instant::now() + Duration::from_secs(1500);
-    let mut stream = loop {
-        match UnixStream::connect(sock) {
-            Ok(s) => break s,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_secs(1)),
-            Err(e) => return format!("no console socket at {}: {e}", sock.display()),
-        }
-    };
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
     let mut seen = String::new();
-    let Some(at) = read_until(&mut stream, &mut seen, "login: ", 0, b"\n", deadline) else {
-        return format!("no login prompt on the console:\n{seen}");
+    // Reconnect until a login prompt shows (QEMU may drop a client that came too early).
+    let (mut stream, at) = loop {
+        let mut stream = loop {
+            match UnixStream::connect(sock) {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_secs(1)),
+                Err(e) => return format!("no console socket at {}: {e}\n{seen}", sock.display()),
+            }
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let _ = stream.write_all(b"\n");
+        let from = seen.len();
+        match read_until(&mut stream, &mut seen, "login: ", from, b"\n", deadline) {
+            Some(at) => break (stream, at),
+            None if Instant::now() < deadline => {
+                seen.push_str("\n[console closed; reconnecting]\n");
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            None => return format!("no login prompt on the console:\n{seen}"),
+        }
     };
     stream.write_all(b"adminclaw\n").unwrap();
     let Some(at) = read_until(&mut stream, &mut seen, "Password: ", at, b"", deadline) else {

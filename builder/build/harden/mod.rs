@@ -72,6 +72,10 @@ pub struct Plan {
     pub directories: BTreeMap<String, Directory>,
     /// Acknowledged lint findings (id: reason).
     pub acknowledged: Vec<String>,
+    /// Users a node may give a console password (a `password_of` secret slot): their
+    /// password is locked, or set on first boot from the node's secrets.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub console_passwords: Vec<String>,
 }
 
 impl Plan {
@@ -92,6 +96,11 @@ impl Plan {
             shell: p.shell.clone(),
             directories: p.directories.clone(),
             acknowledged: vec![],
+            console_passwords: p
+                .secrets
+                .values()
+                .filter_map(|s| s.password_of.clone())
+                .collect(),
         }
     }
 
@@ -423,12 +432,12 @@ mod golden {
         ),
         (
             "hardened",
-            "4a183850286b751e198f0b2c80ca56aaeb957ef9d98bc360afa67fb4c8df3e31",
+            "c4ca157de1bf8000fee0e9c40b83e1128fed8dd5e44a8dc7b369512937e70bdb",
             "ba6130ca7008fc6fe7bfd8d9d06a77b4f891eea91a36555b15357ac9bdaff3dc",
         ),
         (
             "production",
-            "f173bd7a6b87763870eb1bcc2ffca35be7c826dd16fa4c01b4005de20e21870d",
+            "38d1871366334f1154c1a63b9a5e48cad7f1d348548cd6e98814394c595a419e",
             "bd88a98e50007cff77b5d851ebde82185304805799cd7251ccadc932844e6e6e",
         ),
         (
