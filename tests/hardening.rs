@@ -150,7 +150,25 @@ fn shipped_profiles_check_and_demand_a_key() {
         c.args(["check", p, "--set", KEY]);
         let o = run(c);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        assert!(String::from_utf8_lossy(&o.stdout).contains("lints       ok"));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains("lints       ok"), "{out}");
+        // Console recovery: offered through password slots, or explained when off.
+        let console = out
+            .lines()
+            .find(|l| l.trim_start().starts_with("console "))
+            .unwrap_or_else(|| panic!("no console line:\n{out}"));
+        if p == "hardened" {
+            assert!(
+                console.contains("adminclaw (slot `admin_password_hash`)")
+                    && console.contains("openclaw (slot `runtime_password_hash`)"),
+                "{console}"
+            );
+        } else {
+            assert!(
+                console.contains("off: the passwords of") && console.contains("password_of = "),
+                "{console}"
+            );
+        }
     }
     // A tampered CIDR list is refused by its pin.
     let dir = scratch("cidr-pin");

@@ -7,6 +7,11 @@
 //! overlay files with their declared owner, group and mode (probes derived from the manifest
 //! by `clawimg test`), the compose images equal to the baked ones, the node's secrets in
 //! /opt/openclaw/.env, the images loaded, and every stack container running and healthy.
+//! Runbook parity in the same boot: /opt/openclaw and its monitoring tree root-only 0700,
+//! every service under Docker's init, the fixed uids with the gateway (uid 1000) writing its
+//! state directory, and console recovery: the node's password hash makes adminclaw's
+//! password usable (openclaw, without one, stays locked), SSH still refuses passwords, and
+//! the test logs in on the QEMU serial console with that password.
 
 mod common;
 use common::registry::*;
@@ -102,7 +107,7 @@ fn publish_stand_ins(reg: &Registry, work: &Path, images: &[(String, String, Str
         ("www/health/liveliness", x("\"I'm alive!\"\n"), 0o644),
     ];
     let applets = [
-        "sh", "wget", "nc", "httpd", "sleep", "cat", "printf", "echo", "test", "[",
+        "sh", "wget", "nc", "httpd", "sleep", "cat", "printf", "echo", "test", "[", "id",
     ];
     let links: Vec<(String, &str)> = applets
         .iter()
@@ -134,6 +139,112 @@ fn publish_stand_ins(reg: &Registry, work: &Path, images: &[(String, String, Str
                 )),
         );
     }
+}
+
+/// The console password the test seals into node1 (as a hash) and types at the serial login.
+const CONSOLE_PASSWORD: &str = "console-recovery-test";
+
+/// A SHA-512 crypt hash of `pw`, made by openssl from stdin.
+fn password_hash(pw: &str) -> String {
+    use std::io::Write;
+    let mut c = Command::new("openssl")
+        .args(["passwd", "-6", "-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run openssl");
+    c.stdin.take().unwrap().write_all(pw.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success());
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+/// Log in as adminclaw on the VM's serial console (the socket `clawimg test --console-socket`
+/// exposes), run a command and leave a marker a probe waits for. Returns what the console
+/// printed after the password was sent.
+fn console_login(sock: &Path) -> String {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + Duration::from_secs(1500);
+    let mut seen = String::new();
+    // Reconnect until a login prompt shows (QEMU may drop a client that came too early).
+    let (mut stream, at) = loop {
+        let mut stream = loop {
+            match UnixStream::connect(sock) {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_secs(1)),
+                Err(e) => return format!("no console socket at {}: {e}\n{seen}", sock.display()),
+            }
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let _ = stream.write_all(b"\n");
+        let from = seen.len();
+        match read_until(&mut stream, &mut seen, "login: ", from, b"\n", deadline) {
+            Some(at) => break (stream, at),
+            None if Instant::now() < deadline => {
+                seen.push_str("\n[console closed; reconnecting]\n");
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            None => return format!("no login prompt on the console:\n{seen}"),
+        }
+    };
+    stream.write_all(b"adminclaw\n").unwrap();
+    let Some(at) = read_until(&mut stream, &mut seen, "Password: ", at, b"", deadline) else {
+        return format!("no password prompt:\n{seen}");
+    };
+    stream
+        .write_all(format!("{CONSOLE_PASSWORD}\n").as_bytes())
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    stream
+        .write_all(b"echo CONSOLE-$((40+2)) $(id -un); touch /tmp/console-login-ok\n")
+        .unwrap();
+    let _ = read_until(
+        &mut stream,
+        &mut seen,
+        "CONSOLE-42 adminclaw",
+        at,
+        b"",
+        deadline,
+    );
+    let _ = stream.write_all(b"exit\n");
+    seen[at..].to_string()
+}
+
+/// Read the console into `seen` until `want` appears after byte `from` (returns the offset
+/// after it), writing `poke` after every 15 s of silence (wakes a getty that printed its
+/// prompt before we connected).
+fn read_until(
+    s: &mut std::os::unix::net::UnixStream,
+    seen: &mut String,
+    want: &str,
+    from: usize,
+    poke: &[u8],
+    deadline: std::time::Instant,
+) -> Option<usize> {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let mut last = Instant::now();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if let Some(i) = seen[from..].find(want) {
+            return Some(from + i + want.len());
+        }
+        match s.read(&mut buf) {
+            Ok(0) => return None,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(_) => {
+                if !poke.is_empty() && last.elapsed() > Duration::from_secs(15) {
+                    let _ = s.write_all(poke);
+                    last = Instant::now();
+                }
+            }
+        }
+    }
+    None
 }
 
 #[test]
@@ -304,7 +415,20 @@ fn production_builds_and_boots_with_units_timers_and_stack_config() {
         "systemctl is-active clawimg-images.service && test -f /var/lib/clawimg/images.loaded".into(),
         stack,
         "systemctl is-active docker.service".into(),
-        "test -d /opt/openclaw/monitoring/backups".into(),
+        // Root-only tree: the stack, its config and the maintenance scripts and archives.
+        "for d in /opt/openclaw /opt/openclaw/monitoring /opt/openclaw/monitoring/logs /opt/openclaw/monitoring/backups; do test \"$(stat -c %a:%U:%G $d)\" = 700:root:root || { stat $d; exit 1; }; done".into(),
+        // Every service runs under an init that reaps zombies: declared and in effect.
+        format!("{COMPOSE}docker compose config --format json | jq -e '[.services[] | .init == true] | all' && for c in $(docker compose ps -q); do test \"$(docker inspect -f '{{{{.HostConfig.Init}}}}' $c)\" = true || exit 1; done && docker exec openclaw cat /proc/1/cmdline | tr '\\0' ' ' | grep -q init"),
+        // Fixed uids: the runtime user is the gateway container's user, which owns the state
+        // directory and writes into it from inside the container.
+        "test \"$(id -u openclaw):$(id -u adminclaw)\" = 1000:1001 && test \"$(stat -c %u:%a /home/openclaw/.openclaw)\" = 1000:700 && test \"$(docker inspect -f '{{.Config.User}}' openclaw)\" = 1000:1000".into(),
+        "docker exec openclaw sh -c 'test \"$(id -u)\" = 1000 && echo written > /home/node/.openclaw/write-probe' && test \"$(stat -c %U:%G /home/openclaw/.openclaw/write-probe)\" = openclaw:openclaw".into(),
+        // Console recovery: adminclaw has the node's password hash, openclaw (no value)
+        // stays locked, and SSH still refuses passwords.
+        "test \"$(passwd -S adminclaw | cut -d' ' -f2)\" = P && test \"$(passwd -S openclaw | cut -d' ' -f2)\" = L".into(),
+        "sshd -T | grep -qx 'passwordauthentication no' && sshd -T | grep -qx 'kbdinteractiveauthentication no'".into(),
+        // Written by the test's own login on the serial console (see console_login).
+        "timeout 900 sh -c 'until test -f /tmp/console-login-ok; do sleep 3; done' && test \"$(stat -c %U /tmp/console-login-ok)\" = adminclaw".into(),
     ];
     let mut flags: Vec<&str> = vec!["--firmware", "bios"];
     for p in &probes {
@@ -313,9 +437,10 @@ fn production_builds_and_boots_with_units_timers_and_stack_config() {
     }
     // The node's secrets: the required slots supplied, the rest generated on first boot.
     let secrets = scratch_dir.join("node1.toml");
+    let hash = password_hash(CONSOLE_PASSWORD);
     std::fs::write(
         &secrets,
-        "[slots]\nanthropic_api_key = \"test-anthropic-value\"\nvoyage_api_key = \"test-voyage-value\"\ntelegram_bot_token = \"123:test-telegram\"\n",
+        format!("[slots]\nanthropic_api_key = \"test-anthropic-value\"\nvoyage_api_key = \"test-voyage-value\"\ntelegram_bot_token = \"123:test-telegram\"\nadmin_password_hash = \"{hash}\"\n"),
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -345,7 +470,16 @@ fn production_builds_and_boots_with_units_timers_and_stack_config() {
         "--key",
         key_s.as_str(),
     ]);
+    let console_sock = scratch_dir.join("console.sock");
+    let console_s = console_sock.display().to_string();
+    flags.extend(["--console-socket", console_s.as_str()]);
+    let login = std::thread::spawn(move || console_login(&console_sock));
     let out = boot(&node, &flags);
+    let transcript = login.join().expect("console login thread");
+    assert!(
+        transcript.contains("CONSOLE-42 adminclaw"),
+        "the serial console login did not reach a shell:\n{transcript}"
+    );
     for row in [
         "5 declared units enabled/masked",
         "4 timers listed",

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Shipped by clawimg: first boot of a node. Reads the secrets bundle from the seed partition
 # (clawimg seal) and from cloud-init NoCloud / config-drive user data, installs each slot of
-# /usr/lib/clawimg/secrets.slots with its owner and mode, generates missing `generate` slots,
+# /usr/lib/clawimg/secrets.slots with its owner and mode (a console password slot through
+# chpasswd -e), generates missing `generate` slots,
 # names the node, then zeroes the seed partition. Values only ever pass through files under
 # /run and shell builtins: never argv, never the journal.
 set -euo pipefail
@@ -100,11 +101,14 @@ installed() { # FILE KEY: the slot already holds a value (an earlier, interrupte
 # 3. Decide each slot's value before touching anything.
 missing=()
 todo=()
-while IFS='|' read -r name file key owner group mode kind; do
+while IFS='|' read -r name file key owner group mode kind apply; do
     case $name in '' | '#'*) continue ;; esac
     if [ -n "${val[$name]+x}" ]; then
         base64 -d >"$work/v/$name" <<<"${val[$name]}" || die "slot $name: value is not valid base64"
-        todo+=("$name|$file|$key|$owner|$group|$mode|supplied")
+        todo+=("$name|$file|$key|$owner|$group|$mode|supplied|${apply:--}")
+    elif [ "${apply:--}" != - ]; then
+        # A console password nobody supplied: the account stays locked.
+        [ "$kind" = required ] && missing+=("$name") || log "slot $name: not supplied: ${apply#passwd:} keeps a locked password (no console login)"
     elif installed "$file" "$key"; then
         log "slot $name: already installed"
     elif [ "$kind" = required ]; then
@@ -113,7 +117,7 @@ while IFS='|' read -r name file key owner group mode kind; do
         log "slot $name: optional, not supplied"
     else
         gen "$kind" >"$work/v/$name"
-        todo+=("$name|$file|$key|$owner|$group|$mode|generated")
+        todo+=("$name|$file|$key|$owner|$group|$mode|generated|-")
     fi
 done <"$SLOTS"
 
@@ -132,7 +136,18 @@ quote() {
 
 # 4. Install: write a temporary file next to the destination, set owner and mode, rename.
 for entry in "${todo[@]}"; do
-    IFS='|' read -r name file key owner group mode how <<<"$entry"
+    IFS='|' read -r name file key owner group mode how apply <<<"$entry"
+    if [ "$apply" != - ]; then
+        # Console recovery: the value is a crypt(5) hash; chpasswd reads it from stdin.
+        user=${apply#passwd:}
+        id "$user" >/dev/null 2>&1 || die "slot $name: no user $user on this node"
+        h=$(cat "$work/v/$name")
+        [[ $h =~ ^\$(y|gy|7|6|5|2[aby])\$[A-Za-z0-9./=,\$-]+$ ]] || die "slot $name: not a crypt(5) hash (make one with mkpasswd -m yescrypt)"
+        printf '%s:%s\n' "$user" "$h" | chpasswd -e || die "slot $name: chpasswd failed for $user"
+        unset h
+        log "slot $name: console password of $user set (SSH stays key-only)"
+        continue
+    fi
     dir=$(dirname "$file")
     (umask 022 && mkdir -p "$dir")
     tmp=$(mktemp "$dir/.clawimg-secret.XXXXXX")

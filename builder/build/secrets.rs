@@ -21,10 +21,11 @@ pub const SCRIPT: &str = include_str!(concat!(
 pub const SCRIPT_PATH: &str = "/usr/lib/clawimg/clawimg-secrets";
 /// The slot table the script reads (one slot per line, `|`-separated, no values).
 pub const SLOTS_PATH: &str = "/usr/lib/clawimg/secrets.slots";
-/// The slot table shipped in the image: `name|file|env|owner|group|mode|kind|units`.
+/// The slot table shipped in the image: `name|file|env|owner|group|mode|kind|apply`, where
+/// `apply` is `passwd:USER` for a console password (set with `chpasswd -e`) and `-` else.
 pub fn slot_table(slots: &Slots) -> String {
     let mut s = String::from(
-        "# Written by clawimg: secret slots (no values). name|file|env|owner|group|mode|kind\n",
+        "# Written by clawimg: secret slots (no values). name|file|env|owner|group|mode|kind|apply\n",
     );
     for (name, slot) in slots {
         let kind = match (&slot.generate, slot.required) {
@@ -32,9 +33,13 @@ pub fn slot_table(slots: &Slots) -> String {
             (None, true) => "required".into(),
             (None, false) => "optional".into(),
         };
+        let apply = match &slot.password_of {
+            Some(u) => format!("passwd:{u}"),
+            None => "-".into(),
+        };
         s.push_str(&format!(
-            "{name}|{}|{}|{}|{}|{:04o}|{kind}\n",
-            slot.file,
+            "{name}|{}|{}|{}|{}|{:04o}|{kind}|{apply}\n",
+            slot.path(),
             slot.env.as_deref().unwrap_or("-"),
             slot.owner,
             slot.group,
@@ -101,7 +106,7 @@ pub fn install(root: &Rootfs, profile: &Profile) -> Result<Vec<String>> {
 pub fn destinations(slots: &Slots) -> Vec<(String, String)> {
     let mut by_file: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
     for (name, slot) in slots {
-        by_file.entry(&slot.file).or_default().push(name);
+        by_file.entry(slot.path()).or_default().push(name);
     }
     by_file
         .into_iter()
@@ -129,7 +134,7 @@ mod tests {
 
     fn slots() -> Slots {
         toml::from_str(
-            "[api]\nfile = \"/opt/x/.env\"\nenv = \"API\"\nrequired = true\n[tok]\nfile = \"/opt/x/.env\"\nenv = \"TOK\"\ngenerate = \"hex:32\"\n[pem]\nfile = \"/etc/x.pem\"\n",
+            "[api]\nfile = \"/opt/x/.env\"\nenv = \"API\"\nrequired = true\n[tok]\nfile = \"/opt/x/.env\"\nenv = \"TOK\"\ngenerate = \"hex:32\"\n[pem]\nfile = \"/etc/x.pem\"\n[pw]\npassword_of = \"adminclaw\"\n",
         )
         .unwrap()
     }
@@ -140,6 +145,10 @@ mod tests {
         assert_eq!(
             d,
             vec![
+                (
+                    "/etc/shadow".to_string(),
+                    "secret slot pw, installed at first boot".to_string()
+                ),
                 (
                     "/etc/x.pem".to_string(),
                     "secret slot pem, installed at first boot".to_string()
@@ -156,15 +165,19 @@ mod tests {
     fn slot_table_lines() {
         let t = slot_table(&slots());
         assert!(
-            t.contains("api|/opt/x/.env|API|root|root|0600|required\n"),
+            t.contains("api|/opt/x/.env|API|root|root|0600|required|-\n"),
             "{t}"
         );
         assert!(
-            t.contains("tok|/opt/x/.env|TOK|root|root|0600|hex:32\n"),
+            t.contains("tok|/opt/x/.env|TOK|root|root|0600|hex:32|-\n"),
             "{t}"
         );
         assert!(
-            t.contains("pem|/etc/x.pem|-|root|root|0600|optional\n"),
+            t.contains("pem|/etc/x.pem|-|root|root|0600|optional|-\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("pw|/etc/shadow|-|root|root|0600|optional|passwd:adminclaw\n"),
             "{t}"
         );
     }

@@ -399,4 +399,8 @@ pub(super) struct TestArgs {
     /// Guest port sshd listens on (forwarded to a free port on 127.0.0.1).
     #[arg(long, default_value_t = 22, value_name = "N")]
     pub(super) ssh_port: u16,
+    /// Expose the guest's serial console as a Unix socket at PATH while the test runs, e.g.
+    /// to try a console login: `socat -,raw,echo=0 UNIX-CONNECT:PATH`.
+    #[arg(long, value_name = "PATH")]
+    pub(super) console_socket: Option<PathBuf>,
 }

@@ -27,6 +27,9 @@ pub(super) fn check(g: &Global, p: &ProfileArgs) -> Result<i32> {
     for f in &c.acknowledged {
         println!("  warning{f}");
     }
+    if let Some(note) = crate::profile::secrets::console_recovery(&c.loaded.profile) {
+        println!("  console     {note}");
+    }
     for i in &c.images {
         println!(
             "  image       {} {}@{} ({})",

@@ -88,6 +88,7 @@ pub(super) fn test(g: &Global, t: TestArgs) -> Result<i32> {
             key: t.key.clone(),
             ssh_user: t.ssh_user.clone(),
             ssh_port: t.ssh_port,
+            console_socket: t.console_socket.clone(),
         };
         let report = harness::run(&run)?;
         println!(

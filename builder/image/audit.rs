@@ -349,6 +349,16 @@ fn scan_file(
             "non-empty machine-id (must be empty: systemd makes one per node)",
         );
     }
+    // A usable password hash is a secret like any other: console passwords reach a node
+    // through a secret slot at first boot, never through the image.
+    if ps == "/etc/shadow" || ps == "/etc/gshadow" {
+        for user in with_password_hash(&data) {
+            add(
+                "password-hash",
+                &format!("usable password hash for `{user}` (set it per node with a `password_of` secret slot)"),
+            );
+        }
+    }
     // A file exactly as its Ubuntu package ships it is public (e.g. a TLS library's
     // built-in test key); shape rules only judge what the build made or changed. The md5
     // is taken only for a file a shape rule matched (almost none).
@@ -390,9 +400,27 @@ fn scan_file(
     Ok(())
 }
 
+/// Accounts of a shadow file whose password field holds a crypt hash (not `!`, `*` or empty).
+fn with_password_hash(shadow: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(shadow)
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split(':');
+            let user = f.next()?;
+            f.next()?.starts_with('$').then(|| user.to_string())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shadow_hashes_are_found_locked_accounts_are_not() {
+        let s = b"root:*:19000:0:99999:7:::\nadminclaw:!:19000::::::\nopenclaw:$y$j9T$abc$def:19000::::::\nx::1::::::\n";
+        assert_eq!(with_password_hash(s), vec!["openclaw".to_string()]);
+    }
 
     #[test]
     fn content_rules() {

@@ -95,14 +95,14 @@ pub fn expectations(
     for (name, slot) in profile
         .secrets
         .iter()
-        .filter(|(_, s)| in_scope(&s.file, SCOPE))
+        .filter(|(_, s)| in_scope(s.path(), SCOPE))
     {
         node_local.push(nl(
-            &slot.file,
+            slot.path(),
             "secrets",
             &format!("secret slot `{name}`, installed at first boot"),
         ));
-        let mut dir = Path::new(&slot.file).parent();
+        let mut dir = Path::new(slot.path()).parent();
         while let Some(d) = dir.and_then(|d| d.to_str()) {
             if d == "/" || in_image.contains(d) {
                 break;

@@ -78,6 +78,31 @@ pub fn validate(l: &Loaded) -> Result<()> {
                 "slot names are lowercase letters, digits and '_'".into(),
             );
         }
+        if let Some(user) = &s.password_of {
+            let mut names = account_names(&l.profile);
+            names.push("root");
+            if !names.contains(&user.as_str()) {
+                return bad(
+                    k("password_of"),
+                    format!(
+                        "expected a user the image has ({}), found {user:?}",
+                        names.join(", ")
+                    ),
+                );
+            }
+            let conflicting = [
+                ("file", !s.file.is_empty()),
+                ("env", s.env.is_some()),
+                ("generate", s.generate.is_some()),
+            ];
+            if let Some((f, _)) = conflicting.iter().find(|(_, set)| *set) {
+                return bad(
+                    k(f),
+                    "a password slot (`password_of`) sets the user's password in /etc/shadow: it takes no `file`, `env` or `generate` (a generated password nobody knows would not help at the console)".into(),
+                );
+            }
+            continue;
+        }
         let clean = s.file.starts_with('/')
             && !s.file.ends_with('/')
             && !s.file.contains(['|', '\n', '\\', ' '])
@@ -317,6 +342,14 @@ impl SecretsFile {
             )));
         }
         for (n, v) in &self.values {
+            if let Some(user) = &slots[n].password_of {
+                if !Slot::is_crypt_hash(v) {
+                    return Err(Error::config(format!(
+                        "{}: slot `{n}` is the console password of {user}: expected a crypt(5) hash such as `mkpasswd -m yescrypt` or `openssl passwd -6` prints ($y$… or $6$…), not the password itself",
+                        self.path.display()
+                    )));
+                }
+            }
             if slots[n].env.is_some() && v.contains(['\n', '\r', '\'', '\0']) {
                 return Err(Error::config(format!(
                     "{}: slot `{n}` goes into an env file: its value must be one line without single quotes",
@@ -326,6 +359,47 @@ impl SecretsFile {
         }
         Ok(())
     }
+}
+
+/// The login names of the profile's declared users (admin first).
+fn account_names(p: &crate::profile::Profile) -> Vec<&str> {
+    let Some(u) = &p.users else { return vec![] };
+    [
+        u.admin.as_ref().map(|a| a.name.as_str()),
+        u.runtime.as_ref().map(|r| r.name.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// What `check` says about console recovery: which accounts can get a console password
+/// through a `password_of` slot, or how to enable it when none can (their passwords stay
+/// locked, so a provider's web console cannot log in when SSH is broken).
+pub fn console_recovery(p: &crate::profile::Profile) -> Option<String> {
+    let users = account_names(p);
+    if users.is_empty() {
+        return None;
+    }
+    let slots: Vec<String> = p
+        .secrets
+        .iter()
+        .filter_map(|(n, s)| s.password_of.as_ref().map(|u| format!("{u} (slot `{n}`)")))
+        .collect();
+    Some(if slots.is_empty() {
+        format!(
+            "off: the passwords of {} are locked, so a provider's web console cannot log in if SSH breaks. \
+             To enable it, declare a slot per user, e.g. [secrets.admin_password_hash] password_of = \"{}\", \
+             and give each node a crypt hash at seal time (SSH stays key-only)",
+            users.join(", "),
+            users[0]
+        )
+    } else {
+        format!(
+            "{} when the node's secrets carry a crypt hash; without one the password stays locked",
+            slots.join(", ")
+        )
+    })
 }
 
 /// Check a node name (it becomes the host name).
@@ -379,6 +453,11 @@ pub fn template(profile: &str, slots: &Slots) -> String {
         if !slot.description.is_empty() {
             s.push_str(&format!("# {}\n", toml_comment(&slot.description)));
         }
+        if slot.password_of.is_some() {
+            s.push_str(
+                "# The value is a password HASH, never the password: make it with\n#   mkpasswd -m yescrypt          (Debian/Ubuntu package `whois`)\n#   openssl passwd -6             (SHA-512 crypt)\n# and paste the $y$… or $6$… line. Only the console accepts it: SSH stays key-only.\n",
+            );
+        }
         s.push_str(&format!(
             "# {} -> {} ({}:{} {:04o})\n{name} = \"\"\n\n",
             slot.kind(),
@@ -410,6 +489,36 @@ mod tests {
         std::fs::write(&p, text).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
         SecretsFile::load(&p)
+    }
+
+    #[test]
+    fn password_slots_take_only_crypt_hashes() {
+        let mut sl = slots();
+        sl.insert(
+            "pw".into(),
+            toml::from_str("password_of = \"adminclaw\"\n").unwrap(),
+        );
+        let base = "[slots]\napi = \"v\"\n";
+        let plain = secrets(&format!("{base}pw = \"hunter2-correct-horse\"\n"), 0o600).unwrap();
+        let e = plain.check(&sl).unwrap_err();
+        assert!(
+            e.message.contains("slot `pw`")
+                && e.message.contains("crypt(5) hash")
+                && !e.message.contains("hunter2"),
+            "{}",
+            e.message
+        );
+        let yes = "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd.RhAtQ7";
+        let sha = "$6$saltsalt$qFmFH.bQmmtXzyBY0s9v7Oicd2z4XSIecDzlB5KiA2/jctKu9YterLp8wwnSq.qc.eoxqOmSuNp2xS0ktL3nh/";
+        for h in [yes, sha] {
+            let ok = secrets(&format!("{base}pw = \"{h}\"\n"), 0o600).unwrap();
+            ok.check(&sl).unwrap();
+        }
+        let t = template("x", &sl);
+        assert!(
+            t.contains("mkpasswd -m yescrypt") && t.contains("password of adminclaw (/etc/shadow)"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -72,6 +72,10 @@ pub struct Plan {
     pub directories: BTreeMap<String, Directory>,
     /// Acknowledged lint findings (id: reason).
     pub acknowledged: Vec<String>,
+    /// Users a node may give a console password (a `password_of` secret slot): their
+    /// password is locked, or set on first boot from the node's secrets.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub console_passwords: Vec<String>,
 }
 
 impl Plan {
@@ -92,6 +96,11 @@ impl Plan {
             shell: p.shell.clone(),
             directories: p.directories.clone(),
             acknowledged: vec![],
+            console_passwords: p
+                .secrets
+                .values()
+                .filter_map(|s| s.password_of.clone())
+                .collect(),
         }
     }
 
@@ -408,7 +417,8 @@ mod golden {
     }
 
     /// (profile, sha256 of the plan's JSON, sha256 of the paths `apply` returned plus the
-    /// tree it left), recorded from the code before the module trait existed.
+    /// tree it left), recorded from the code before the module trait existed and updated on
+    /// purpose since (fixed uids for the hardened users).
     const GOLDEN: &[(&str, &str, &str)] = &[
         (
             "base",
@@ -422,13 +432,13 @@ mod golden {
         ),
         (
             "hardened",
-            "689c45407a2b93e4ace2322f4219265fa5b9f21ecbe220c5e8d1b162ce1e5538",
-            "7250e8598b44df23398c0b54fbda87ac1de58da89602008369e200f5fed4f974",
+            "c4ca157de1bf8000fee0e9c40b83e1128fed8dd5e44a8dc7b369512937e70bdb",
+            "ba6130ca7008fc6fe7bfd8d9d06a77b4f891eea91a36555b15357ac9bdaff3dc",
         ),
         (
             "production",
-            "2774a7a9d14257228a73ff537c34f7d6a0cee8e1e71b389f2e31f4c3f2914358",
-            "9988867b4627bba877fb0c2993694e46d7b50cb139b70e71cee021419e705f6b",
+            "38d1871366334f1154c1a63b9a5e48cad7f1d348548cd6e98814394c595a419e",
+            "bd88a98e50007cff77b5d851ebde82185304805799cd7251ccadc932844e6e6e",
         ),
         (
             "test",

@@ -34,8 +34,8 @@ impl Module for UsersModule {
         create(root, u)
     }
 
-    fn probes(&self, u: &Users, _: &Plan) -> Vec<Probe> {
-        user_probes(u)
+    fn probes(&self, u: &Users, plan: &Plan) -> Vec<Probe> {
+        user_probes(u, plan)
     }
 }
 
@@ -212,7 +212,7 @@ fn create(root: &Rootfs, users: &Users) -> Result<Vec<String>> {
 }
 
 /// Probes: each user exists with its groups, home mode and sudo rights.
-fn user_probes(users: &Users) -> Vec<Probe> {
+fn user_probes(users: &Users, plan: &Plan) -> Vec<Probe> {
     let mut v = vec![];
     let Ok(accounts) = users.accounts() else {
         return v;
@@ -231,11 +231,20 @@ fn user_probes(users: &Users) -> Vec<Probe> {
                 Expect::Success,
             ));
         }
-        v.push(Probe::new(
-            &format!("user {n} password locked"),
-            &format!("sudo -n passwd -S {n} | awk '{{print $2}}'"),
-            Expect::Equals("L".into()),
-        ));
+        if plan.console_passwords.iter().any(|u| u == n) {
+            // Set on first boot when the node's secrets carry a hash; never empty.
+            v.push(Probe::new(
+                &format!("user {n} password locked or console-only"),
+                &format!("sudo -n passwd -S {n} | awk '{{print $2}}' | grep -qx '[LP]'"),
+                Expect::Success,
+            ));
+        } else {
+            v.push(Probe::new(
+                &format!("user {n} password locked"),
+                &format!("sudo -n passwd -S {n} | awk '{{print $2}}'"),
+                Expect::Equals("L".into()),
+            ));
+        }
         let sudo_cmd =
             format!("sudo -n -l -U {n} | grep -q 'NOPASSWD: ALL' && echo yes || echo no");
         v.push(Probe::new(

@@ -34,6 +34,9 @@ pub struct TestRun {
     pub ssh_user: String,
     /// Guest SSH port.
     pub ssh_port: u16,
+    /// Expose the serial console as a Unix socket here while the VM runs (a symlink to
+    /// QEMU's socket, removed afterwards).
+    pub console_socket: Option<PathBuf>,
 }
 
 /// Result of one boot.
@@ -109,6 +112,16 @@ pub fn run(t: &TestRun) -> Result<TestReport> {
         work: work.path().join("vm"),
     };
     let mut vm = Vm::start(&spec, &key, &t.ssh_user)?;
+    let _console = match (&t.console_socket, &vm.console) {
+        (Some(link), Some(sock)) => Some(ConsoleLink::new(link, sock)?),
+        (Some(link), None) => {
+            return Err(Error::failed(format!(
+                "--console-socket {}: the scratch directory's path is too long for a socket",
+                link.display()
+            )))
+        }
+        _ => None,
+    };
     let title = format!(
         "{} — {:?} firmware, {:?} disk{}, {}",
         t.image.display(),
@@ -141,6 +154,24 @@ pub fn run(t: &TestRun) -> Result<TestReport> {
         outcomes,
         time_to_ssh,
     })
+}
+
+/// A symlink to the VM's console socket, removed when dropped.
+struct ConsoleLink(PathBuf);
+
+impl ConsoleLink {
+    fn new(link: &Path, sock: &Path) -> Result<ConsoleLink> {
+        let _ = std::fs::remove_file(link);
+        std::os::unix::fs::symlink(sock, link)
+            .map_err(|e| Error::config(format!("--console-socket {}: {e}", link.display())))?;
+        Ok(ConsoleLink(link.to_path_buf()))
+    }
+}
+
+impl Drop for ConsoleLink {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Wrap a shell command so a sudo-capable user runs it as root.

@@ -127,6 +127,10 @@ pub struct Vm {
     pub ssh_port: u16,
     /// Serial console log.
     pub serial_log: PathBuf,
+    /// The serial console as a Unix socket (QEMU is the server; the log keeps everything
+    /// the guest writes whether or not a client is connected). `None` when the scratch
+    /// directory's path is too long for a socket address.
+    pub console: Option<PathBuf>,
     /// Accelerator actually used.
     pub accel: &'static str,
     key: PathBuf,
@@ -198,8 +202,24 @@ impl Vm {
         cmd.args(["-machine", &format!("q35,accel={accel}")]);
         cmd.args(["-cpu", if accel == "kvm" { "host" } else { "max" }]);
         cmd.args(["-smp", "2", "-m", &spec.memory_mib.to_string()]);
-        cmd.arg("-serial")
-            .arg(format!("file:{}", serial_log.display()));
+        let sock = spec.work.join("console.sock");
+        let _ = std::fs::remove_file(&sock);
+        // sun_path holds 108 bytes; a longer scratch path gets a log-only console.
+        let console = (sock.as_os_str().len() < 100).then_some(sock);
+        match &console {
+            Some(sock) => {
+                cmd.arg("-chardev").arg(format!(
+                    "socket,id=con0,path={},server=on,wait=off,logfile={}",
+                    sock.display(),
+                    serial_log.display()
+                ));
+                cmd.args(["-serial", "chardev:con0"]);
+            }
+            None => {
+                cmd.arg("-serial")
+                    .arg(format!("file:{}", serial_log.display()));
+            }
+        }
         cmd.arg("-drive").arg(format!(
             "if=none,id=d0,file={},format=qcow2,cache=unsafe,discard=unmap",
             overlay.display()
@@ -262,6 +282,7 @@ impl Vm {
             child: Some(child),
             ssh_port: port,
             serial_log,
+            console,
             accel,
             key: key.to_path_buf(),
             user: user.to_string(),

@@ -70,11 +70,11 @@ pub(crate) mod golden {
         ),
         (
             "hardened",
-            "8830be2ceaba8c473e83d008a865ac16a5e28d3ce012d673cc393ad2664b4671",
+            "43dfa67b96be2497881a3de14fe9b6d1af766b930a4aa0f5f1fab107e0285213",
         ),
         (
             "production",
-            "7af801d1f0ebe1f4c7b10d6206ed1fb847a49ea232e426f98480c7264ef18819",
+            "68a4fc0aa718cbc25dcf2a836d804236f47b59f2cb5b78276434a3f9604cdea6",
         ),
         (
             "test",

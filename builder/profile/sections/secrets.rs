@@ -28,6 +28,11 @@ pub struct Slot {
     pub generate: Option<String>,
     /// Units that must not start before this slot is filled.
     pub units: Vec<String>,
+    /// A console-recovery password: the value is a crypt(5) hash (yescrypt or SHA-512
+    /// crypt) set as this user's password on first boot (`chpasswd -e`). No file is
+    /// written; SSH password login stays off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_of: Option<String>,
 }
 
 impl Default for Slot {
@@ -42,6 +47,7 @@ impl Default for Slot {
             required: false,
             generate: None,
             units: vec![],
+            password_of: None,
         }
     }
 }
@@ -58,10 +64,36 @@ impl Slot {
 
     /// Where the value goes, for messages: `/etc/x` or `/opt/openclaw/.env KEY`.
     pub fn destination(&self) -> String {
+        if let Some(u) = &self.password_of {
+            return format!("password of {u} (/etc/shadow)");
+        }
         match &self.env {
             Some(k) => format!("{} {k}", self.file),
             None => self.file.clone(),
         }
+    }
+
+    /// The file the slot's value ends up in: `/etc/shadow` for a password slot.
+    pub fn path(&self) -> &str {
+        if self.password_of.is_some() {
+            "/etc/shadow"
+        } else {
+            &self.file
+        }
+    }
+
+    /// Whether a value has the shape of a crypt(5) hash `chpasswd -e` takes: yescrypt
+    /// (`$y$`, `$gy$`, `$7$`), SHA-512/256 crypt (`$6$`, `$5$`) or bcrypt (`$2b$`...).
+    pub fn is_crypt_hash(v: &str) -> bool {
+        let Some(rest) = v.strip_prefix('$') else {
+            return false;
+        };
+        let id = rest.split('$').next().unwrap_or("");
+        ["y", "gy", "7", "6", "5", "2a", "2b", "2y"].contains(&id)
+            && rest.split('$').count() >= 3
+            && v.len() >= 20
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "$./=,-".contains(c))
     }
 }
 
