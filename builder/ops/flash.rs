@@ -775,8 +775,17 @@ impl Writer<'_> {
         let _ = stdout.read_to_string(&mut rest);
         let out = child.wait_with_output().ctx(|| "ssh".into())?;
         bar.finish_and_clear();
-        if let Err(e) = sent {
-            return Err(e);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match sent {
+            Err(e) if !out.status.success() => {
+                return Err(Error::failed(format!(
+                    "flash over ssh to {url} failed ({}): {} ({e})",
+                    out.status,
+                    stderr.trim()
+                )))
+            }
+            Err(e) => return Err(e),
+            Ok(()) => {}
         }
         if !out.status.success() || !rest.contains("DONE") {
             return Err(Error::failed(format!(

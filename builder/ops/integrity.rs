@@ -156,6 +156,9 @@ fn corrupt(file: &Path, what: String) -> Error {
     ))
 }
 
+/// Takes the file's bytes in order: offset, bytes, whether they are a hole.
+type Feed<'f> = dyn FnMut(u64, &[u8], bool) -> Result<()> + 'f;
+
 /// Read `file` once, holes as zeros: its whole sha256 against `recorded`; each range of
 /// `map` (when it is the build's recorded block map) against the map's sums, and no data
 /// outside its ranges; and the sha256 of each of `segments`, which a writer checks again
@@ -210,7 +213,7 @@ pub fn check(
         bar.inc(b.len() as u64);
         Ok(())
     };
-    let zero_fill = |from: u64, to: u64, feed: &mut dyn FnMut(u64, &[u8], bool) -> Result<()>| {
+    let zero_fill = |from: u64, to: u64, feed: &mut Feed| {
         let mut at = from;
         while at < to {
             let n = (to - at).min(zeros.len() as u64) as usize;
