@@ -244,9 +244,22 @@ fn block_devices_in_use_or_unconfirmed_are_refused_and_a_free_one_is_flashed() {
     let mut g = Cleanup::default();
     let mut cases: Vec<(&str, String, PathBuf)> = vec![];
 
+    // Each device in use is larger than the image, so only the in-use check can stop the
+    // flash: old data at the start, sparse after.
+    let bytes = image_bytes(&raw) + (16 << 20);
+    let used_disk = |name: &str, seed: u64| {
+        let f = dir.join(name);
+        random_fill(&f, 64 << 20, seed);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_len(bytes)
+            .unwrap();
+        f
+    };
     // A mounted filesystem.
-    let f = dir.join("mounted.img");
-    random_fill(&f, 64 << 20, 1);
+    let f = used_disk("mounted.img", 1);
     let dev = g.attach(&f);
     sh_ok(&["mkfs.ext4", "-q", "-F", &dev]);
     let mnt = dir.join("mnt");
@@ -256,8 +269,7 @@ fn block_devices_in_use_or_unconfirmed_are_refused_and_a_free_one_is_flashed() {
     cases.push(("is mounted at", dev, f));
 
     // Active swap.
-    let f = dir.join("swap.img");
-    random_fill(&f, 64 << 20, 2);
+    let f = used_disk("swap.img", 2);
     let dev = g.attach(&f);
     sh_ok(&["mkswap", "-f", &dev]);
     sh_ok(&["swapon", &dev]);
@@ -270,8 +282,7 @@ fn block_devices_in_use_or_unconfirmed_are_refused_and_a_free_one_is_flashed() {
         .output()
         .is_ok_and(|o| o.status.success());
     if dm_ok {
-        let f = dir.join("dm.img");
-        random_fill(&f, 64 << 20, 3);
+        let f = used_disk("dm.img", 3);
         let dev = g.attach(&f);
         let name = format!("clawimg-test-{}", std::process::id());
         sh_ok(&[
@@ -279,7 +290,7 @@ fn block_devices_in_use_or_unconfirmed_are_refused_and_a_free_one_is_flashed() {
             "create",
             &name,
             "--table",
-            &format!("0 {} linear {dev} 0", (64 << 20) / 512),
+            &format!("0 {} linear {dev} 0", bytes / 512),
         ]);
         g.dms.push(name);
         cases.push(("is held by", dev, f));
@@ -304,7 +315,6 @@ fn block_devices_in_use_or_unconfirmed_are_refused_and_a_free_one_is_flashed() {
     // A free device as large as the image, full of old data: refused without --yes when
     // stdin is no terminal, locally and remotely; flashed with it.
     let f = dir.join("free.img");
-    let bytes = image_bytes(&raw) + (16 << 20);
     random_fill(&f, bytes, 4);
     let dev = g.attach(&f);
     let before = file_sum(&f);
