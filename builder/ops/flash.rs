@@ -395,7 +395,7 @@ pub fn flash(o: &FlashOptions) -> Result<Report> {
         }
         Target::Ssh { dest, port, path } => {
             let r = remote_preflight(dest, *port, path)?;
-            let url = format!("ssh://{dest}{path}");
+            let url = ssh_url(dest, *port, path);
             if r.kind == "block" {
                 let why = r.facts.in_use(&r.name);
                 if !why.is_empty() {
@@ -414,7 +414,7 @@ pub fn flash(o: &FlashOptions) -> Result<Report> {
     }
     let target_label = match &o.target {
         Target::File(p) | Target::Block(p) => p.display().to_string(),
-        Target::Ssh { dest, path, .. } => format!("ssh://{dest}{path}"),
+        Target::Ssh { dest, port, path } => ssh_url(dest, *port, path),
     };
     let recorded = integrity::recorded(&o.image)?;
     let checked = integrity::check(
@@ -466,6 +466,14 @@ pub fn flash(o: &FlashOptions) -> Result<Report> {
         image_sha256: checked.sha256,
         checked_against: checked.against,
     })
+}
+
+/// The target as the user wrote it.
+fn ssh_url(dest: &str, port: Option<u16>, path: &str) -> String {
+    match port {
+        Some(p) => format!("ssh://{dest}:{p}{path}"),
+        None => format!("ssh://{dest}{path}"),
+    }
 }
 
 /// Kernel name of a block device path (`/dev/disk/by-id/…` → `sda`).
@@ -672,7 +680,7 @@ impl Writer<'_> {
         path: &str,
         r: &RemoteFacts,
     ) -> Result<(Duration, u64)> {
-        let url = format!("ssh://{dest}{path}");
+        let url = ssh_url(dest, port, path);
         let block = r.kind == "block";
         // The receiver is plain POSIX sh + dd. It first reports the device's facts again
         // and waits for GO (nothing may have claimed it since the preflight), then reads
