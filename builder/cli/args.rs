@@ -150,10 +150,14 @@ pub(super) enum Cmd {
     Cache(CacheCmd),
     /// Write an image to a file, a block device, or a device on a rescue system over SSH.
     ///
-    /// Only the allocated ranges (the block map NAME.bmap.json beside the image) are written,
-    /// zstd-compressed on the wire for SSH, then read back and compared by sha256. A target
-    /// that is mounted, holds the running root or is smaller than the image is refused before
-    /// anything is written; block devices need confirmation or --yes.
+    /// The image is first checked against the build's SHA256SUMS and block map. The block
+    /// map's ranges are written (zstd-compressed on the wire for SSH), the ranges it skips
+    /// are zeroed, everything is read back and compared, and the first MiB (partition table)
+    /// is written last, so an interrupted flash leaves a disk that does not boot. A device
+    /// that is mounted, active swap, holds the running root or is held by device-mapper/md
+    /// (through any stack of holders), or is smaller than the image, is refused before
+    /// anything is written; block devices, local or remote, need --yes or their name typed
+    /// on a terminal.
     #[command(
         after_help = "Examples:\n  clawimg flash out/production/production.raw --to /dev/sdb\n  clawimg flash out/production --to ssh://root@203.0.113.7/dev/sda --yes\n  clawimg flash out/test/test.raw --to /var/tmp/node1.img\n\nSSH options (identity file, known hosts) come from ~/.ssh/config or CLAWIMG_SSH_OPTS."
     )]
@@ -163,7 +167,7 @@ pub(super) enum Cmd {
         /// Target: a file path, /dev/DEVICE, or ssh://[user@]host[:port]/dev/DEVICE.
         #[arg(long)]
         to: String,
-        /// Do not ask before overwriting a block device.
+        /// Do not ask before overwriting a block device (needed without a terminal).
         #[arg(long)]
         yes: bool,
         /// Seal this node's secrets (TOML, mode 0600) into the seed partition of what is

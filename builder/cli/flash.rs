@@ -55,6 +55,20 @@ pub(super) fn flash(
     if let Some(w) = r.wire_bytes {
         println!("  on the wire: {:.1} MiB (zstd)", w as f64 / 1048576.0);
     }
-    println!("  read-back verified: sha256 {}", r.readback_sha256);
+    if r.zeroed > 0 {
+        println!(
+            "  zeroed: {:.1} MiB between the ranges (left empty by the image)",
+            r.zeroed as f64 / 1048576.0
+        );
+    }
+    let against = if r.checked_against.is_empty() {
+        "no recorded checksums to check it against".to_string()
+    } else {
+        format!("checked against {}", r.checked_against.join(" and "))
+    };
+    println!(
+        "  read-back verified: the target equals the image (sha256 {}, {against})",
+        r.image_sha256
+    );
     Ok(0)
 }

@@ -1,18 +1,36 @@
 //! `clawimg flash`: write an image to a file, a local block device, or a device on a remote
-//! rescue system over SSH (`ssh://user@host:port/dev/X`). Only the block map's ranges are
-//! sent (zstd-compressed on the wire for SSH), then read back and compared by sha256.
-//! Every check runs before the first byte is written.
+//! rescue system over SSH (`ssh://user@host:port/dev/X`).
+//!
+//! Every check runs before the first byte is written: the target is not in use (mounted,
+//! swap, the running root, or held by device-mapper/md, through any stack of holders), is
+//! large enough, a block device is confirmed (`--yes` or the device name typed on a
+//! terminal), and the image is the build's (whole-file and per-range checksums). Then the
+//! first MiB is replaced by a marker, the block map's ranges are written (zstd on the wire
+//! for SSH) and the ranges the map skips are zeroed, everything is read back, and only then
+//! the first MiB (MBR, GPT) is written: an interrupted flash leaves a disk that does not
+//! look bootable, and the next attempt says so.
 
 use crate::build::outputs::bmap::{self, BlockMap};
 use crate::error::{Context, Error, Result};
+use crate::ops::integrity::{self, Checked};
+use crate::support::blockdev;
 use crate::support::progress::Progress;
 use crate::support::ssh::{parse_authority, ssh_run, ssh_spawn};
+use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::{BufRead, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+
+/// The head of the disk written last: protective MBR, GPT header and entries (partitions
+/// start at 1 MiB).
+pub const HEAD: u64 = 1 << 20;
+
+/// First bytes of the head while a flash is under way (no MBR signature, no GPT).
+pub const MARKER: &str = "CLAWIMG-FLASH-INCOMPLETE";
 
 /// Where to flash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,12 +89,16 @@ pub struct Report {
     pub bytes: u64,
     /// Ranges written.
     pub ranges: usize,
+    /// Bytes zeroed between the ranges.
+    pub zeroed: u64,
     /// Time spent writing.
     pub write_time: Duration,
     /// Bytes on the wire (SSH, after compression).
     pub wire_bytes: Option<u64>,
-    /// sha256 of the mapped ranges, as read back from the target.
-    pub readback_sha256: String,
+    /// sha256 of the image file, checked before writing.
+    pub image_sha256: String,
+    /// What the image was checked against (empty: nothing was recorded).
+    pub checked_against: Vec<String>,
 }
 
 /// Options for one flash.
@@ -91,12 +113,11 @@ pub struct FlashOptions {
     pub progress: Progress,
 }
 
-fn block_size_of(p: &Path) -> Result<u64> {
-    let f = File::open(p).ctx(|| format!("open {}", p.display()))?;
+fn block_size_of(f: &File, p: &Path) -> Result<u64> {
     let mut size: u64 = 0;
     const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
     // SAFETY: the ioctl writes one u64 into `size`.
-    let rc = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&f), BLKGETSIZE64, &mut size) };
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), BLKGETSIZE64, &mut size) };
     if rc != 0 {
         return Err(Error::failed(format!(
             "cannot read size of {}: {}",
@@ -107,62 +128,125 @@ fn block_size_of(p: &Path) -> Result<u64> {
     Ok(size)
 }
 
-/// Refuse a local block device that is mounted, holds the running root, or a partition of it is.
-fn check_not_in_use(dev: &Path) -> Result<()> {
-    let real = dev
-        .canonicalize()
-        .ctx(|| format!("resolve {}", dev.display()))?;
-    let name = real
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    for line in mounts.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(src), Some(mnt)) = (f.next(), f.next()) else {
-            continue;
-        };
-        let src_name = Path::new(src)
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
-        if let Some(sn) = src_name {
-            let is_part = sn.starts_with(&name)
-                && sn[name.len()..]
-                    .trim_start_matches('p')
-                    .chars()
-                    .all(|c| c.is_ascii_digit());
-            if sn == name || is_part {
-                let what = if mnt == "/" {
-                    "holds the running root filesystem"
-                } else {
-                    "is mounted"
-                };
-                return Err(Error::config(format!(
-                    "refusing to flash {}: {src} {what} at {mnt}",
-                    dev.display()
-                )));
-            }
-        }
-    }
-    Ok(())
+/// What the writer does, in offset order: the head last, the map's ranges, the gaps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Plan {
+    /// `[0, HEAD)` (or the whole image when smaller).
+    head: [u64; 2],
+    /// The map's ranges past the head.
+    writes: Vec<[u64; 2]>,
+    /// What neither covers, up to the image's end: zeroed.
+    zeros: Vec<[u64; 2]>,
 }
 
-fn confirm(what: &str) -> Result<()> {
+enum Op {
+    Write(usize),
+    Zero([u64; 2]),
+}
+
+impl Plan {
+    fn new(map: &BlockMap) -> Plan {
+        let h = HEAD.min(map.image_bytes);
+        let writes: Vec<[u64; 2]> = map
+            .ranges
+            .iter()
+            .filter(|[o, l]| o + l > h)
+            .map(|&[o, l]| {
+                let s = o.max(h);
+                [s, o + l - s]
+            })
+            .collect();
+        let mut zeros = vec![];
+        let mut pos = h;
+        for &[o, l] in &writes {
+            if o > pos {
+                zeros.push([pos, o - pos]);
+            }
+            pos = o + l;
+        }
+        if map.image_bytes > pos {
+            zeros.push([pos, map.image_bytes - pos]);
+        }
+        Plan {
+            head: [0, h],
+            writes,
+            zeros,
+        }
+    }
+
+    /// The head and the writes: what the image check hashes on its own.
+    fn segments(&self) -> Vec<[u64; 2]> {
+        std::iter::once(self.head)
+            .chain(self.writes.iter().copied())
+            .collect()
+    }
+
+    /// Writes (by index into `writes`) and zeroings, by offset.
+    fn ops(&self) -> Vec<Op> {
+        let mut v: Vec<(u64, Op)> = self
+            .writes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r[0], Op::Write(i)))
+            .chain(self.zeros.iter().map(|&z| (z[0], Op::Zero(z))))
+            .collect();
+        v.sort_by_key(|x| x.0);
+        v.into_iter().map(|x| x.1).collect()
+    }
+
+    fn zeroed(&self) -> u64 {
+        self.zeros.iter().map(|z| z[1]).sum()
+    }
+}
+
+/// The head written first: the marker line (why the disk is not bootable yet), then zeros.
+fn marker_head(len: u64, image_sha256: &str) -> Vec<u8> {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut v =
+        format!("{MARKER} image-sha256={image_sha256} started-unix={started}\n").into_bytes();
+    v.resize(len as usize, 0);
+    v
+}
+
+/// The marker line at the start of a target, if a previous flash left one.
+fn marker_in(first: &[u8]) -> Option<String> {
+    let line = first.split(|&b| b == b'\n').next()?;
+    let text = String::from_utf8_lossy(line);
+    text.starts_with(MARKER).then(|| text.trim().to_string())
+}
+
+fn note_interrupted(target: &str, line: &str) {
+    eprintln!(
+        "note: the previous flash of {target} was interrupted before it finished ({line}); the disk holds a partial image and has no partition table. Flashing it again."
+    );
+}
+
+fn refuse_in_use(target: &str, why: &[String]) -> Error {
+    Error::config(format!(
+        "refusing to flash {target}: it is in use; nothing was written:\n  {}",
+        why.join("\n  ")
+    ))
+}
+
+/// Confirmation for a block device: `--yes`, or its name typed on a terminal.
+fn confirm(label: &str, name: &str) -> Result<()> {
     use std::io::IsTerminal;
     if !std::io::stdin().is_terminal() {
         return Err(Error::config(format!(
-            "refusing to overwrite {what} without confirmation: pass --yes"
+            "refusing to overwrite block device {label} without confirmation: stdin is not a terminal, pass --yes; nothing was written"
         )));
     }
-    eprint!("This overwrites {what}. Type 'yes' to continue: ");
+    eprint!("This overwrites block device {label}; everything on it is lost.\nType the device name ({name}) to continue: ");
     let mut line = String::new();
     std::io::stdin()
         .lock()
         .read_line(&mut line)
         .ctx(|| "read answer".into())?;
-    if line.trim() != "yes" {
+    let answer = line.trim();
+    if answer != name && answer.rsplit('/').next() != Some(name) {
         return Err(Error::config(
             "not confirmed; nothing was written".to_string(),
         ));
@@ -170,60 +254,90 @@ fn confirm(what: &str) -> Result<()> {
     Ok(())
 }
 
+fn human(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{} MiB", bytes >> 20)
+    }
+}
+
+fn local_model(name: &str) -> String {
+    let d = Path::new("/sys/class/block").join(name).join("device");
+    ["vendor", "model"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(d.join(f)).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn describe(target: &str, size: u64, model: &str) -> String {
+    if model.is_empty() {
+        format!("{target} ({})", human(size))
+    } else {
+        format!("{target} ({}, {model})", human(size))
+    }
+}
+
 /// The remote target's facts, gathered before writing.
 struct RemoteFacts {
+    kind: String,
+    name: String,
     size: u64,
+    model: String,
+    head: Option<String>,
     zstd: bool,
+    facts: blockdev::Facts,
 }
 
 fn remote_preflight(dest: &str, port: Option<u16>, path: &str) -> Result<RemoteFacts> {
-    // Size of a block device or a regular file; refuse a mounted device.
     let script = format!(
-        "set -e; p={path}; \
-         if [ -b \"$p\" ]; then \
-           r=$(readlink -f \"$p\"); n=$(basename \"$r\"); \
-           if grep -Eq \"^(/dev/)?$n(p?[0-9]+)? \" /proc/mounts; then echo MOUNTED; exit 0; fi; \
-           echo SIZE $(blockdev --getsize64 \"$p\"); \
-         elif [ -f \"$p\" ]; then echo SIZE $(stat -c %s \"$p\"); \
-         else echo MISSING; fi; \
-         if command -v zstd >/dev/null 2>&1; then echo ZSTD; fi"
+        "p={path}\n\
+         if [ -b \"$p\" ]; then r=$(readlink -f \"$p\"); n=${{r##*/}}; echo \"T block $n\"; \
+           echo \"SIZE $(blockdev --getsize64 \"$p\")\"; \
+           echo \"MODEL $(cat /sys/class/block/$n/device/vendor /sys/class/block/$n/device/model 2>/dev/null | tr -s ' \\n' '  ')\"; \
+         elif [ -f \"$p\" ]; then echo \"T file\"; echo \"SIZE $(stat -c %s \"$p\")\"; \
+         else echo \"T missing\"; fi\n\
+         if [ -r \"$p\" ]; then echo \"H $(dd if=\"$p\" bs=512 count=1 status=none 2>/dev/null | head -n 1 | tr -cd '[:print:]')\"; fi\n\
+         if command -v zstd >/dev/null 2>&1; then echo ZSTD; fi\n\
+         {}",
+        blockdev::FACTS_SCRIPT
     );
     let out = ssh_run(dest, port, &script, None)?;
-    if out.contains("MOUNTED") {
-        return Err(Error::config(format!("refusing to flash ssh://{dest}{path}: it (or a partition of it) is mounted on the remote host")));
-    }
-    if out.contains("MISSING") {
+    let get = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+    };
+    let t = get("T ").unwrap_or_default();
+    let (kind, name) = t.split_once(' ').unwrap_or((t.as_str(), ""));
+    if kind == "missing" {
         return Err(Error::config(format!(
             "ssh://{dest}{path}: no such block device or file on the remote host"
         )));
     }
-    let size = out
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("SIZE ")
-                .and_then(|s| s.trim().parse::<u64>().ok())
-        })
+    let size = get("SIZE ")
+        .and_then(|s| s.parse::<u64>().ok())
         .ok_or_else(|| {
             Error::failed(format!(
                 "ssh://{dest}{path}: could not read the target's size: {out}"
             ))
         })?;
     Ok(RemoteFacts {
+        kind: kind.to_string(),
+        name: name.to_string(),
         size,
+        model: get("MODEL ").unwrap_or_default(),
+        head: get("H ").and_then(|h| marker_in(h.as_bytes())),
         zstd: out.lines().any(|l| l.trim() == "ZSTD"),
+        facts: blockdev::parse_facts(&out),
     })
-}
-
-/// Range list as text lines `OFFSET_BLOCKS COUNT_BLOCKS` (4 KiB blocks).
-fn range_lines(map: &BlockMap) -> String {
-    map.ranges
-        .iter()
-        .map(|[o, l]| format!("{} {}\n", o / bmap::BLOCK, l / bmap::BLOCK))
-        .collect()
 }
 
 /// Run the flash.
 pub fn flash(o: &FlashOptions) -> Result<Report> {
+    let map_recorded = bmap::path_for(&o.image).exists();
     let map = bmap::load_or_compute(&o.image)?;
     if map.ranges.iter().any(|[off, len]| {
         off % bmap::BLOCK != 0 || (len % bmap::BLOCK != 0 && off + len != map.image_bytes)
@@ -232,7 +346,8 @@ pub fn flash(o: &FlashOptions) -> Result<Report> {
             "block map ranges are not 4 KiB aligned".to_string(),
         ));
     }
-    // Every check before the first byte.
+    let plan = Plan::new(&map);
+    // Every check before the first byte: the target first (cheap), then the image.
     let too_small = |have: u64, what: &str| {
         Err(Error::config(format!(
             "refusing to flash: {what} has {have} bytes, the image needs {} ({} MiB); nothing was written",
@@ -240,12 +355,16 @@ pub fn flash(o: &FlashOptions) -> Result<Report> {
             map.image_bytes.div_ceil(1 << 20)
         )))
     };
+    let mut previous = None;
+    let mut confirm_as = None;
+    let mut remote = None;
     match &o.target {
         Target::File(p) => {
             if let Ok(m) = std::fs::metadata(p) {
                 if m.len() < map.image_bytes {
                     return too_small(m.len(), &p.display().to_string());
                 }
+                previous = read_first(p).and_then(|b| marker_in(&b));
             } else if !p
                 .parent()
                 .map(|d| d.as_os_str().is_empty() || d.is_dir())
@@ -258,78 +377,464 @@ pub fn flash(o: &FlashOptions) -> Result<Report> {
             }
         }
         Target::Block(p) => {
-            check_not_in_use(p)?;
-            let size = block_size_of(p)?;
+            let name = device_name(p)?;
+            let why = blockdev::local_facts(Path::new("/sys"), Path::new("/proc")).in_use(&name);
+            if !why.is_empty() {
+                return Err(refuse_in_use(&p.display().to_string(), &why));
+            }
+            let f = File::open(p).ctx(|| format!("open {}", p.display()))?;
+            let size = block_size_of(&f, p)?;
             if size < map.image_bytes {
                 return too_small(size, &p.display().to_string());
             }
-            if !o.yes {
-                confirm(&format!(
-                    "block device {} ({} MiB)",
-                    p.display(),
-                    size >> 20
-                ))?;
-            }
+            previous = read_first(p).and_then(|b| marker_in(&b));
+            confirm_as = Some((
+                describe(&p.display().to_string(), size, &local_model(&name)),
+                name,
+            ));
         }
         Target::Ssh { dest, port, path } => {
-            let facts = remote_preflight(dest, *port, path)?;
-            if facts.size < map.image_bytes {
-                return too_small(facts.size, &format!("ssh://{dest}{path}"));
+            let r = remote_preflight(dest, *port, path)?;
+            let url = ssh_url(dest, *port, path);
+            if r.kind == "block" {
+                let why = r.facts.in_use(&r.name);
+                if !why.is_empty() {
+                    return Err(refuse_in_use(&url, &why));
+                }
             }
-            return flash_ssh(o, &map, dest, *port, path, facts.zstd);
+            if r.size < map.image_bytes {
+                return too_small(r.size, &url);
+            }
+            previous = r.head.clone();
+            if r.kind == "block" {
+                confirm_as = Some((describe(&url, r.size, &r.model), r.name.clone()));
+            }
+            remote = Some(r);
         }
     }
-    flash_local(o, &map)
-}
-
-fn flash_local(o: &FlashOptions, map: &BlockMap) -> Result<Report> {
-    let path = match &o.target {
-        Target::File(p) | Target::Block(p) => p.clone(),
-        Target::Ssh { .. } => unreachable!("ssh handled separately"),
+    let target_label = match &o.target {
+        Target::File(p) | Target::Block(p) => p.display().to_string(),
+        Target::Ssh { dest, port, path } => ssh_url(dest, *port, path),
     };
-    let out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(matches!(o.target, Target::File(_)))
-        .truncate(false)
-        .open(&path)
-        .ctx(|| format!("open {}", path.display()))?;
-    if matches!(o.target, Target::File(_))
-        && out.metadata().map(|m| m.len()).unwrap_or(0) < map.image_bytes
-    {
-        out.set_len(map.image_bytes)
-            .ctx(|| "size target file".into())?;
+    let recorded = integrity::recorded(&o.image)?;
+    let checked = integrity::check(
+        &o.image,
+        recorded.as_ref(),
+        map_recorded.then_some(&map),
+        &plan.segments(),
+        &o.progress,
+    )?;
+    if checked.against.is_empty() {
+        integrity::note_unverified(&o.image);
     }
-    let bar = o.progress.bytes("flash", map.mapped_bytes);
-    let start = Instant::now();
-    let mut img = File::open(&o.image).ctx(|| format!("open {}", o.image.display()))?;
-    bmap::read_ranges(&mut img, &map.ranges, |at, buf| {
-        out.write_all_at(buf, at)
-            .ctx(|| format!("write {} at {at}", path.display()))?;
-        bar.inc(buf.len() as u64);
-        Ok(())
+    if let Some(line) = &previous {
+        note_interrupted(&target_label, line);
+    }
+    if let Some((label, name)) = &confirm_as {
+        if !o.yes {
+            confirm(label, name)?;
+        }
+    }
+    let w = Writer {
+        o,
+        plan: &plan,
+        checked: &checked,
+    };
+    let written = match (&o.target, remote) {
+        (Target::File(p), _) => w.local(p, false).map(|t| (t, None)),
+        (Target::Block(p), _) => w.local(p, true).map(|t| (t, None)),
+        (Target::Ssh { dest, port, path }, Some(r)) => {
+            w.ssh(dest, *port, path, &r).map(|(t, n)| (t, Some(n)))
+        }
+        (Target::Ssh { .. }, None) => unreachable!("preflight ran"),
+    };
+    let (write_time, wire_bytes) = written.map_err(|e| {
+        if e.exit_code() == 2 {
+            e
+        } else {
+            Error::failed(format!(
+                "{e}\n{target_label} may now hold a partial image without a partition table: it does not boot; run the flash again"
+            ))
+        }
     })?;
-    out.sync_all().ctx(|| format!("sync {}", path.display()))?;
-    bar.finish_and_clear();
-    let write_time = start.elapsed();
-    let readback = bmap::hash_ranges(&path, &map.ranges)?;
-    verify(map, &readback)?;
     Ok(Report {
         bytes: map.mapped_bytes,
         ranges: map.ranges.len(),
+        zeroed: plan.zeroed(),
         write_time,
-        wire_bytes: None,
-        readback_sha256: readback,
+        wire_bytes,
+        image_sha256: checked.sha256,
+        checked_against: checked.against,
     })
 }
 
-fn verify(map: &BlockMap, readback: &str) -> Result<()> {
-    if readback != map.sha256 {
-        return Err(Error::failed(format!(
-            "read-back verification FAILED: target has sha256 {readback} over the written ranges, the image {}",
-            map.sha256
-        )));
+/// The target as the user wrote it.
+fn ssh_url(dest: &str, port: Option<u16>, path: &str) -> String {
+    match port {
+        Some(p) => format!("ssh://{dest}:{p}{path}"),
+        None => format!("ssh://{dest}{path}"),
+    }
+}
+
+/// Kernel name of a block device path (`/dev/disk/by-id/…` → `sda`).
+fn device_name(p: &Path) -> Result<String> {
+    let real = p
+        .canonicalize()
+        .ctx(|| format!("resolve {}", p.display()))?;
+    Ok(real
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned())
+}
+
+fn read_first(p: &Path) -> Option<Vec<u8>> {
+    let mut f = File::open(p).ok()?;
+    let mut b = vec![0u8; 512];
+    let n = f.read(&mut b).ok()?;
+    b.truncate(n);
+    Some(b)
+}
+
+fn changed(image: &Path, [o, l]: [u64; 2]) -> Error {
+    Error::failed(format!(
+        "{}: bytes {o}..{} changed while flashing; stopped before the partition table was written, so the target does not boot; flash again",
+        image.display(),
+        o + l
+    ))
+}
+
+/// Zero `[off, off+len)`: BLKZEROOUT on a block device, a punched hole in a file, else
+/// plain zeros.
+fn zero_local(f: &File, [off, len]: [u64; 2], block: bool) -> Result<()> {
+    let fd = f.as_raw_fd();
+    let ok = if block {
+        const BLKZEROOUT: libc::c_ulong = 0x127f;
+        let range: [u64; 2] = [off, len];
+        // SAFETY: the ioctl reads two u64 from `range`.
+        unsafe { libc::ioctl(fd, BLKZEROOUT, range.as_ptr()) == 0 }
+    } else {
+        // SAFETY: fallocate on an fd we own; failure is handled below.
+        unsafe {
+            libc::fallocate(
+                fd,
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                off as libc::off_t,
+                len as libc::off_t,
+            ) == 0
+        }
+    };
+    if ok {
+        return Ok(());
+    }
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = off;
+    while at < off + len {
+        let n = (off + len - at).min(zeros.len() as u64) as usize;
+        f.write_all_at(&zeros[..n], at)
+            .ctx(|| format!("zero at {at}"))?;
+        at += n as u64;
     }
     Ok(())
+}
+
+/// Drop the target's cached pages so the read-back reads the device.
+fn drop_cache(f: &File) {
+    // SAFETY: advice only; failure leaves the cache as it is.
+    unsafe {
+        libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+    }
+}
+
+fn readback_failed(target: &str, [o, l]: [u64; 2]) -> Error {
+    Error::failed(format!(
+        "read-back verification FAILED: {target} bytes {o}..{} differ from the image",
+        o + l
+    ))
+}
+
+struct Writer<'a> {
+    o: &'a FlashOptions,
+    plan: &'a Plan,
+    checked: &'a Checked,
+}
+
+impl Writer<'_> {
+    /// Send the image's bytes of write `i` to `sink`, checking them against the sum the
+    /// image check computed; `tail` gets them too.
+    fn send_range(
+        &self,
+        img: &mut File,
+        i: usize,
+        tail: &mut Sha256,
+        sink: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let r = self.plan.writes[i];
+        let mut h = Sha256::new();
+        bmap::read_ranges(img, &[r], |at, buf| {
+            h.update(buf);
+            tail.update(buf);
+            sink(at, buf)
+        })?;
+        if hex::encode(h.finalize()) != self.checked.segment_sha256[i + 1] {
+            return Err(changed(&self.o.image, r));
+        }
+        Ok(())
+    }
+
+    /// The image's head, checked like a range.
+    fn head_bytes(&self, img: &mut File) -> Result<Vec<u8>> {
+        let mut v = vec![];
+        bmap::read_ranges(img, &[self.plan.head], |_, b| {
+            v.extend_from_slice(b);
+            Ok(())
+        })?;
+        if hex::encode(Sha256::digest(&v)) != self.checked.segment_sha256[0] {
+            return Err(changed(&self.o.image, self.plan.head));
+        }
+        Ok(v)
+    }
+
+    fn local(&self, path: &Path, block: bool) -> Result<Duration> {
+        let label = path.display().to_string();
+        let mut opts = std::fs::OpenOptions::new();
+        opts.read(true).write(true);
+        if block {
+            // Exclusive: refused while anything (a mount in any namespace, swap, dm, md)
+            // holds the device, and nothing can claim it while this flash runs.
+            opts.custom_flags(libc::O_EXCL);
+        } else {
+            opts.create(true).truncate(false);
+        }
+        let out = opts.open(path).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EBUSY) {
+                refuse_in_use(
+                    &label,
+                    &[
+                        "the kernel reports it busy (mounted, swap, or held by another device)"
+                            .into(),
+                    ],
+                )
+            } else {
+                Error::failed(format!("open {label}: {e}"))
+            }
+        })?;
+        let image_bytes = self
+            .plan
+            .zeros
+            .last()
+            .map(|z| z[0] + z[1])
+            .unwrap_or(0)
+            .max(self.plan.writes.last().map(|w| w[0] + w[1]).unwrap_or(0))
+            .max(self.plan.head[1]);
+        if !block && out.metadata().map(|m| m.len()).unwrap_or(0) < image_bytes {
+            out.set_len(image_bytes).ctx(|| "size target file".into())?;
+        }
+        // First the marker: from here until the head is written the disk does not boot.
+        out.write_all_at(&marker_head(self.plan.head[1], &self.checked.sha256), 0)
+            .ctx(|| format!("write {label}"))?;
+        out.sync_data().ctx(|| format!("sync {label}"))?;
+        let total: u64 = self.plan.writes.iter().map(|w| w[1]).sum();
+        let bar = self.o.progress.bytes("flash", total);
+        let start = Instant::now();
+        let mut img =
+            File::open(&self.o.image).ctx(|| format!("open {}", self.o.image.display()))?;
+        let mut tail = Sha256::new();
+        for op in self.plan.ops() {
+            match op {
+                Op::Write(i) => self.send_range(&mut img, i, &mut tail, &mut |at, buf| {
+                    out.write_all_at(buf, at)
+                        .ctx(|| format!("write {label} at {at}"))?;
+                    bar.inc(buf.len() as u64);
+                    Ok(())
+                })?,
+                Op::Zero(z) => zero_local(&out, z, block)?,
+            }
+        }
+        out.sync_all().ctx(|| format!("sync {label}"))?;
+        bar.finish_and_clear();
+        let write_time = start.elapsed();
+        drop_cache(&out);
+        let (_, sums) = bmap::hash_each(path, &self.plan.writes)?;
+        for (i, s) in sums.iter().enumerate() {
+            if *s != self.checked.segment_sha256[i + 1] {
+                return Err(readback_failed(&label, self.plan.writes[i]));
+            }
+        }
+        // Everything else is in place and verified: now the partition table.
+        let head = self.head_bytes(&mut img)?;
+        out.write_all_at(&head, 0)
+            .ctx(|| format!("write {label}"))?;
+        out.sync_all().ctx(|| format!("sync {label}"))?;
+        drop_cache(&out);
+        if bmap::hash_ranges(path, &[self.plan.head])? != self.checked.segment_sha256[0] {
+            return Err(readback_failed(&label, self.plan.head));
+        }
+        Ok(write_time)
+    }
+
+    fn ssh(
+        &self,
+        dest: &str,
+        port: Option<u16>,
+        path: &str,
+        r: &RemoteFacts,
+    ) -> Result<(Duration, u64)> {
+        let url = ssh_url(dest, port, path);
+        let block = r.kind == "block";
+        // The receiver is plain POSIX sh + dd. It first reports the device's facts again
+        // and waits for GO (nothing may have claimed it since the preflight), then reads
+        // one header line per operation: `W OFF LEN` and LEN bytes, or `Z OFF LEN`.
+        let decode = if r.zstd { "zstd -dcq" } else { "cat" };
+        let facts = if block { blockdev::FACTS_SCRIPT } else { "" };
+        let script = format!(
+            "p={path}\n{facts}\necho END\nread -r go; [ \"$go\" = GO ] || exit 3\n\
+             zd() {{ dd if=/dev/zero of=\"$p\" bs=1M seek=\"$1\" count=\"$2\" oflag=seek_bytes iflag=count_bytes conv=notrunc,nocreat status=none; }}\n\
+             if [ -b \"$p\" ]; then z() {{ blkdiscard -z -o \"$1\" -l \"$2\" \"$p\" 2>/dev/null || zd \"$1\" \"$2\"; }}\n\
+             else z() {{ fallocate -p -o \"$1\" -l \"$2\" \"$p\" 2>/dev/null || zd \"$1\" \"$2\"; }}; fi\n\
+             set -e\n\
+             {decode} | {{ while read -r op off len; do case $op in \
+               W) dd of=\"$p\" bs=1M seek=\"$off\" count=\"$len\" oflag=seek_bytes iflag=fullblock,count_bytes conv=notrunc,nocreat status=none ;; \
+               Z) z \"$off\" \"$len\" </dev/null ;; \
+               *) exit 4 ;; esac; done; }}\n\
+             sync\necho DONE\n"
+        );
+        let mut child = ssh_spawn(dest, port, &script, Stdio::piped(), Stdio::piped())?;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| Error::failed("ssh stdin"))?;
+        let mut stdout = BufReader::new(
+            child
+                .stdout
+                .take()
+                .ok_or_else(|| Error::failed("ssh stdout"))?,
+        );
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).ctx(|| "ssh".into())? == 0 {
+                let out = child.wait_with_output().ctx(|| "ssh".into())?;
+                return Err(Error::failed(format!(
+                    "{url}: the remote side ended before writing: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            if line.trim() == "END" {
+                break;
+            }
+            seen.push_str(&line);
+        }
+        if block {
+            let why = blockdev::parse_facts(&seen).in_use(&r.name);
+            if !why.is_empty() {
+                let _ = stdin.write_all(b"NO\n");
+                drop(stdin);
+                let _ = child.wait();
+                return Err(refuse_in_use(&url, &why));
+            }
+        }
+        stdin.write_all(b"GO\n").ctx(|| "send".into())?;
+        let mut wire = Counting { inner: stdin, n: 0 };
+        let total: u64 = self.plan.writes.iter().map(|w| w[1]).sum();
+        let bar = self.o.progress.bytes("flash", total);
+        let start = Instant::now();
+        let mut img =
+            File::open(&self.o.image).ctx(|| format!("open {}", self.o.image.display()))?;
+        let mut tail = Sha256::new();
+        let send = |w: &mut dyn Write, img: &mut File, tail: &mut Sha256| -> Result<()> {
+            // The marker first: from here until the head is written the disk does not boot.
+            let [_, hl] = self.plan.head;
+            w.write_all(format!("W 0 {hl}\n").as_bytes())
+                .ctx(|| "send".into())?;
+            w.write_all(&marker_head(hl, &self.checked.sha256))
+                .ctx(|| "send".into())?;
+            for op in self.plan.ops() {
+                match op {
+                    Op::Write(i) => {
+                        let [off, len] = self.plan.writes[i];
+                        w.write_all(format!("W {off} {len}\n").as_bytes())
+                            .ctx(|| "send".into())?;
+                        self.send_range(img, i, tail, &mut |_, buf| {
+                            w.write_all(buf)
+                                .ctx(|| "send (did the remote side fail?)".into())?;
+                            bar.inc(buf.len() as u64);
+                            Ok(())
+                        })?;
+                    }
+                    Op::Zero([off, len]) => {
+                        w.write_all(format!("Z {off} {len}\n").as_bytes())
+                            .ctx(|| "send".into())?;
+                    }
+                }
+            }
+            Ok(())
+        };
+        let sent = if r.zstd {
+            let mut enc = zstd::stream::Encoder::new(&mut wire, 3).ctx(|| "zstd".into())?;
+            let res = send(&mut enc, &mut img, &mut tail);
+            res.and_then(|_| enc.finish().map(|_| ()).ctx(|| "zstd finish".into()))
+        } else {
+            send(&mut wire, &mut img, &mut tail)
+        };
+        let wire_bytes = wire.n;
+        drop(wire);
+        let mut rest = String::new();
+        let _ = stdout.read_to_string(&mut rest);
+        let out = child.wait_with_output().ctx(|| "ssh".into())?;
+        bar.finish_and_clear();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match sent {
+            Err(e) if !out.status.success() => {
+                return Err(Error::failed(format!(
+                    "flash over ssh to {url} failed ({}): {} ({e})",
+                    out.status,
+                    stderr.trim()
+                )))
+            }
+            Err(e) => return Err(e),
+            Ok(()) => {}
+        }
+        if !out.status.success() || !rest.contains("DONE") {
+            return Err(Error::failed(format!(
+                "flash over ssh to {url} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim(),
+            )));
+        }
+        let write_time = start.elapsed();
+        // Read back what was written, on the remote side, past the device's own cache.
+        let script = format!(
+            "p={path}; sync; if [ -b \"$p\" ]; then blockdev --flushbufs \"$p\" 2>/dev/null || true; fi; \
+             while read -r off len; do dd if=\"$p\" bs=1M skip=\"$off\" count=\"$len\" iflag=skip_bytes,count_bytes status=none; done | sha256sum"
+        );
+        let lines: String = self
+            .plan
+            .writes
+            .iter()
+            .map(|[o, l]| format!("{o} {l}\n"))
+            .collect();
+        let got = ssh_run(dest, port, &script, Some(lines.as_bytes()))?;
+        if got.split_whitespace().next() != Some(hex::encode(tail.finalize()).as_str()) {
+            return Err(Error::failed(format!(
+                "read-back verification FAILED: the ranges written to {url} differ from the image; its partition table was not written"
+            )));
+        }
+        // Everything else is in place and verified: now the partition table.
+        let head = self.head_bytes(&mut img)?;
+        let script = format!(
+            "set -e; p={path}; dd of=\"$p\" bs=1M count={} iflag=fullblock,count_bytes conv=notrunc,nocreat status=none; sync; \
+             if [ -b \"$p\" ]; then blockdev --flushbufs \"$p\" 2>/dev/null || true; fi; \
+             dd if=\"$p\" bs=1M count={} iflag=count_bytes status=none | sha256sum",
+            head.len(),
+            head.len()
+        );
+        let got = ssh_run(dest, port, &script, Some(&head))?;
+        if got.split_whitespace().next() != Some(self.checked.segment_sha256[0].as_str()) {
+            return Err(readback_failed(&url, self.plan.head));
+        }
+        Ok((write_time, wire_bytes))
+    }
 }
 
 /// Counts bytes passing through a writer.
@@ -346,117 +851,6 @@ impl<W: Write> Write for Counting<W> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
     }
-}
-
-fn flash_ssh(
-    o: &FlashOptions,
-    map: &BlockMap,
-    dest: &str,
-    port: Option<u16>,
-    path: &str,
-    zstd: bool,
-) -> Result<Report> {
-    // The receiver is plain POSIX sh + dd: one header line per range, then its blocks.
-    let decode = if zstd { "zstd -dcq" } else { "cat" };
-    let script = format!(
-        "set -e; {decode} | {{ while read off cnt; do \
-           dd of={path} bs=4096 seek=$off count=$cnt iflag=fullblock conv=notrunc,nocreat status=none; \
-         done; }}; sync"
-    );
-    let mut child = ssh_spawn(dest, port, &script, Stdio::piped(), Stdio::null())?;
-    let stdin = child
-        .stdin
-        .take()
-        .ok_or_else(|| Error::failed("ssh stdin"))?;
-    let mut wire = Counting { inner: stdin, n: 0 };
-    let bar = o.progress.bytes("flash", map.mapped_bytes);
-    let start = Instant::now();
-    let mut img = File::open(&o.image).ctx(|| format!("open {}", o.image.display()))?;
-    let send = |w: &mut dyn Write, img: &mut File| -> Result<()> {
-        for r in &map.ranges {
-            let [off, len] = *r;
-            // A final partial block (image size not a multiple of 4 KiB) is padded with zeros.
-            let blocks = len.div_ceil(bmap::BLOCK);
-            w.write_all(format!("{} {}\n", off / bmap::BLOCK, blocks).as_bytes())
-                .ctx(|| "send".into())?;
-            img.seek(SeekFrom::Start(off)).ctx(|| "seek".into())?;
-            let mut left = len;
-            let mut buf = vec![0u8; 1 << 20];
-            while left > 0 {
-                let n = left.min(buf.len() as u64) as usize;
-                img.read_exact(&mut buf[..n]).ctx(|| "read image".into())?;
-                w.write_all(&buf[..n])
-                    .ctx(|| "send (did the remote side fail?)".into())?;
-                bar.inc(n as u64);
-                left -= n as u64;
-            }
-            let pad = (blocks * bmap::BLOCK - len) as usize;
-            if pad > 0 {
-                w.write_all(&vec![0u8; pad]).ctx(|| "send".into())?;
-            }
-        }
-        Ok(())
-    };
-    let sent = if zstd {
-        let mut enc = zstd::stream::Encoder::new(&mut wire, 3).ctx(|| "zstd".into())?;
-        let r = send(&mut enc, &mut img);
-        r.and_then(|_| enc.finish().map(|_| ()).ctx(|| "zstd finish".into()))
-    } else {
-        send(&mut wire, &mut img)
-    };
-    let wire_bytes = wire.n;
-    drop(wire);
-    let out = child.wait_with_output().ctx(|| "ssh".into())?;
-    bar.finish_and_clear();
-    if !out.status.success() || sent.is_err() {
-        return Err(Error::failed(format!(
-            "flash over ssh to {dest}:{path} failed ({}): {} {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim(),
-            sent.err().map(|e| e.to_string()).unwrap_or_default()
-        )));
-    }
-    let write_time = start.elapsed();
-    // Read back the same ranges on the remote side and hash them there.
-    let script = format!(
-        "set -e; while read off cnt; do dd if={path} bs=4096 skip=$off count=$cnt iflag=fullblock status=none; done | sha256sum"
-    );
-    let lines = range_lines(map);
-    let out = ssh_run(dest, port, &script, Some(lines.as_bytes()))?;
-    let readback = out.split_whitespace().next().unwrap_or("").to_string();
-    // Ranges are whole blocks remotely; hash the image the same way (pads a partial last block).
-    let expected = if map.ranges.iter().all(|[_, l]| l % bmap::BLOCK == 0) {
-        map.sha256.clone()
-    } else {
-        padded_hash(&o.image, map)?
-    };
-    let check = BlockMap {
-        sha256: expected,
-        ..map.clone()
-    };
-    verify(&check, &readback)?;
-    Ok(Report {
-        bytes: map.mapped_bytes,
-        ranges: map.ranges.len(),
-        write_time,
-        wire_bytes: Some(wire_bytes),
-        readback_sha256: readback,
-    })
-}
-
-fn padded_hash(image: &Path, map: &BlockMap) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut f = File::open(image).ctx(|| "open image".into())?;
-    let mut h = Sha256::new();
-    for r in &map.ranges {
-        bmap::read_ranges(&mut f, std::slice::from_ref(r), |_, b| {
-            h.update(b);
-            Ok(())
-        })?;
-        let pad = (r[1].div_ceil(bmap::BLOCK) * bmap::BLOCK - r[1]) as usize;
-        h.update(vec![0u8; pad]);
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 #[cfg(test)]
@@ -488,5 +882,60 @@ mod tests {
             parse_target("/nonexistent/x.img").unwrap(),
             Target::File("/nonexistent/x.img".into())
         );
+    }
+
+    #[test]
+    fn the_plan_writes_the_head_last_and_zeroes_every_gap() {
+        let map = BlockMap {
+            image_bytes: 8 << 20,
+            block_size: 4096,
+            mapped_bytes: 0,
+            ranges: vec![[0, 8192], [512 << 10, 1 << 20], [4 << 20, 4096]],
+            sha256: String::new(),
+            range_sha256: vec![],
+        };
+        let p = Plan::new(&map);
+        assert_eq!(p.head, [0, 1 << 20]);
+        assert_eq!(p.writes, [[1 << 20, 512 << 10], [4 << 20, 4096]]);
+        assert_eq!(
+            p.zeros,
+            [
+                [(3 << 20) / 2, (5 << 19)],
+                [(4 << 20) + 4096, (4 << 20) - 4096]
+            ]
+        );
+        // Head, writes and zeros cover the image exactly once.
+        let mut all: Vec<[u64; 2]> = p.segments();
+        all.extend(&p.zeros);
+        all.sort();
+        let mut pos = 0;
+        for [o, l] in all {
+            assert_eq!(o, pos);
+            pos += l;
+        }
+        assert_eq!(pos, 8 << 20);
+        assert_eq!(p.zeroed(), (8 << 20) - (1 << 20) - (512 << 10) - 4096);
+        // An image smaller than the head is all head.
+        let small = BlockMap {
+            image_bytes: 64 << 10,
+            ranges: vec![[0, 4096]],
+            ..map
+        };
+        let p = Plan::new(&small);
+        assert_eq!(
+            (p.head, p.writes.len(), p.zeros.len()),
+            ([0, 64 << 10], 0, 0)
+        );
+    }
+
+    #[test]
+    fn the_marker_is_recognised_and_is_not_a_boot_sector() {
+        let h = marker_head(HEAD, "ab12");
+        assert_eq!(h.len() as u64, HEAD);
+        assert_ne!(&h[510..512], &[0x55, 0xaa]);
+        assert_ne!(&h[512..520], b"EFI PART");
+        assert!(marker_in(&h).unwrap().contains("image-sha256=ab12"));
+        assert!(marker_in(&[0u8; 512]).is_none());
+        assert!(marker_in(b"").is_none());
     }
 }

@@ -2,13 +2,17 @@
 //!
 //! The copy shares blocks with the image where the filesystem can (reflink) and stays sparse
 //! otherwise; only the seed partition's bytes differ, so the root partition of every node is
-//! byte-identical to the image's. Every check runs before the first byte is written.
+//! byte-identical to the image's. Every check runs before the first byte is written, and
+//! the copy is checked against the build's checksums before it is sealed.
 
+use crate::build::outputs::bmap;
 use crate::error::{Context, Error, Result};
 use crate::image::layout::seed_partition;
 use crate::image::layout::SECTOR;
 use crate::image::manifest::Manifest;
+use crate::ops::integrity;
 use crate::profile::secrets::{self, SecretsFile};
+use crate::support::progress::Progress;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -78,6 +82,9 @@ pub fn seal(req: &SealRequest) -> Result<PathBuf> {
     if raw.canonicalize().ok() == req.output.canonicalize().ok() {
         return Err(Error::config("-o must not be the image itself".to_string()));
     }
+    let recorded = integrity::recorded(&raw)?;
+    let map_recorded = bmap::path_for(&raw).exists();
+    let map = bmap::load_or_compute(&raw)?;
 
     // Checks done: write a temporary file beside the output, rename when complete.
     let dir = req
@@ -100,6 +107,25 @@ pub fn seal(req: &SealRequest) -> Result<PathBuf> {
         .open(&tmp)
         .ctx(|| format!("create {}", tmp.display()))?;
     copy_sparse(&raw, &tmp)?;
+    // The copy, not the file it came from, is what gets sealed: check it against the
+    // build's checksums before the seed is written and the output appears.
+    let checked = integrity::check(
+        &tmp,
+        recorded.as_ref(),
+        map_recorded.then_some(&map),
+        &[],
+        &Progress::new(true),
+    )
+    .map_err(|e| match e.exit_code() {
+        2 => Error::config(
+            e.to_string()
+                .replace(&tmp.display().to_string(), &raw.display().to_string()),
+        ),
+        _ => e,
+    })?;
+    if checked.against.is_empty() {
+        integrity::note_unverified(&raw);
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .open(&tmp)
@@ -116,12 +142,13 @@ pub fn seal(req: &SealRequest) -> Result<PathBuf> {
     std::mem::forget(guard);
     // The sparse copy turned the image's explicit zeros (unused GPT entries, the seed) into
     // holes; flashing the copy must still write them over a used disk: keep the image's map.
-    let map = crate::build::outputs::bmap::load_or_compute(&raw)?;
-    let map = crate::build::outputs::bmap::BlockMap {
-        sha256: crate::build::outputs::bmap::hash_ranges(&req.output, &map.ranges)?,
+    let (sha256, range_sha256) = bmap::hash_each(&req.output, &map.ranges)?;
+    let map = bmap::BlockMap {
+        sha256,
+        range_sha256,
         ..map
     };
-    crate::build::outputs::bmap::write(&req.output, &map)?;
+    bmap::write(&req.output, &map)?;
     Ok(req.output.clone())
 }
 

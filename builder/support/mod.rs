@@ -1,6 +1,7 @@
 //! Helpers every layer uses: the rooted rootfs handle, running external tools, progress,
 //! the stage cache, identifiers, reproducibility settings, offline systemd enablement.
 
+pub mod blockdev;
 pub mod cache;
 pub mod digest;
 pub mod dpkg;

@@ -25,6 +25,7 @@ pub fn parse_authority(what: &str, authority: &str) -> Result<(String, Option<u1
 }
 
 /// The system `ssh` client for `dest`: batch mode, `CLAWIMG_SSH_OPTS` (else ~/.ssh/config).
+/// The destination follows `--`, so no destination is ever read as an option.
 pub fn ssh_cmd(dest: &str, port: Option<u16>) -> Command {
     let mut c = Command::new("ssh");
     c.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=15"]);
@@ -34,7 +35,7 @@ pub fn ssh_cmd(dest: &str, port: Option<u16>) -> Command {
     if let Some(p) = port {
         c.args(["-p", &p.to_string()]);
     }
-    c.arg(dest);
+    c.arg("--").arg(dest);
     c
 }
 
@@ -84,4 +85,22 @@ pub fn ssh_run(
         )));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_destination_follows_a_separator() {
+        let c = ssh_cmd("root@host", Some(2222));
+        let args: Vec<String> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let sep = args.iter().position(|a| a == "--").expect("--");
+        assert_eq!(args[sep + 1..], ["root@host"]);
+        assert!(args[..sep].contains(&"-p".to_string()));
+        assert!(parse_authority("x", "-oProxyCommand=x").is_err());
+    }
 }

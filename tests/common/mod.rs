@@ -226,3 +226,101 @@ pub fn partition_range(dir: &Path, name: &str) -> (u64, u64) {
         .clone();
     (r["offset"].as_u64().unwrap(), r["bytes"].as_u64().unwrap())
 }
+
+/// Fill `len` bytes of `p` (created or overwritten from offset 0) with pseudo-random bytes:
+/// a used disk, whose old contents must not survive where the image has none.
+pub fn random_fill(p: &Path, len: u64, seed: u64) {
+    use std::io::Write;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(p)
+        .unwrap();
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+    let mut x = seed | 1;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        for c in buf.chunks_exact_mut(8) {
+            // xorshift64: fast, and never a run of zeros.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            c.copy_from_slice(&x.to_le_bytes());
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        w.write_all(&buf[..n]).unwrap();
+        left -= n as u64;
+    }
+    w.flush().unwrap();
+}
+
+/// Every partition of the image in `dir` and the partition table (first 34 sectors) are
+/// byte-identical on `target` (sha256 of each range, computed here).
+pub fn assert_partitions_equal(dir: &Path, raw: &Path, target: &Path) {
+    assert_partitions_equal_but(dir, raw, target, &[]);
+}
+
+/// [`assert_partitions_equal`] except the partitions named in `skip` (a node's seed).
+pub fn assert_partitions_equal_but(dir: &Path, raw: &Path, target: &Path, skip: &[&str]) {
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let mut ranges = vec![("partition table".to_string(), 0u64, 34 * 512u64)];
+    for p in m["partitions"]["partitions"].as_array().unwrap() {
+        if skip.contains(&p["name"].as_str().unwrap_or("")) {
+            continue;
+        }
+        ranges.push((
+            p["name"].as_str().unwrap_or("?").to_string(),
+            p["offset"].as_u64().unwrap(),
+            p["bytes"].as_u64().unwrap(),
+        ));
+    }
+    assert!(ranges.len() >= 3, "{ranges:?}");
+    for (name, off, len) in ranges {
+        assert_eq!(
+            sha256_range(target, off, len),
+            sha256_range(raw, off, len),
+            "{}: {name} ({off}+{len}) differs from the image's",
+            target.display()
+        );
+    }
+}
+
+/// `e2fsck -fn` on the root partition of `target` (a read-only loop device over its
+/// range); asserts it is clean.
+pub fn assert_root_fsck_clean(dir: &Path, target: &Path) {
+    let (off, len) = partition_range(dir, "root");
+    let o = Command::new("losetup")
+        .args([
+            "-r",
+            "-f",
+            "--show",
+            "-o",
+            &off.to_string(),
+            "--sizelimit",
+            &len.to_string(),
+        ])
+        .arg(target)
+        .output()
+        .expect("losetup");
+    assert!(
+        o.status.success(),
+        "losetup: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let dev = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let fsck = Command::new("e2fsck")
+        .args(["-fn", &dev])
+        .output()
+        .expect("e2fsck");
+    let _ = Command::new("losetup").args(["-d", &dev]).status();
+    assert!(
+        fsck.status.success(),
+        "e2fsck -fn on the root of {}: {}{}",
+        target.display(),
+        String::from_utf8_lossy(&fsck.stdout),
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+}

@@ -25,6 +25,10 @@ pub struct BlockMap {
     pub ranges: Vec<[u64; 2]>,
     /// sha256 of the mapped ranges' contents, concatenated in order.
     pub sha256: String,
+    /// sha256 of each range on its own (as bmaptool records them), so a reader can check
+    /// every range as it reads it. Absent in maps written by older versions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub range_sha256: Vec<String>,
 }
 
 /// Where the block map of `image` is stored (`NAME.raw` → `NAME.bmap.json`).
@@ -84,13 +88,23 @@ pub fn read_ranges(
 
 /// sha256 over the given ranges of a file.
 pub fn hash_ranges(path: &Path, ranges: &[[u64; 2]]) -> Result<String> {
+    Ok(hash_each(path, ranges)?.0)
+}
+
+/// sha256 over the given ranges of a file, and of each range on its own.
+pub fn hash_each(path: &Path, ranges: &[[u64; 2]]) -> Result<(String, Vec<String>)> {
     let mut f = File::open(path).ctx(|| format!("open {}", path.display()))?;
-    let mut h = Sha256::new();
-    read_ranges(&mut f, ranges, |_, b| {
-        h.update(b);
-        Ok(())
-    })?;
-    Ok(hex::encode(h.finalize()))
+    let (mut all, mut one) = (Sha256::new(), Sha256::new());
+    let mut each = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        read_ranges(&mut f, std::slice::from_ref(r), |_, b| {
+            all.update(b);
+            one.update(b);
+            Ok(())
+        })?;
+        each.push(hex::encode(one.finalize_reset()));
+    }
+    Ok((hex::encode(all.finalize()), each))
 }
 
 /// sha256 of a whole file, holes included, without reading the holes: their zeros come
@@ -127,13 +141,14 @@ pub fn compute(image: &Path) -> Result<BlockMap> {
     let f = File::open(image).ctx(|| format!("open {}", image.display()))?;
     let image_bytes = f.metadata().ctx(|| "stat".into())?.len();
     let ranges = ranges(&f)?;
-    let sha256 = hash_ranges(image, &ranges)?;
+    let (sha256, range_sha256) = hash_each(image, &ranges)?;
     Ok(BlockMap {
         image_bytes,
         block_size: BLOCK,
         mapped_bytes: ranges.iter().map(|r| r[1]).sum(),
         ranges,
         sha256,
+        range_sha256,
     })
 }
 
@@ -156,7 +171,7 @@ pub fn load_or_compute(image: &Path) -> Result<BlockMap> {
             .map_err(|e| Error::config(format!("{}: {e}", p.display())))?;
         if m.image_bytes != size {
             return Err(Error::config(format!(
-                "{} is for a {}-byte image, {} has {size}",
+                "{} is for a {}-byte image, {} has {size} (truncated, or not the image of this build); nothing was written",
                 p.display(),
                 m.image_bytes,
                 image.display()
@@ -198,6 +213,8 @@ mod tests {
         for r in &m.ranges {
             assert_eq!(r[0] % BLOCK, 0);
         }
+        assert_eq!(m.range_sha256.len(), m.ranges.len());
+        assert_eq!(m.range_sha256[0], hash_ranges(&p, &m.ranges[..1]).unwrap());
         // The sparse hash equals a plain read of every byte, with a tail hole too.
         let mut seen = 0;
         let sparse = sha256_sparse(&p, |n| seen += n).unwrap();

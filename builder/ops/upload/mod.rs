@@ -1,6 +1,7 @@
 //! `clawimg upload`: put a built image where a cloud can boot it, OpenStack Glance
 //! ([`crate::ops::upload::glance`]) or S3-compatible object storage ([`crate::ops::upload::s3`]). This module holds
-//! what both share: the target, the image file and its digests, the HTTP agent and retries.
+//! what both share: the target, the image file and its digests (checked against the
+//! build's SHA256SUMS before any request), the HTTP agent and retries.
 
 pub mod glance;
 pub mod http;
@@ -36,7 +37,29 @@ pub fn upload(o: &UploadOptions) -> Result<String> {
     let progress = Progress::new(o.quiet);
     let st = progress.stage("digest", &img.path.display().to_string());
     let d = digests(&img.path, &progress)?;
-    st.done(&format!("sha256:{}", &d.sha256[..16]));
+    // The file must still be the build's before any byte leaves this machine.
+    match crate::ops::integrity::recorded(&img.path)? {
+        Some(r) if r.sha256 != d.sha256 => {
+            return Err(crate::error::Error::config(format!(
+                "{}: sha256 {}, but {} records {}: the image changed after the build (corrupted, truncated or edited); refusing it, nothing was uploaded",
+                img.path.display(),
+                d.sha256,
+                r.source,
+                r.sha256
+            )));
+        }
+        Some(r) => {
+            st.done(&format!(
+                "sha256:{} (as {} records)",
+                &d.sha256[..16],
+                r.source
+            ));
+        }
+        None => {
+            crate::ops::integrity::note_unverified(&img.path);
+            st.done(&format!("sha256:{}", &d.sha256[..16]));
+        }
+    }
     match dest {
         Dest::Glance(cfg) => crate::ops::upload::glance::upload(o, &cfg, &img, &d, &progress),
         Dest::S3(cfg, bucket, key) => {
