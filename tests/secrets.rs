@@ -308,6 +308,49 @@ fn audit_rules_fire_on_planted_files_and_stay_silent_on_the_clean_image() {
     }
 }
 
+/// Mode (octal permission bits) and owner ids of an inode in the built image's root
+/// filesystem, read with debugfs (not from the manifest or files.tsv).
+fn inode_mode(path: &str) -> (String, String, String) {
+    let (root_off, _) = partition("root");
+    let o = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("stat {path}"))
+        .arg(format!("{}?offset={root_off}", raw().display()))
+        .output()
+        .unwrap();
+    let text = out(&o);
+    assert!(o.status.success(), "debugfs: {text}");
+    let field = |name: &str| {
+        let i = text
+            .find(name)
+            .unwrap_or_else(|| panic!("no {name} for {path}: {text}"));
+        text[i + name.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    (field("Mode:"), field("User:"), field("Group:"))
+}
+
+#[test]
+fn overlay_setuid_setgid_and_sticky_bits_reach_the_image() {
+    // overlays/test-modes/overlay.toml declares these; the owner change must not clear them.
+    let daemon = "1";
+    assert_eq!(
+        inode_mode("/usr/local/bin/clawimg-setuid-probe"),
+        ("4755".into(), "0".into(), "0".into())
+    );
+    assert_eq!(
+        inode_mode("/usr/local/bin/clawimg-setgid-probe"),
+        ("2755".into(), "0".into(), daemon.into())
+    );
+    assert_eq!(
+        inode_mode("/opt/demo-shared"),
+        ("3775".into(), daemon.into(), daemon.into())
+    );
+}
+
 /// Run a command in the guest; must succeed.
 fn sh(vm: &Vm, cmd: &str) -> String {
     let o = vm.ssh(cmd, Duration::from_secs(300)).unwrap();
