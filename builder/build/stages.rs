@@ -422,14 +422,20 @@ pub fn outputs(cx: &Context, a: Assembled) -> Result<Outputs> {
         s.spawn(|| std::fs::remove_dir_all(rootfs_path));
         let audit_st = cx.progress.stage(
             "audit",
-            "no keys, tokens or node state in the root filesystem",
+            "no keys, tokens or node state in the root filesystem, ESP and image layers",
         );
         let report = at_low_priority(|| audit::audit_image(raw, None));
         audit_st.done(&match &report {
-            Ok(r) => format!(
+            Ok(r) if r.skipped.is_empty() => format!(
                 "{} findings, {} files scanned",
                 r.findings.len(),
                 r.files_scanned
+            ),
+            Ok(r) => format!(
+                "{} findings, {} files scanned; not scanned:\n{}",
+                r.findings.len(),
+                r.files_scanned,
+                r.render_skipped()
             ),
             Err(_) => "failed".into(),
         });
