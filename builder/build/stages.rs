@@ -335,7 +335,6 @@ pub fn assemble(cx: &Context, s: Scrubbed) -> Result<Assembled> {
     let name = &cx.name;
     let p = cx.profile();
     let staging = Staging::new(&cx.target)?;
-    files::write_file_list(&s.files, staging.path())?;
     let raw = staging.path().join(format!("{name}.raw"));
     let st = cx
         .progress
@@ -348,6 +347,9 @@ pub fn assemble(cx: &Context, s: Scrubbed) -> Result<Assembled> {
         work: cx.work.0.clone(),
     };
     let asm = assemble::run(&input, &raw)?;
+    let mut listed = s.files;
+    files::merge(&mut listed, asm.files.clone());
+    files::write_file_list(&listed, staging.path())?;
     st.done(&format!("{} MiB disk", asm.layout.disk_bytes >> 20));
     // The tree is no longer needed; free the space while the image is read.
     let Tree {
