@@ -106,9 +106,13 @@ pub struct SlotSpec {
     pub env: Option<String>,
     /// `required`, `optional` or a generate recipe (`hex:32`, `base64:N`, `alnum:N`, `uuid`).
     pub kind: String,
+    /// The value is written into `file` as it is (no other column says how it is applied).
+    pub verbatim: bool,
 }
 
-/// Parse the slot table (`name|file|env|owner|group|mode|kind`).
+/// Parse the slot table (`name|file|env|owner|group|mode|kind[|apply]`). A slot with an
+/// `apply` other than `-` is applied by a tool (a password hash through chpasswd), so its
+/// file holding other content is no finding.
 pub fn parse_slots(text: &str) -> Vec<SlotSpec> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
@@ -119,6 +123,7 @@ pub fn parse_slots(text: &str) -> Vec<SlotSpec> {
                 file: f[1].into(),
                 env: (f[2] != "-").then(|| f[2].to_string()),
                 kind: f[6].into(),
+                verbatim: f.get(7).is_none_or(|a| a.trim() == "-"),
             })
         })
         .collect()
@@ -211,6 +216,7 @@ impl Rules {
             Regex::new(r"(?m)^[ \t]*[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@").expect("git regex");
         let slots: Vec<SlotRule> = slots
             .iter()
+            .filter(|s| s.verbatim)
             .map(|s| SlotRule {
                 name: s.name.clone(),
                 file: s.file.clone(),
@@ -827,9 +833,10 @@ pub(crate) mod tests {
              gateway_token|/opt/demo/.env|GATEWAY_TOKEN|root|root|0600|hex:32\n\
              api_key|/opt/demo/.env|API_KEY|root|root|0600|required\n\
              db_password|/etc/demo/db-password|-|daemon|daemon|0440|required\n\
-             grafana|/opt/demo/.env|GRAFANA_PW|root|root|0600|alnum:32\n",
+             grafana|/opt/demo/.env|GRAFANA_PW|root|root|0600|alnum:32\n\
+             admin_hash|/etc/shadow|-|root|root|0600|optional|passwd:adminclaw\n",
         );
-        assert_eq!(slots.len(), 4);
+        assert_eq!(slots.len(), 5);
         let r = Rules::new(None, &slots);
         let slot_hits = |p: &str, d: &str| -> Vec<String> {
             rules_of(&r, p, d.as_bytes())
@@ -861,6 +868,8 @@ pub(crate) mod tests {
         let h = slot_hits("/etc/demo/db-password", "pw\n");
         assert!(h[0].contains("destination of slot `db_password`"), "{h:?}");
         assert!(slot_hits("/etc/demo/db-password", "\n").is_empty());
+        // Applied by a tool, not written as is: the file's own content is no value.
+        assert!(slot_hits("/etc/shadow", "root:*:19000:0:99999:7:::\n").is_empty());
         assert_eq!(
             value_format("base64:32").unwrap(),
             "[A-Za-z0-9+/]{43}={0,1}"
