@@ -400,15 +400,15 @@ fn overlay_setuid_setgid_and_sticky_bits_reach_the_image() {
     let daemon = "1";
     assert_eq!(
         inode_mode("/usr/local/bin/clawimg-setuid-probe"),
-        ("4755".into(), "0".into(), "0".into())
+        ("04755".into(), "0".into(), "0".into())
     );
     assert_eq!(
         inode_mode("/usr/local/bin/clawimg-setgid-probe"),
-        ("2755".into(), "0".into(), daemon.into())
+        ("02755".into(), "0".into(), daemon.into())
     );
     assert_eq!(
         inode_mode("/opt/demo-shared"),
-        ("3775".into(), daemon.into(), daemon.into())
+        ("03775".into(), daemon.into(), daemon.into())
     );
 }
 
