@@ -204,6 +204,29 @@ fn dr_drill_flash_standby_boot_and_verify() {
         lines[0].starts_with("changed  files     /etc/issue.net  (sha256 "),
         "{report}"
     );
+    // What an intruder would touch to stay: one more root key, the kernel, the ESP.
+    let o = standby
+        .ssh(
+            "echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIntruderKeyForTheDrillOnly intruder' >> /root/.ssh/authorized_keys \
+             && echo rootkit >> \"$(readlink -f /boot/vmlinuz)\" && readlink -f /boot/vmlinuz \
+             && echo bootkit >> /boot/efi/EFI/BOOT/BOOTX64.EFI",
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let kernel = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let (code, report) = verify(&img, standby.ssh_port, &key);
+    assert_eq!(code, 1, "{report}");
+    for want in [
+        "added    files     /root/.ssh/authorized_keys".to_string(),
+        format!("changed  files     {kernel}  (sha256 "),
+        "changed  files     /boot/efi/EFI/BOOT/BOOTX64.EFI  (sha256 ".to_string(),
+    ] {
+        assert!(
+            drift_lines(&report).iter().any(|l| l.starts_with(&want)),
+            "{want:?} not reported:\n{report}"
+        );
+    }
 
     // An unreachable node is a usage error, not drift.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")

@@ -271,6 +271,33 @@ fn metadata_sets_owner_group_mode_from_the_images_accounts() {
 }
 
 #[test]
+fn setuid_setgid_and_sticky_bits_survive_the_owner_change() {
+    let d = repo_with("suid", PROFILE);
+    let o = d.join("overlays/one");
+    write(&o.join("usr/local/bin/su-tool"), "#!/bin/sh\n");
+    write(&o.join("usr/local/bin/sg-tool"), "#!/bin/sh\n");
+    write(&o.join("srv/drop/.keep"), "");
+    write(
+        &o.join("overlay.toml"),
+        "[[path]]\nglob = \"/usr/local/bin/su-tool\"\nowner = \"clawsvc\"\nmode = \"4755\"\n\n\
+         [[path]]\nglob = \"/usr/local/bin/sg-tool\"\ngroup = \"clawgrp\"\nmode = \"2755\"\n\n\
+         [[path]]\nglob = \"/srv/drop\"\nowner = \"clawsvc\"\ngroup = \"clawgrp\"\nmode = \"3775\"\n",
+    );
+    let ovs = overlays::load(&load(&d)).unwrap();
+    let r = fake_rootfs("suid-root");
+    let root = Rootfs::open(&r).unwrap();
+    overlays::apply(&root, &ovs, &mut Provenance::default()).unwrap();
+    let st = |p: &str| {
+        let m = std::fs::symlink_metadata(r.join(p)).unwrap();
+        (m.uid(), m.gid(), m.permissions().mode() & 0o7777)
+    };
+    // The kernel clears setuid/setgid on every chown of a file, even by root.
+    assert_eq!(st("usr/local/bin/su-tool"), (4242, 0, 0o4755));
+    assert_eq!(st("usr/local/bin/sg-tool"), (0, 4343, 0o2755));
+    assert_eq!(st("srv/drop"), (4242, 4343, 0o3775));
+}
+
+#[test]
 fn later_overlays_override_earlier_and_provenance_says_which() {
     let d = repo_with(
         "order",

@@ -264,8 +264,61 @@ fn audit_rules_fire_on_planted_files_and_stay_silent_on_the_clean_image() {
             files.push(("/etc/ssl/private/service.key", o.stdout, "private-key"));
         }
     }
+    let telegram = "123456789:AAHfiqksKZ8WmR2zSjiQ7_v4TMAKdiHm9T0";
+    let b64 = |s: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    };
+    let jwt = format!(
+        "{}.{}.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+        b64(r#"{"alg":"HS256","typ":"JWT"}"#),
+        b64(r#"{"sub":"node"}"#)
+    );
+    files.extend([
+        (
+            "/opt/app/telegram.conf",
+            format!("TELEGRAM_BOT_TOKEN={telegram}\n").into_bytes(),
+            "token-shape",
+        ),
+        (
+            "/root/.gnupg/backup.asc",
+            b"-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQOYBGVkZXYBCADG8xkzNqwF1pP3p0m8Tz9ZtqXkV7m5mJQz3nq0W1R2sA9b8c7d\n-----END PGP PRIVATE KEY BLOCK-----\n".to_vec(),
+            "private-key",
+        ),
+        ("/opt/app/session", format!("{jwt}\n").into_bytes(), "jwt"),
+    ]);
+    // A baked image archive whose gzip layer holds a token: named by archive, layer, path.
+    let layer = {
+        let mut b = tar::Builder::new(vec![]);
+        let data = format!("bot={telegram}\n");
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "etc/bot.conf", data.as_bytes())
+            .unwrap();
+        let mut gz = flate2::write::GzEncoder::new(vec![], flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &b.into_inner().unwrap()).unwrap();
+        gz.finish().unwrap()
+    };
+    let blob = {
+        use sha2::Digest;
+        format!("blobs/sha256/{}", hex::encode(sha2::Sha256::digest(&layer)))
+    };
+    let archive = {
+        let mut b = tar::Builder::new(vec![]);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(layer.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, &blob, &layer[..]).unwrap();
+        b.into_inner().unwrap()
+    };
+    let archive_path = "/var/lib/clawimg/images/planted.tar";
+    let in_layer = format!("{archive_path}!{blob}!/etc/bot.conf");
     let (root_off, _) = partition("root");
-    let plain: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, d, _)| (*p, d.clone())).collect();
+    let mut plain: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, d, _)| (*p, d.clone())).collect();
+    plain.push((archive_path, archive));
     plant(&copy, root_off, &plain, &dir);
     let s = secrets_file(
         &dir,
@@ -292,7 +345,13 @@ fn audit_rules_fire_on_planted_files_and_stay_silent_on_the_clean_image() {
         .filter_map(|l| l.split_whitespace().nth(1))
         .filter(|p| p.starts_with('/'))
         .collect();
-    let planted: std::collections::BTreeSet<&str> = files.iter().map(|(p, _, _)| *p).collect();
+    assert!(
+        text.lines()
+            .any(|l| l.contains(&in_layer) && l.contains("token-shape")),
+        "the token in the container layer is not named:\n{text}"
+    );
+    let mut planted: std::collections::BTreeSet<&str> = files.iter().map(|(p, _, _)| *p).collect();
+    planted.insert(&in_layer);
     assert_eq!(flagged, planted, "{text}");
     for secret in [
         planted_value,
@@ -300,12 +359,57 @@ fn audit_rules_fire_on_planted_files_and_stay_silent_on_the_clean_image() {
         "sk-ant-api03",
         "AKIAIOSFODNN7EXAMPLE",
         "BEGIN OPENSSH",
+        telegram,
+        &jwt,
     ] {
         assert!(
             !text.contains(secret),
             "the audit printed a value ({secret}):\n{text}"
         );
     }
+}
+
+/// Mode (octal permission bits) and owner ids of an inode in the built image's root
+/// filesystem, read with debugfs (not from the manifest or files.tsv).
+fn inode_mode(path: &str) -> (String, String, String) {
+    let (root_off, _) = partition("root");
+    let o = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("stat {path}"))
+        .arg(format!("{}?offset={root_off}", raw().display()))
+        .output()
+        .unwrap();
+    let text = out(&o);
+    assert!(o.status.success(), "debugfs: {text}");
+    let field = |name: &str| {
+        let i = text
+            .find(name)
+            .unwrap_or_else(|| panic!("no {name} for {path}: {text}"));
+        text[i + name.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    (field("Mode:"), field("User:"), field("Group:"))
+}
+
+#[test]
+fn overlay_setuid_setgid_and_sticky_bits_reach_the_image() {
+    // overlays/test-modes/overlay.toml declares these; the owner change must not clear them.
+    let daemon = "1";
+    assert_eq!(
+        inode_mode("/usr/local/bin/clawimg-setuid-probe"),
+        ("04755".into(), "0".into(), "0".into())
+    );
+    assert_eq!(
+        inode_mode("/usr/local/bin/clawimg-setgid-probe"),
+        ("02755".into(), "0".into(), daemon.into())
+    );
+    assert_eq!(
+        inode_mode("/opt/demo-shared"),
+        ("03775".into(), daemon.into(), daemon.into())
+    );
 }
 
 /// Run a command in the guest; must succeed.

@@ -642,8 +642,9 @@ pub fn apply(root: &Rootfs, overlays: &[Overlay], prov: &mut Provenance) -> Resu
                         continue;
                     }
                     let mode = e.mode.unwrap_or(0o755);
-                    root.chmod(&e.path, mode)?;
+                    // Owner first: a chown clears setuid/setgid set before it.
                     root.chown(&e.path, uid, gid)?;
+                    root.chmod(&e.path, mode)?;
                     if !existed {
                         prov.record(&e.path, by.clone());
                     }
@@ -655,9 +656,10 @@ pub fn apply(root: &Rootfs, overlays: &[Overlay], prov: &mut Provenance) -> Resu
                     }
                     let mode = e.mode.unwrap_or(if *exec { 0o755 } else { 0o644 });
                     root.write(&e.path, data, mode)?;
-                    // write() is subject to the umask; set the exact mode afterwards.
-                    root.chmod(&e.path, mode)?;
+                    // write() is subject to the umask; set the exact mode afterwards, and
+                    // after the owner: a chown clears setuid/setgid.
                     root.chown(&e.path, uid, gid)?;
+                    root.chmod(&e.path, mode)?;
                     prov.record(&e.path, by.clone());
                     Some(mode)
                 }

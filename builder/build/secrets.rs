@@ -20,7 +20,7 @@ pub const SCRIPT: &str = include_str!(concat!(
 /// Where the script lives in the image.
 pub const SCRIPT_PATH: &str = "/usr/lib/clawimg/clawimg-secrets";
 /// The slot table the script reads (one slot per line, `|`-separated, no values).
-pub const SLOTS_PATH: &str = "/usr/lib/clawimg/secrets.slots";
+pub const SLOTS_PATH: &str = crate::image::scan::SLOTS_PATH;
 /// The slot table shipped in the image: `name|file|env|owner|group|mode|kind|apply`, where
 /// `apply` is `passwd:USER` for a console password (set with `chpasswd -e`) and `-` else.
 pub fn slot_table(slots: &Slots) -> String {

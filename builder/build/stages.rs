@@ -328,7 +328,6 @@ pub fn assemble(cx: &Context, s: Scrubbed) -> Result<Assembled> {
     let name = &cx.name;
     let p = cx.profile();
     let staging = Staging::new(&cx.target)?;
-    files::write_file_list(&s.files, staging.path())?;
     let raw = staging.path().join(format!("{name}.raw"));
     let st = cx
         .progress
@@ -341,6 +340,9 @@ pub fn assemble(cx: &Context, s: Scrubbed) -> Result<Assembled> {
         work: cx.work.0.clone(),
     };
     let asm = assemble::run(&input, &raw)?;
+    let mut listed = s.files;
+    files::merge(&mut listed, asm.files.clone());
+    files::write_file_list(&listed, staging.path())?;
     st.done(&format!("{} MiB disk", asm.layout.disk_bytes >> 20));
     // The tree is no longer needed; free the space while the image is read.
     let Tree {
@@ -415,14 +417,20 @@ pub fn outputs(cx: &Context, a: Assembled) -> Result<Outputs> {
         s.spawn(|| std::fs::remove_dir_all(rootfs_path));
         let audit_st = cx.progress.stage(
             "audit",
-            "no keys, tokens or node state in the root filesystem",
+            "no keys, tokens or node state in the root filesystem, ESP and image layers",
         );
         let report = at_low_priority(|| audit::audit_image(raw, None));
         audit_st.done(&match &report {
-            Ok(r) => format!(
+            Ok(r) if r.skipped.is_empty() => format!(
                 "{} findings, {} files scanned",
                 r.findings.len(),
                 r.files_scanned
+            ),
+            Ok(r) => format!(
+                "{} findings, {} files scanned; not scanned:\n{}",
+                r.findings.len(),
+                r.files_scanned,
+                r.render_skipped()
             ),
             Err(_) => "failed".into(),
         });

@@ -9,6 +9,14 @@ pub(super) fn audit(image: &Path, secrets: Option<&Path>) -> Result<i32> {
     let raw = crate::ops::seal::raw_image(image)?;
     let s = secrets.map(SecretsFile::load).transpose()?;
     let r = crate::image::audit::audit_image(&raw, s.as_ref())?;
+    if !r.skipped.is_empty() {
+        println!(
+            "audit: {} not scanned in {}:\n{}",
+            r.skipped.len(),
+            raw.display(),
+            r.render_skipped()
+        );
+    }
     if r.findings.is_empty() {
         println!(
             "audit: {} clean ({} files scanned)",

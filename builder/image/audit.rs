@@ -1,14 +1,16 @@
 //! The no-secrets audit: reads the *finished* root filesystem straight out of the disk image
-//! (read-only ext4 reader, no mount, no extraction) and reports anything secret or
-//! node-specific. Runs at the end of every build and as `clawimg audit IMAGE`.
+//! (read-only ext4 reader, no mount, no extraction), the files of the ESP, and every layer
+//! of the container archives baked into the image, and reports anything secret or
+//! node-specific. Runs at the end of every build and as `clawimg audit IMAGE`. The content
+//! rules are in [`crate::image::scan`].
 //!
+//! Nothing is skipped silently: what could not be scanned is listed with the reason.
 //! Findings name the path and the rule, never the matched bytes.
 
 use crate::error::{Error, Result};
+use crate::image::scan::{parse_slots, Rules, SLOTS_PATH};
 use crate::profile::secrets::SecretsFile;
 use ext4_view::{Ext4, Ext4Read, PathBuf as ExtPath};
-use md5::Digest as _;
-use regex::bytes::{Regex, RegexSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -27,16 +29,20 @@ pub const HISTORY: &[&str] = &[
 
 /// Partition type GUID of the root ("Linux root x86-64").
 pub const ROOT_TYPE: &str = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
-/// Files larger than this are not content-scanned (kernel images, initrds, databases).
-pub const MAX_SCAN: u64 = 64 << 20;
+/// Partition type GUID of the EFI system partition.
+pub const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+/// Where the node mounts the ESP (findings in it are named by this path).
+pub const ESP_MOUNT: &str = "/boot/efi";
+/// Directory of the baked container archives (`build::images::IMAGES_DIR`).
+pub const IMAGES_DIR: &str = "/var/lib/clawimg/images";
 
 /// One thing the audit found.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
     /// Path inside the root filesystem.
     pub path: String,
-    /// Rule that fired: `private-key`, `ssh-host-key`, `machine-id`, `token-shape`,
-    /// `env-hex-token`, `secret-value` or `node-state`.
+    /// Rule that fired: `private-key`, `ssh-host-key`, `machine-id`, `token-shape`, `jwt`,
+    /// `credentials`, `env-hex-token`, `secret-slot`, `secret-value` or `node-state`.
     pub rule: &'static str,
     /// What kind of thing it is (never the value).
     pub what: String,
@@ -47,8 +53,10 @@ pub struct Finding {
 pub struct Report {
     /// Findings, sorted by path.
     pub findings: Vec<Finding>,
-    /// Regular files whose contents were scanned.
+    /// Regular files whose contents were scanned (root filesystem, ESP, archive layers).
     pub files_scanned: u64,
+    /// What could not be scanned: (path, why).
+    pub skipped: Vec<(String, String)>,
 }
 
 impl Report {
@@ -57,6 +65,14 @@ impl Report {
         self.findings
             .iter()
             .map(|f| format!("  {:<14} {}  ({})\n", f.rule, f.path, f.what))
+            .collect()
+    }
+
+    /// One line per thing not scanned, with the reason.
+    pub fn render_skipped(&self) -> String {
+        self.skipped
+            .iter()
+            .map(|(p, why)| format!("  not scanned    {p}  ({why})\n"))
             .collect()
     }
 }
@@ -77,83 +93,6 @@ impl Ext4Read for Range {
         self.file.read_exact(dst)?;
         Ok(())
     }
-}
-
-const TOKEN_RULES: &[(&str, &str)] = &[
-    (
-        r"\bsk-ant-[A-Za-z0-9_-]{20,}",
-        "Anthropic API key shape (sk-ant-)",
-    ),
-    (
-        r"\bsk-(?:proj-)?[A-Za-z0-9][A-Za-z0-9_-]{31,}",
-        "OpenAI-style API key shape (sk-)",
-    ),
-    (
-        r"\bgh[pousr]_[A-Za-z0-9]{36}\b|\bgithub_pat_[A-Za-z0-9_]{60,}",
-        "GitHub token shape (ghp_)",
-    ),
-    (r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", "AWS access key id shape"),
-];
-
-/// The `--secrets` cross-check: one regex over every value, and (slot, value) to name a match.
-type ValueMatcher = (Regex, Vec<(String, Vec<u8>)>);
-
-struct Rules {
-    private_key: Regex,
-    tokens: RegexSet,
-    env_hex: Regex,
-    values: Option<ValueMatcher>,
-}
-
-impl Rules {
-    fn new(secrets: Option<&SecretsFile>) -> Self {
-        let private_key = Regex::new(
-            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----\r?\n(?:[A-Za-z0-9-]+:[^\n]*\r?\n|\r?\n){0,4}[A-Za-z0-9+/=]{40,}",
-        )
-        .expect("private key regex");
-        // ASCII word boundaries: a Unicode `\b` sends every binary file (non-ASCII bytes)
-        // to the slow NFA engine; the token shapes are ASCII anyway.
-        let tokens = regex::bytes::RegexSetBuilder::new(TOKEN_RULES.iter().map(|(r, _)| *r))
-            .unicode(false)
-            .build()
-            .expect("token regexes");
-        let env_hex =
-            Regex::new(r#"(?m)^[ \t]*(?:export[ \t]+)?[A-Za-z_][A-Za-z0-9_]*=["']?[0-9a-fA-F]{64}["']?[ \t]*\r?$"#).expect("env regex");
-        // Values shorter than 8 bytes would match by accident everywhere.
-        let vals: Vec<(String, Vec<u8>)> = secrets
-            .map(|s| {
-                s.values()
-                    .filter(|(_, v)| v.trim().len() >= 8)
-                    .map(|(k, v)| (k.to_string(), v.trim().as_bytes().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let values = (!vals.is_empty()).then(|| {
-            let alt: Vec<String> = vals
-                .iter()
-                .map(|(_, v)| regex::escape(&String::from_utf8_lossy(v)))
-                .collect();
-            let re = regex::bytes::RegexBuilder::new(&alt.join("|"))
-                .size_limit(64 << 20)
-                .build()
-                .expect("value regex");
-            (re, vals)
-        });
-        Rules {
-            private_key,
-            tokens,
-            env_hex,
-            values,
-        }
-    }
-}
-
-fn is_env_file(path: &str) -> bool {
-    let name = path.rsplit('/').next().unwrap_or("");
-    name == ".env"
-        || name.ends_with(".env")
-        || path == "/etc/environment"
-        || path.starts_with("/etc/default/")
 }
 
 /// Node state by path alone (no contents needed).
@@ -234,8 +173,18 @@ fn ext_err(p: &ExtPath, e: ext4_view::Ext4Error) -> Error {
     Error::failed(format!("audit: {}: {e}", p.display()))
 }
 
-/// Audit the root filesystem of a raw disk image: one walk for the rules that need only
-/// paths, then the contents of the regular files, split over the cores.
+/// Whether a root filesystem file is an archive whose entries (and layers) are walked.
+fn is_archive(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or("");
+    (path.starts_with(IMAGES_DIR) && name.ends_with(".tar"))
+        || [".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst"]
+            .iter()
+            .any(|s| name.ends_with(s))
+}
+
+/// Audit a raw disk image: one walk of the root filesystem for the rules that need only
+/// paths, then the contents of its regular files (container archives layer by layer),
+/// split over the cores, then the files of the ESP.
 pub fn audit_image(raw: &Path, secrets: Option<&SecretsFile>) -> Result<Report> {
     let root = crate::image::layout::find_partition(raw, ROOT_TYPE)?;
     let offset = root.extent.offset();
@@ -280,29 +229,40 @@ pub fn audit_image(raw: &Path, secrets: Option<&SecretsFile>) -> Result<Report> 
             if let Some(what) = node_state(&ps, md.len()) {
                 add("node-state", what);
             }
-            if md.len() > 0 && md.len() <= MAX_SCAN {
+            if md.len() > 0 {
                 files.push((p, ps));
             }
         }
     }
+    // The image's own slot table: each slot's destination and value format.
+    let slots = fs
+        .read(SLOTS_PATH)
+        .map(|b| parse_slots(&String::from_utf8_lossy(&b)))
+        .unwrap_or_default();
     drop(fs);
+    // Archives first: the longest jobs start early.
+    files.sort_by_key(|(_, ps)| !is_archive(ps));
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 8);
-    let rules = Rules::new(secrets);
-    let scanned: Vec<Result<Vec<Finding>>> = std::thread::scope(|s| {
+    let rules = Rules::new(secrets, &slots);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    type Part = (Vec<Finding>, Vec<(String, String)>, u64);
+    let scanned: Vec<Result<Part>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let (files, rules) = (&files, &rules);
+            .map(|_| {
+                let (files, rules, next) = (&files, &rules, &next);
                 s.spawn(move || {
                     let fs = open_root(raw, offset)?;
                     let shipped = std::cell::OnceCell::new();
-                    let mut found = vec![];
-                    for (p, ps) in files.iter().skip(t).step_by(threads) {
-                        scan_file(&fs, p, ps, rules, &shipped, &mut found)?;
+                    let mut part: Part = (vec![], vec![], 0);
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((p, ps)) = files.get(i) else { break };
+                        scan_file(&fs, p, ps, rules, &shipped, &mut part)?;
                     }
-                    Ok(found)
+                    Ok(part)
                 })
             })
             .collect();
@@ -315,88 +275,144 @@ pub fn audit_image(raw: &Path, secrets: Option<&SecretsFile>) -> Result<Report> 
             .collect()
     });
     for r in scanned {
-        report.findings.extend(r?);
+        let (found, skipped, n) = r?;
+        report.findings.extend(found);
+        report.skipped.extend(skipped);
+        report.files_scanned += n;
     }
-    report.files_scanned = files.len() as u64;
+    scan_esp(raw, &rules, &mut report)?;
     report
         .findings
         .sort_by(|a, b| (&a.path, a.rule).cmp(&(&b.path, b.rule)));
+    report.skipped.sort();
     Ok(report)
 }
 
-/// The content rules on one regular file.
+/// The files of the ESP, named by where the node mounts them. mtools reads the FAT (no
+/// mount); the partition is copied out first (mtools misreads FAT32 at an offset).
+fn scan_esp(raw: &Path, rules: &Rules, report: &mut Report) -> Result<()> {
+    use crate::support::{exec, tools};
+    let Ok(esp) = crate::image::layout::find_partition(raw, ESP_TYPE) else {
+        report.skipped.push((
+            ESP_MOUNT.into(),
+            "the image has no EFI system partition".into(),
+        ));
+        return Ok(());
+    };
+    tools::check(tools::AUDIT)?;
+    let work = tempfile::tempdir().map_err(|e| Error::failed(format!("audit: temp dir: {e}")))?;
+    let img = work.path().join("esp.img");
+    let io = |what: &str, e: std::io::Error| Error::failed(format!("audit: ESP {what}: {e}"));
+    {
+        let mut f = std::fs::File::open(raw).map_err(|e| io("open", e))?;
+        f.seek(SeekFrom::Start(esp.extent.offset()))
+            .map_err(|e| io("seek", e))?;
+        let mut out = std::fs::File::create(&img).map_err(|e| io("copy", e))?;
+        std::io::copy(&mut f.take(esp.extent.bytes()), &mut out).map_err(|e| io("copy", e))?;
+    }
+    let dest = work.path().join("files");
+    std::fs::create_dir(&dest).map_err(|e| io("copy", e))?;
+    let sh = exec::shell()?;
+    exec::run(
+        sh.cmd("mcopy")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-s", "-n", "-i"])
+            .arg(&img)
+            .arg("::/")
+            .arg(&dest),
+    )?;
+    for ent in walkdir::WalkDir::new(&dest).sort_by_file_name() {
+        let ent = ent.map_err(|e| Error::failed(format!("audit: ESP: {e}")))?;
+        if !ent.file_type().is_file() {
+            continue;
+        }
+        let rel = ent.path().strip_prefix(&dest).unwrap_or(ent.path());
+        let path = format!("{ESP_MOUNT}/{}", rel.display());
+        let f = std::fs::File::open(ent.path()).map_err(|e| io("read", e))?;
+        let s = rules.scan_reader(&path, f).map_err(|e| io("read", e))?;
+        report.files_scanned += 1;
+        report.findings.extend(s.hits.into_iter().map(|h| Finding {
+            path: path.clone(),
+            rule: h.rule,
+            what: h.what,
+        }));
+    }
+    Ok(())
+}
+
+/// The content rules on one regular file (archives entry by entry, layer by layer).
 fn scan_file(
     fs: &Ext4,
     p: &ExtPath,
     ps: &str,
     rules: &Rules,
     shipped: &std::cell::OnceCell<std::collections::HashMap<String, String>>,
-    found: &mut Vec<Finding>,
+    (found, skipped, files): &mut (Vec<Finding>, Vec<(String, String)>, u64),
 ) -> Result<()> {
-    let data = fs.read(p).map_err(|e| ext_err(p, e))?;
-    let mut add = |rule: &'static str, what: &str| {
-        found.push(Finding {
-            path: ps.to_string(),
-            rule,
-            what: what.to_string(),
+    let open = || fs.open(p).map_err(|e| ext_err(p, e));
+    let io = |e: std::io::Error| Error::failed(format!("audit: {ps}: {e}"));
+    // A file exactly as its Ubuntu package ships it is public (e.g. a TLS library's
+    // built-in test key); shape rules only judge what the build made or changed. The md5
+    // is taken only for a file a shape rule matched (almost none).
+    let from_package = |md5: &Option<String>| {
+        md5.as_ref().is_some_and(|m| {
+            shipped
+                .get_or_init(|| package_md5sums(fs))
+                .get(ps)
+                .is_some_and(|sum| sum == m)
         })
     };
+    // The build's own archives (baked images) are walked entry by entry and layer by
+    // layer; a packaged archive is the package's, scanned flat like any file.
+    let packaged = || shipped.get_or_init(|| package_md5sums(fs)).contains_key(ps);
+    if is_archive(ps) && !packaged() {
+        let a = rules.scan_archive(ps, open()?);
+        *files += a.files;
+        found.extend(a.hits.into_iter().map(|(path, h)| Finding {
+            path,
+            rule: h.rule,
+            what: h.what,
+        }));
+        let broken = !a.skipped.is_empty();
+        skipped.extend(a.skipped);
+        if !broken {
+            return Ok(());
+        }
+        // What the walk could not read is at least scanned as raw bytes below.
+    }
+    let mut s = rules.scan_reader(ps, open()?).map_err(io)?;
+    *files += 1;
+    let md5 = s.md5.clone();
+    s.exempt(from_package(&md5));
     if (ps == "/etc/machine-id" || ps == "/var/lib/dbus/machine-id")
-        && !data.trim_ascii().is_empty()
+        && !fs
+            .read(p)
+            .map_err(|e| ext_err(p, e))?
+            .trim_ascii()
+            .is_empty()
     {
-        add(
-            "machine-id",
-            "non-empty machine-id (must be empty: systemd makes one per node)",
-        );
+        found.push(Finding {
+            path: ps.to_string(),
+            rule: "machine-id",
+            what: "non-empty machine-id (must be empty: systemd makes one per node)".into(),
+        });
     }
     // A usable password hash is a secret like any other: console passwords reach a node
     // through a secret slot at first boot, never through the image.
     if ps == "/etc/shadow" || ps == "/etc/gshadow" {
-        for user in with_password_hash(&data) {
-            add(
-                "password-hash",
-                &format!("usable password hash for `{user}` (set it per node with a `password_of` secret slot)"),
-            );
+        for user in with_password_hash(&fs.read(p).map_err(|e| ext_err(p, e))?) {
+            found.push(Finding {
+                path: ps.to_string(),
+                rule: "password-hash",
+                what: format!("usable password hash for `{user}` (set it per node with a `password_of` secret slot)"),
+            });
         }
     }
-    // A file exactly as its Ubuntu package ships it is public (e.g. a TLS library's
-    // built-in test key); shape rules only judge what the build made or changed. The md5
-    // is taken only for a file a shape rule matched (almost none).
-    let key = rules.private_key.is_match(&data);
-    let tokens = rules.tokens.matches(&data);
-    let from_package = (key || tokens.matched_any())
-        && shipped
-            .get_or_init(|| package_md5sums(fs))
-            .get(ps)
-            .is_some_and(|sum| *sum == hex::encode(md5::Md5::digest(&data)));
-    if !from_package && key {
-        add("private-key", "PEM/OpenSSH private key block");
-    }
-    if !from_package {
-        for i in tokens.iter() {
-            add("token-shape", TOKEN_RULES[i].1);
-        }
-    }
-    if is_env_file(ps) && rules.env_hex.is_match(&data) {
-        add("env-hex-token", "64-hex-digit value in an env file");
-    }
-    if let Some((re, vals)) = &rules.values {
-        if let Some(m) = re.find(&data) {
-            let slot = vals
-                .iter()
-                .find(|(_, v)| v.as_slice() == m.as_bytes())
-                .map(|(k, _)| k.as_str())
-                .unwrap_or("?");
-            let whole = data.trim_ascii() == m.as_bytes();
-            add(
-                "secret-value",
-                &format!(
-                    "{} the value of slot `{slot}` from --secrets",
-                    if whole { "equals" } else { "contains" }
-                ),
-            );
-        }
-    }
+    found.extend(s.hits.into_iter().map(|h| Finding {
+        path: ps.to_string(),
+        rule: h.rule,
+        what: h.what,
+    }));
     Ok(())
 }
 
@@ -423,35 +439,6 @@ mod tests {
     }
 
     #[test]
-    fn content_rules() {
-        let r = Rules::new(None);
-        let pem = b"x\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----\n";
-        assert!(r.private_key.is_match(pem));
-        let enc = b"-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,AB\n\nMIIEowIBAAKCAQEAx7y0l3b4Zs0h5yq9ZQmF1nq6cFzqJ8k2v0m4d8cQy5k3Jq1H\n";
-        assert!(r.private_key.is_match(enc));
-        // A binary carrying only the marker string (like ssh-keygen) is not a key.
-        assert!(!r
-            .private_key
-            .is_match(b"\0-----BEGIN OPENSSH PRIVATE KEY-----\0%s\n\0"));
-        assert!(r
-            .tokens
-            .is_match(b"ANTHROPIC_API_KEY=sk-ant-api03-abcdefghijklmnopqrstuvwxyz"));
-        assert!(r
-            .tokens
-            .is_match(b"token: ghp_0123456789abcdefghijABCDEFGHIJ012345"));
-        assert!(r.tokens.is_match(b"aws=AKIAIOSFODNN7EXAMPLE;"));
-        assert!(!r
-            .tokens
-            .is_match(b"task-schedulerqueuelengthlimitforall and ask-me"));
-        assert!(r
-            .env_hex
-            .is_match(format!("A=1\nTOKEN={}\n", "ab".repeat(32)).as_bytes()));
-        assert!(!r
-            .env_hex
-            .is_match(format!("SUM={}0\n", "ab".repeat(32)).as_bytes()));
-    }
-
-    #[test]
     fn node_state_paths() {
         assert_eq!(
             node_state("/var/lib/systemd/random-seed", 512),
@@ -465,5 +452,136 @@ mod tests {
         assert_eq!(node_state("/var/log/syslog", 10), Some("log file"));
         assert_eq!(node_state("/var/log/README", 0), None);
         assert_eq!(node_state("/etc/hostname", 10), None);
+    }
+
+    /// Run a host tool the test needs (all are in .ci/setup).
+    fn run(cmd: &mut std::process::Command) {
+        let o = cmd
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .output()
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        assert!(
+            o.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// A GPT disk with an ESP (FAT, one file) and a root partition (ext4 made from a tree
+    /// with planted secrets and a baked image archive), audited end to end.
+    #[test]
+    fn audit_names_planted_secrets_in_root_esp_and_container_layers() {
+        use crate::image::scan::tests::{jwt, oci_archive, PGP, TELEGRAM};
+        use std::process::Command;
+        let t = tempfile::tempdir().unwrap();
+        let tree = t.path().join("tree");
+        let put = |p: &str, data: &[u8]| {
+            let f = tree.join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, data).unwrap();
+        };
+        let (archive, blobs) = oci_archive();
+        put(
+            "etc/bot.conf",
+            format!("TELEGRAM_BOT_TOKEN={TELEGRAM}\n").as_bytes(),
+        );
+        put("root/.gnupg/backup.asc", PGP.as_bytes());
+        put("opt/app/session", format!("{}\n", jwt()).as_bytes());
+        put("opt/app/app.conf", b"port = 8080\n");
+        put("var/lib/clawimg/images/app.tar", &archive);
+        put(
+            &SLOTS_PATH[1..],
+            b"# slots\ngateway_token|/opt/demo/.env|GATEWAY_TOKEN|root|root|0600|hex:32\n",
+        );
+        put(
+            "etc/demo.conf",
+            format!("GATEWAY_TOKEN={}\n", "ab".repeat(32)).as_bytes(),
+        );
+        let root_img = t.path().join("root.img");
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-b", "4096", "-d"])
+            .arg(&tree)
+            .arg(&root_img)
+            .arg("16M"));
+        let esp_img = t.path().join("esp.img");
+        run(Command::new("mkfs.vfat")
+            .arg("-C")
+            .arg(&esp_img)
+            .arg("2048"));
+        let cfg = t.path().join("grub.cfg");
+        std::fs::write(&cfg, "set key=sk_live_51H8abcdefghijklmnopqrstuv\n").unwrap();
+        run(Command::new("mmd")
+            .arg("-i")
+            .arg(&esp_img)
+            .args(["::/EFI", "::/EFI/BOOT"]));
+        run(Command::new("mcopy")
+            .arg("-i")
+            .arg(&esp_img)
+            .arg(&cfg)
+            .arg("::/EFI/BOOT/grub.cfg"));
+        // GPT: ESP at 1 MiB (2 MiB), root at 3 MiB (16 MiB).
+        let disk = t.path().join("disk.raw");
+        let f = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&disk)
+            .unwrap();
+        f.set_len(20 << 20).unwrap();
+        let mut g = gpt::GptConfig::new()
+            .writable(true)
+            .logical_block_size(gpt::disk::LogicalBlockSize::Lb512)
+            .create_from_device(f.try_clone().unwrap(), None)
+            .unwrap();
+        let part = |ty: &str, first: u64, mib: u64| gpt::partition::Partition {
+            part_type_guid: gpt::partition_types::Type {
+                guid: ty.parse().unwrap(),
+                os: gpt::partition_types::OperatingSystem::None,
+            },
+            part_guid: uuid::Uuid::new_v4(),
+            first_lba: first * 2048,
+            last_lba: (first + mib) * 2048 - 1,
+            flags: 0,
+            name: "p".into(),
+        };
+        g.update_partitions(
+            [(1, part(ESP_TYPE, 1, 2)), (2, part(ROOT_TYPE, 3, 16))]
+                .into_iter()
+                .collect(),
+        )
+        .unwrap();
+        g.write().unwrap();
+        for (img, off) in [(&esp_img, 1u64 << 20), (&root_img, 3 << 20)] {
+            let data = std::fs::read(img).unwrap();
+            std::os::unix::fs::FileExt::write_all_at(&f, &data, off).unwrap();
+        }
+        drop(f);
+
+        let r = audit_image(&disk, None).unwrap();
+        let got: Vec<(&str, &str)> = r
+            .findings
+            .iter()
+            .map(|f| (f.path.as_str(), f.rule))
+            .collect();
+        let img = "/var/lib/clawimg/images/app.tar";
+        let l1 = format!("{img}!{}!/etc/bot.conf", blobs[0]);
+        let l2 = format!("{img}!{}!/app/session.txt", blobs[1]);
+        assert_eq!(
+            got,
+            vec![
+                ("/boot/efi/EFI/BOOT/grub.cfg", "token-shape"),
+                ("/etc/bot.conf", "token-shape"),
+                ("/etc/demo.conf", "secret-slot"),
+                ("/opt/app/session", "jwt"),
+                ("/root/.gnupg/backup.asc", "private-key"),
+                (l1.as_str(), "token-shape"),
+                (l2.as_str(), "jwt"),
+            ],
+            "{}",
+            r.render()
+        );
+        assert_eq!(r.skipped.len(), 1, "{}", r.render_skipped());
+        assert!(r.skipped[0].0.ends_with(&blobs[2]) && r.skipped[0].1.contains("xz"));
+        assert!(!r.render().contains("AAHfiqks"), "values never printed");
     }
 }

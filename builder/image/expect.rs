@@ -10,8 +10,56 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::Path;
 
-/// Directories whose files the image owns and `verify` hashes.
-pub const SCOPE: &[&str] = &["/etc", "/usr", "/opt"];
+/// Directories whose files the image owns and `verify` hashes: the system's files, and
+/// everything an intruder would touch to stay (README "What verify compares"). `*` stands
+/// for one path component; the node adds `.ssh` and `.config/systemd` of every home in
+/// its own /etc/passwd, and skips a directory reached through a symlink (merged /usr:
+/// `/lib/systemd` is `/usr/lib/systemd`).
+pub const SCOPE: &[&str] = &[
+    "/etc",
+    "/usr",
+    "/opt",
+    "/boot",
+    "/boot/efi",
+    "/root/.ssh",
+    "/root/.config/systemd",
+    "/home/*/.ssh",
+    "/home/*/.config/systemd",
+    "/lib/systemd",
+    "/var/spool/cron",
+    "/var/lib/clawimg/images",
+];
+
+/// The directories whose tmpfiles.d state is node-local: never the sensitive places
+/// (`.ssh`, sudoers, units, cron, /boot), where a declared directory does not excuse its
+/// contents.
+const TMPFILES_SCOPE: &[&str] = &["/etc", "/usr", "/opt"];
+
+/// Places where nothing is excused by a tmpfiles.d declaration.
+fn sensitive(path: &str) -> bool {
+    path.contains("/.ssh")
+        || in_scope(
+            path,
+            &[
+                "/etc/sudoers",
+                "/etc/sudoers.d",
+                "/etc/systemd",
+                "/usr/lib/systemd",
+                "/etc/cron.d",
+                "/etc/crontab",
+                "/etc/cron.hourly",
+                "/etc/cron.daily",
+                "/etc/cron.weekly",
+                "/etc/cron.monthly",
+                "/boot",
+            ],
+        )
+}
+
+/// Root's key file that systemd fills from the credential `ssh.authorized_keys.root`
+/// (tmpfiles.d/provision.conf) on a node booted with one: `verify` skips it only while its
+/// bytes equal that credential.
+pub const CREDENTIAL_KEYS: &str = "/root/.ssh/authorized_keys";
 
 /// A path (glob: `*` within one component, `**` across) that differs per node by design.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -63,7 +111,8 @@ pub fn tmpfiles_state(root: &Rootfs) -> Vec<NodeLocal> {
                 };
                 let ty = ty.trim_end_matches(['!', '-', '+', '=', '~', '^']);
                 if matches!(ty, "d" | "D" | "v" | "q" | "Q")
-                    && in_scope(path, SCOPE)
+                    && in_scope(path, TMPFILES_SCOPE)
+                    && !sensitive(path)
                     && !path.contains(['*', '?', '[', '%'])
                 {
                     v.push(nl(
@@ -92,10 +141,11 @@ pub fn expectations(
     }
     // Each slot's destination, and the directories the first-boot unit creates for it.
     let in_image: BTreeSet<&str> = files.iter().map(|e| e.path.as_str()).collect();
+    let scope = scope_of(root);
     for (name, slot) in profile
         .secrets
         .iter()
-        .filter(|(_, s)| in_scope(s.path(), SCOPE))
+        .filter(|(_, s)| in_scope(s.path(), &scope))
     {
         node_local.push(nl(
             slot.path(),
@@ -125,7 +175,7 @@ pub fn expectations(
         .into_iter()
         .collect();
     Expectations {
-        scope: SCOPE.iter().map(|s| s.to_string()).collect(),
+        scope,
         node_local,
         enabled_units,
     }
@@ -144,10 +194,37 @@ pub fn enabled_link(path: &str) -> Option<String> {
         .then(|| unit.to_string())
 }
 
-/// Whether `path` is one of `scope` or below one of them.
+/// Whether `path` is one of `scope` or below one of them (`*` in a scope entry matches one
+/// path component).
 pub fn in_scope<S: AsRef<str>>(path: &str, scope: &[S]) -> bool {
-    scope
-        .iter()
-        .map(AsRef::as_ref)
-        .any(|s| path == s || path.strip_prefix(s).is_some_and(|r| r.starts_with('/')))
+    scope.iter().map(AsRef::as_ref).any(|s| {
+        if !s.contains('*') {
+            return path == s || path.strip_prefix(s).is_some_and(|r| r.starts_with('/'));
+        }
+        let mut p = path.split('/');
+        s.split('/')
+            .all(|c| p.next().is_some_and(|pc| c == "*" || c == pc))
+    })
+}
+
+/// The scope of an image: [`SCOPE`] plus `.ssh` and `.config/systemd` of every home in the
+/// image's /etc/passwd (system users' homes too: a key planted there is a way in).
+pub fn scope_of(root: &Rootfs) -> Vec<String> {
+    let mut v: Vec<String> = SCOPE.iter().map(|s| s.to_string()).collect();
+    let passwd = root.read_to_string("/etc/passwd").unwrap_or_default();
+    let homes: BTreeSet<&str> = passwd
+        .lines()
+        .filter_map(|l| l.split(':').nth(5))
+        .map(|h| h.trim_end_matches('/'))
+        .filter(|h| h.starts_with('/'))
+        .collect();
+    for h in homes {
+        for sub in [".ssh", ".config/systemd"] {
+            let d = format!("{h}/{sub}");
+            if !v.contains(&d) && !in_scope(&d, SCOPE) {
+                v.push(d);
+            }
+        }
+    }
+    v
 }

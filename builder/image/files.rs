@@ -120,6 +120,46 @@ pub fn file_list(root: &Rootfs) -> Result<Vec<FileEntry>> {
     Ok(out)
 }
 
+/// Put `extra` into `entries` (an entry of the same path is replaced), sorted by path:
+/// what assembly adds after the tree was listed (grub.cfg, the ESP as the node mounts it).
+pub fn merge(entries: &mut Vec<FileEntry>, extra: Vec<FileEntry>) {
+    let paths: std::collections::BTreeSet<String> = extra.iter().map(|e| e.path.clone()).collect();
+    entries.retain(|e| !paths.contains(&e.path));
+    entries.extend(extra);
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+}
+
+/// The entries of one path of the tree and of each directory above it, as [`file_list`]
+/// records them.
+pub fn entries_of(root: &Rootfs, path: &str) -> Result<Vec<FileEntry>> {
+    let mut out = vec![];
+    let mut p = Path::new(path.trim_start_matches('/'));
+    loop {
+        let err = |e: std::io::Error| Error::failed(format!("file list /{}: {e}", p.display()));
+        let md = root.cap_dir().symlink_metadata(p).map_err(err)?;
+        let (kind, size, digest) = if md.is_dir() {
+            ('d', 0, "-".to_string())
+        } else {
+            let data = root.cap_dir().read(p).map_err(err)?;
+            ('f', data.len() as u64, hex::encode(Sha256::digest(&data)))
+        };
+        out.push(FileEntry {
+            path: format!("/{}", p.display()),
+            kind,
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+            size,
+            digest,
+        });
+        match p.parent() {
+            Some(q) if !q.as_os_str().is_empty() => p = q,
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
 /// Write `files.tsv` (one [`FileEntry::line`] per entry) into `dir`.
 pub fn write_file_list(entries: &[FileEntry], dir: &Path) -> Result<PathBuf> {
     let mut s = String::from("# path\tkind\tmode\tuid\tgid\tsize\tsha256\n");

@@ -7,7 +7,7 @@
 //! them), never hard-coded here.
 
 use crate::error::{Error, Result};
-use crate::image::expect::{enabled_link, in_scope, Expectations, NodeLocal};
+use crate::image::expect::{enabled_link, in_scope, Expectations, NodeLocal, CREDENTIAL_KEYS};
 use crate::image::files::{FileEntry, FILE_LIST};
 use crate::image::manifest::Manifest;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
@@ -50,14 +50,31 @@ fn quote(s: &str) -> String {
 }
 
 /// The script the node runs (as root, through `sudo -n` for another user). Sections are
-/// framed by `\0@@NAME\0`; paths never contain NUL.
-fn script(x: &Expectations, image_refs: &[String]) -> String {
-    let scope: Vec<String> = x.scope.iter().map(|s| quote(s)).collect();
+/// framed by `\0@@NAME\0`; paths never contain NUL. `root` is `/` on a node; a test points
+/// it at a tree (every path the script prints then starts with it).
+fn script(x: &Expectations, image_refs: &[String], root: &str) -> String {
+    let root = root.trim_end_matches('/');
+    // Scope entries may hold `*` (one component): expanded by the shell, so unquoted.
+    let scope: Vec<String> = x
+        .scope
+        .iter()
+        .map(|s| {
+            let parts: Vec<String> = s
+                .split('/')
+                .map(|c| match c {
+                    "*" => "*".to_string(),
+                    "" => String::new(),
+                    c => quote(c),
+                })
+                .collect();
+            format!("\"$R\"{}", parts.join("/"))
+        })
+        .collect();
     // find's -path `*` also matches `/`: pruning a little more only skips hashing.
     let prune: Vec<String> = x
         .node_local
         .iter()
-        .map(|n| format!("-path {}", quote(&n.path.replace("**", "*"))))
+        .map(|n| format!("-path \"$R\"{}", quote(&n.path.replace("**", "*"))))
         .collect();
     let prune = if prune.is_empty() {
         String::new()
@@ -68,9 +85,34 @@ fn script(x: &Expectations, image_refs: &[String]) -> String {
     let refs: Vec<String> = image_refs.iter().map(|r| quote(r)).collect();
     format!(
         r#"export LC_ALL=C
+R={root}
 sec() {{ printf '\0@@%s\0' "$1"; }}
-set --
-for d in {scope}; do [ -e "$d" ] && set -- "$@" "$d"; done
+# The real directory of the root, to skip scope entries reached through a symlink.
+RR=$(cd "$R/" && pwd -P); [ "$RR" = / ] && RR=
+add() {{
+  [ -d "$1" ] && [ ! -L "$1" ] || return 0
+  [ "$(cd "$1" && pwd -P)" = "$RR${{1#"$R"}}" ] || return 0
+  case "
+$dirs" in *"
+$1
+"*) return 0 ;; esac
+  dirs="$dirs$1
+"
+}}
+dirs=
+for d in {scope}; do add "$d"; done
+# .ssh and user units of every home the node's own passwd names.
+for h in $(cut -d: -f6 "$R/etc/passwd" 2>/dev/null); do
+  case $h in /*) ;; *) continue ;; esac
+  h=${{h%/}}
+  add "$R$h/.ssh"; add "$R$h/.config/systemd"
+done
+IFS='
+'
+set -f
+set -- $dirs
+set +f
+unset IFS
 [ $# -gt 0 ] || set -- /nonexistent-scope
 sec packages
 dpkg-query -W -f '${{db:Status-Abbrev}}\t${{Package}}\t${{Version}}\t${{Architecture}}\n'
@@ -82,12 +124,16 @@ for r in {refs}; do
     printf '%s\t%s\n' "$r" "$(docker image inspect --format '{{{{.Id}}}}' "$r" 2>/dev/null)"
   else printf '%s\t%s\n' "$r" 'no docker'; fi
 done
+sec credential
+c="$R/run/credentials/@system/ssh.authorized_keys.root"
+[ -f "$c" ] && sha256sum < "$c" | cut -d' ' -f1
 sec list
 find "$@" -xdev -printf '%y %m %U %G %s\0%p\0%l\0'
 sec hash
 find "$@" -xdev {prune} -type f -print0 | xargs -0 -r sha256sum -z --
 sec end
 "#,
+        root = quote(root),
         scope = scope.join(" "),
         units = units.join(" "),
         refs = refs.join(" "),
@@ -100,6 +146,8 @@ struct NodeState {
     packages: BTreeMap<String, (String, String)>,
     units: BTreeMap<String, String>,
     images: BTreeMap<String, String>,
+    /// sha256 of the system credential `ssh.authorized_keys.root`, when the node has one.
+    credential: Option<String>,
     files: BTreeMap<String, NodeFile>,
 }
 
@@ -112,7 +160,18 @@ struct NodeFile {
     digest: Option<String>,
 }
 
-fn parse_output(out: &[u8]) -> Result<NodeState> {
+/// Parse what the script printed; `root` (the script's root, `/` on a node) is taken off
+/// every path.
+fn parse_output(out: &[u8], root: &str) -> Result<NodeState> {
+    let root = root.trim_end_matches('/');
+    let strip = |p: &[u8]| -> String {
+        let p = String::from_utf8_lossy(p);
+        match p.strip_prefix(root) {
+            Some(r) if !root.is_empty() && r.starts_with('/') => r.to_string(),
+            Some("") if !root.is_empty() => "/".to_string(),
+            _ => p.into_owned(),
+        }
+    };
     let bad = |what: &str| Error::failed(format!("node output: {what}"));
     let mut sections: BTreeMap<String, &[u8]> = BTreeMap::new();
     let mut rest = out;
@@ -151,6 +210,7 @@ fn parse_output(out: &[u8]) -> Result<NodeState> {
             }
         }
     }
+    st.credential = Some(text("credential").trim().to_string()).filter(|c| c.len() == 64);
     let list = sections.get("list").copied().unwrap_or(b"");
     let mut fields = list.split(|&b| b == 0);
     while let (Some(meta), Some(path), Some(link)) = (fields.next(), fields.next(), fields.next()) {
@@ -162,7 +222,7 @@ fn parse_output(out: &[u8]) -> Result<NodeState> {
         let kind = m[0].chars().next().unwrap_or('?');
         let digest = (kind == 'l').then(|| hex::encode(Sha256::digest(link)));
         st.files.insert(
-            String::from_utf8_lossy(path).into_owned(),
+            strip(path),
             NodeFile {
                 kind,
                 mode: u32::from_str_radix(m[1], 8).map_err(|_| bad("mode"))?,
@@ -176,7 +236,7 @@ fn parse_output(out: &[u8]) -> Result<NodeState> {
     for rec in hashes.split(|&b| b == 0).filter(|r| !r.is_empty()) {
         let rec = String::from_utf8_lossy(rec);
         if let Some((h, p)) = rec.split_once("  ") {
-            if let Some(f) = st.files.get_mut(p) {
+            if let Some(f) = st.files.get_mut(&strip(p.as_bytes())) {
                 f.digest = Some(h.to_string());
             }
         }
@@ -269,7 +329,7 @@ fn compare(
     m: &Manifest,
     x: &Expectations,
     image_files: &[FileEntry],
-    images: &[(String, String)],
+    images: &[(String, Vec<String>)],
     st: &NodeState,
 ) -> Result<Report> {
     let mut r = Report::default();
@@ -344,11 +404,18 @@ fn compare(
             push("files", Change::Changed, p, what.join(", "));
         }
     }
-    for p in st.files.keys() {
+    // Root's key file as systemd provisioned it from the credential the node was booted
+    // with (and the directory made for it): the operator's own key, delivered per node.
+    let provisioned = |p: &str, f: &NodeFile| {
+        st.credential.is_some()
+            && ((p == CREDENTIAL_KEYS && f.digest == st.credential)
+                || (f.kind == 'd' && Path::new(CREDENTIAL_KEYS).parent() == Some(Path::new(p))))
+    };
+    for (p, f) in &st.files {
         if expected.contains_key(p.as_str()) {
             continue;
         }
-        if local.is_match(p) {
+        if local.is_match(p) || provisioned(p, f) {
             skipped += 1;
         } else {
             push("files", Change::Added, p, String::new());
@@ -374,11 +441,13 @@ fn compare(
             push("units", Change::Added, u, "enabled on the node".into());
         }
     }
-    // Container images: the id docker reports for each baked reference.
-    for (reference, id) in images {
+    // Container images: the id docker reports for each baked reference (the config digest
+    // in Docker's classic store, the manifest or pinned digest in the containerd store).
+    for (reference, ids) in images {
+        let id = ids.first().cloned().unwrap_or_default();
         match st.images.get(reference).map(String::as_str) {
-            Some(got) if got == id => {}
-            Some("") | None => push("images", Change::Missing, reference, id.clone()),
+            Some(got) if ids.iter().any(|i| i == got) => {}
+            Some("") | None => push("images", Change::Missing, reference, id),
             Some(got) => push(
                 "images",
                 Change::Changed,
@@ -435,15 +504,24 @@ fn load(image: &Path) -> Result<(Manifest, Expectations, Vec<FileEntry>)> {
 pub fn verify(image: &Path, against: &str) -> Result<Report> {
     let (dest, port) = parse_node(against)?;
     let (m, x, files) = load(image)?;
-    let images: Vec<(String, String)> = m
+    let images: Vec<(String, Vec<String>)> = m
         .extra
         .images
         .iter()
         .flatten()
-        .map(|i| (i.reference.clone(), i.image_id.clone()))
+        .map(|i| {
+            (
+                i.reference.clone(),
+                vec![
+                    i.image_id.clone(),
+                    i.manifest_digest.clone(),
+                    i.digest.clone(),
+                ],
+            )
+        })
         .collect();
     let refs: Vec<String> = images.iter().map(|(r, _)| r.clone()).collect();
-    let body = script(&x, &refs);
+    let body = script(&x, &refs, "/");
     // The script goes on stdin; a user other than root runs it through sudo.
     let mut child = crate::support::ssh::ssh_spawn(
         &dest,
@@ -468,7 +546,7 @@ pub fn verify(image: &Path, against: &str) -> Result<Report> {
             err.trim()
         )));
     }
-    let st = parse_output(&out.stdout)
+    let st = parse_output(&out.stdout, "/")
         .map_err(|e| Error::failed(format!("{e}; ssh {dest} said: {}", err.trim())))?;
     if st.packages.is_empty() {
         return Err(Error::failed(format!(
@@ -602,7 +680,7 @@ mod tests {
         }
         out.extend_from_slice(format!("\0@@hash\0{a}  /etc/a\0").as_bytes());
         out.extend_from_slice(b"\0@@end\0");
-        let st = parse_output(&out).unwrap();
+        let st = parse_output(&out, "/").unwrap();
         let r = compare(&m, &x, &files, &[], &st).unwrap();
         let got: Vec<(Change, &str)> = r
             .drift
@@ -630,8 +708,144 @@ mod tests {
             node_local: vec![nl("/usr/**/__pycache__", "repro", "x")],
             enabled_units: vec!["a'b.service".into()],
         };
-        let s = script(&x, &[]);
-        assert!(s.contains(r"\( -path '/usr/*/__pycache__' \) -prune -o -type f"));
+        let s = script(&x, &[], "/");
+        assert!(s.contains(r#"\( -path "$R"'/usr/*/__pycache__' \) -prune -o -type f"#));
         assert!(s.contains(r"for u in 'a'\''b.service'; do"));
+    }
+
+    /// Run the node script on a tree (as `sh` on this host, not over SSH) and compare it
+    /// with the tree as it was listed: only file drift is looked at (the packages are the
+    /// host's).
+    fn drift_on_tree(
+        root: &Path,
+        files: &[FileEntry],
+        x: &Expectations,
+    ) -> (Vec<(Change, String)>, usize) {
+        let mut child = std::process::Command::new("sh")
+            .arg("-s")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let body = script(x, &[], &root.display().to_string());
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let st = parse_output(&out.stdout, &root.display().to_string()).unwrap();
+        let m: Manifest =
+            serde_json::from_str(include_str!("../image/testdata/manifest-v1.json")).unwrap();
+        let r = compare(&m, x, files, &[], &st).unwrap();
+        let files_drift = r
+            .drift
+            .iter()
+            .filter(|d| d.category == "files")
+            .map(|d| (d.change, d.item.clone()))
+            .collect();
+        (files_drift, r.node_local_skipped)
+    }
+
+    #[test]
+    fn verify_sees_keys_kernel_esp_cron_and_user_units_and_skips_the_provisioned_key() {
+        use crate::image::files::file_list;
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let put = |p: &str, data: &str| {
+            let f = root.join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, data).unwrap();
+        };
+        put(
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/bash\nadminclaw:x:1000:1000::/home/adminclaw:/bin/bash\nsvc:x:998:998::/var/lib/svc:/usr/sbin/nologin\n",
+        );
+        put(
+            "etc/sudoers.d/50-adminclaw",
+            "adminclaw ALL=(ALL) NOPASSWD:ALL\n",
+        );
+        put(
+            "usr/lib/systemd/system/app.service",
+            "[Service]\nExecStart=/bin/true\n",
+        );
+        put("boot/vmlinuz-6.8.0-1-generic", "kernel");
+        put("boot/efi/EFI/BOOT/BOOTX64.EFI", "grub");
+        put(
+            "home/adminclaw/.ssh/authorized_keys",
+            "ssh-ed25519 AAAA admin\n",
+        );
+        put("home/adminclaw/notes.txt", "not in scope\n");
+        std::fs::create_dir_all(root.join("var/spool/cron/crontabs")).unwrap();
+        // Merged /usr: /lib/systemd is /usr/lib/systemd, listed once.
+        std::os::unix::fs::symlink("usr/lib", root.join("lib")).unwrap();
+        let rootfs = Rootfs::open(root).unwrap();
+        let files = file_list(&rootfs).unwrap();
+        let x = expectations(&Profile::default(), &rootfs, &files, &[]);
+        assert!(x.scope.contains(&"/var/lib/svc/.ssh".to_string()));
+        assert_eq!(
+            drift_on_tree(root, &files, &x),
+            (vec![], 0),
+            "the tree as listed"
+        );
+
+        // Root's key file as systemd provisions it from the boot credential: node-local.
+        put(
+            "run/credentials/@system/ssh.authorized_keys.root",
+            "ssh-ed25519 AAAA operator\n",
+        );
+        put("root/.ssh/authorized_keys", "ssh-ed25519 AAAA operator\n");
+        assert_eq!(drift_on_tree(root, &files, &x), (vec![], 2));
+
+        // What an intruder does.
+        let append = |p: &str, data: &str| {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(root.join(p))
+                .unwrap();
+            f.write_all(data.as_bytes()).unwrap();
+        };
+        append("root/.ssh/authorized_keys", "ssh-ed25519 AAAA intruder\n");
+        append(
+            "home/adminclaw/.ssh/authorized_keys",
+            "ssh-ed25519 AAAA intruder\n",
+        );
+        append("boot/vmlinuz-6.8.0-1-generic", "rootkit");
+        append("boot/efi/EFI/BOOT/BOOTX64.EFI", "bootkit");
+        put("var/spool/cron/crontabs/root", "* * * * * /tmp/x\n");
+        put(
+            "home/adminclaw/.config/systemd/user/x.service",
+            "[Service]\n",
+        );
+        put(
+            "var/lib/svc/.ssh/authorized_keys",
+            "ssh-ed25519 AAAA intruder\n",
+        );
+        put("etc/sudoers.d/90-x", "x ALL=(ALL) ALL\n");
+        put("home/adminclaw/notes.txt", "still not in scope\n");
+        let (drift, skipped) = drift_on_tree(root, &files, &x);
+        let want: Vec<(Change, String)> = [
+            (Change::Changed, "/boot/efi/EFI/BOOT/BOOTX64.EFI"),
+            (Change::Changed, "/boot/vmlinuz-6.8.0-1-generic"),
+            (Change::Changed, "/home/adminclaw/.ssh/authorized_keys"),
+            (Change::Added, "/etc/sudoers.d/90-x"),
+            (Change::Added, "/home/adminclaw/.config/systemd"),
+            (Change::Added, "/home/adminclaw/.config/systemd/user"),
+            (
+                Change::Added,
+                "/home/adminclaw/.config/systemd/user/x.service",
+            ),
+            (Change::Added, "/root/.ssh/authorized_keys"),
+            (Change::Added, "/var/lib/svc/.ssh"),
+            (Change::Added, "/var/lib/svc/.ssh/authorized_keys"),
+            (Change::Added, "/var/spool/cron/crontabs/root"),
+        ]
+        .iter()
+        .map(|(c, p)| (*c, p.to_string()))
+        .collect();
+        assert_eq!(drift, want);
+        assert_eq!(skipped, 1, "only the directory made for the credential");
     }
 }

@@ -324,8 +324,11 @@ impl Rootfs {
 
     /// Set owner and group of `p` (a final symlink itself is changed, never its target).
     pub fn chown(&self, p: &str, uid: u32, gid: u32) -> Result<()> {
+        use rustix::fs::{AtFlags, FileType};
         let (d, name) = self.parent_of(p)?;
         self.own_inode(&d, &name, p)?;
+        let before = rustix::fs::statat(&d, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| self.err("stat", p, e.into()))?;
         let (u, g) = (
             rustix::fs::Uid::from_raw(uid),
             rustix::fs::Gid::from_raw(gid),
@@ -335,9 +338,22 @@ impl Rootfs {
             name.as_str(),
             Some(u),
             Some(g),
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            AtFlags::SYMLINK_NOFOLLOW,
         )
-        .map_err(|e| self.err("chown", p, e.into()))
+        .map_err(|e| self.err("chown", p, e.into()))?;
+        // The kernel clears setuid/setgid of a file on every chown (even by root): a mode
+        // set before the owner must survive it, so put the bits back.
+        let special = before.st_mode & 0o7000;
+        if special != 0 && FileType::from_raw_mode(before.st_mode) != FileType::Symlink {
+            rustix::fs::chmodat(
+                &d,
+                name.as_str(),
+                rustix::fs::Mode::from_raw_mode(before.st_mode & 0o7777),
+                AtFlags::empty(),
+            )
+            .map_err(|e| self.err("chmod", p, e.into()))?;
+        }
+        Ok(())
     }
 
     /// Set the mode of a file or directory (refuses symlinks: their mode is meaningless and

@@ -43,6 +43,9 @@ pub const BUILD: &[Tool] = &[
     t("cp", "coreutils", None),
 ];
 
+/// Tools `clawimg audit` (and the build's audit) needs: mtools reads the ESP.
+pub const AUDIT: &[Tool] = &[t("mcopy", "mtools", Some("--version"))];
+
 /// Tools `clawimg test` needs.
 pub const TEST: &[Tool] = &[
     t("qemu-system-x86_64", "qemu-system-x86", Some("--version")),

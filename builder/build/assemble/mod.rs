@@ -9,6 +9,7 @@ pub mod gpt;
 pub mod grub;
 
 use crate::error::{Context, Result};
+use crate::image::files::FileEntry;
 use crate::image::layout;
 use crate::profile::Image;
 use crate::support::identity::Identity;
@@ -42,6 +43,35 @@ pub struct Assembled {
     pub rootfs_bytes: u64,
     /// Kernel command line after `root=... ro`.
     pub cmdline: String,
+    /// Entries for `files.tsv` that assembly adds to the listed tree: grub.cfg, and the
+    /// ESP as the node sees it mounted on /boot/efi (vfat `umask=0077`: mode 0700, root).
+    pub files: Vec<FileEntry>,
+}
+
+/// The ESP's entries as a node lists them under /boot/efi.
+fn esp_entries(efi_image: &Path) -> Result<Vec<FileEntry>> {
+    use sha2::Digest;
+    let efi = std::fs::read(efi_image).ctx(|| format!("read {}", efi_image.display()))?;
+    let e = |path: &str, kind: char, size: u64, digest: String| FileEntry {
+        path: path.into(),
+        kind,
+        mode: 0o700,
+        uid: 0,
+        gid: 0,
+        size,
+        digest,
+    };
+    Ok(vec![
+        e("/boot/efi", 'd', 0, "-".into()),
+        e("/boot/efi/EFI", 'd', 0, "-".into()),
+        e("/boot/efi/EFI/BOOT", 'd', 0, "-".into()),
+        e(
+            "/boot/efi/EFI/BOOT/BOOTX64.EFI",
+            'f',
+            efi.len() as u64,
+            hex::encode(sha2::Sha256::digest(&efi)),
+        ),
+    ])
 }
 
 /// Kernel command line arguments every image gets (serial and VGA consoles).
@@ -65,6 +95,7 @@ pub fn run(input: &AssembleInput<'_>, raw: &Path) -> Result<Assembled> {
         0o644,
     )?;
 
+    let mut files = crate::image::files::entries_of(input.rootfs, "/boot/grub/grub.cfg")?;
     let tree = ext4::tree_size(input.rootfs.host_path())?;
     let root_bytes = match input.image.size.as_str() {
         "auto" => ext4::plan_size(tree, input.image.headroom_percent, input.image.min_free_mib),
@@ -116,6 +147,7 @@ pub fn run(input: &AssembleInput<'_>, raw: &Path) -> Result<Assembled> {
         &input.work,
     )?;
 
+    files.extend(esp_entries(&boot.efi_image)?);
     let mut w = f.try_clone().ctx(|| "reopen disk".into())?;
     w.seek(SeekFrom::Start(layout.bios.offset()))
         .ctx(|| "seek".into())?;
@@ -134,5 +166,6 @@ pub fn run(input: &AssembleInput<'_>, raw: &Path) -> Result<Assembled> {
         layout,
         rootfs_bytes: tree.bytes,
         cmdline: args.join(" "),
+        files,
     })
 }

@@ -57,8 +57,8 @@ fn create(root: &Rootfs, dirs: &Dirs) -> Result<Vec<String>> {
             None => pgid,
         };
         root.mkdir_all(p)?;
-        root.chmod(p, parse_mode(&d.mode).unwrap_or(0o755))?;
         root.chown(p, uid, gid)?;
+        root.chmod(p, parse_mode(&d.mode).unwrap_or(0o755))?;
         paths.push(p.clone());
     }
     Ok(paths)

@@ -86,7 +86,7 @@ pub(crate) mod golden {
         ),
         (
             "test-secrets",
-            "94db43099dc5292e4244fc6fff77860287a773c6b292d09c4d605b9d99f5afea",
+            "014c3d0a45e8ceed04106a608788e1bbdc6c6335bc68c70932c32cf75b886da0",
         ),
         (
             "peer",
