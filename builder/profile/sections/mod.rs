@@ -74,7 +74,7 @@ pub(crate) mod golden {
         ),
         (
             "production",
-            "68a4fc0aa718cbc25dcf2a836d804236f47b59f2cb5b78276434a3f9604cdea6",
+            "29b0a1d11531afaf70b6a8d4097987ce75a8747da082797071e6a9a4dd58705a",
         ),
         (
             "test",
@@ -86,7 +86,7 @@ pub(crate) mod golden {
         ),
         (
             "test-secrets",
-            "94db43099dc5292e4244fc6fff77860287a773c6b292d09c4d605b9d99f5afea",
+            "51e39ec9a54bba56162b024dc1cab8c62da6e572e8369ad4cf16193cec46ac66",
         ),
         (
             "peer",
