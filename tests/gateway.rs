@@ -258,8 +258,14 @@ fn production_config_is_accepted_by_the_real_gateway_and_weakened_ones_are_not()
     assert!(ok && out.contains("172.30.1.0/24"), "{out}");
     let (ok, out) = config_get(&state, "gateway.controlUi.allowedOrigins");
     assert!(ok && out.contains("https://openclaw.example.com"), "{out}");
+    // Only the bundled memory plugin and, with its token on the node, the Telegram one.
     let (ok, out) = config_get(&state, "plugins.allow");
-    assert!(ok && out.contains("[]"), "{out}");
+    let allowed: serde_json::Value =
+        serde_json::from_str(&out[out.find('[').unwrap_or(0)..]).unwrap_or_default();
+    assert!(
+        ok && allowed == serde_json::json!(["memory-core", "telegram"]),
+        "{out}"
+    );
     // The gateway's own audit: nothing critical in the declared config.
     let good = audit(&state);
     assert_eq!(
@@ -283,9 +289,8 @@ fn production_config_is_accepted_by_the_real_gateway_and_weakened_ones_are_not()
 
     assert_eq!(findings(&good, "warn"), Vec::<String>::new(), "{good:#}");
 
-    // Auth weakened: the gateway's own audit calls it critical. (It accepts a non-empty
-    // plugins.allow and a networked sandbox without a word: those only `clawimg check`
-    // refuses, see below.)
+    // Auth weakened: the gateway's own audit calls it critical. (It accepts more plugins
+    // and a networked sandbox without a word: those only `clawimg check` refuses, below.)
     let mut weak = installed.clone();
     merge(
         &mut weak,
@@ -354,8 +359,8 @@ fn check_refuses_unknown_keys_weakened_values_and_unread_slots() {
             "gateway-config-weakened",
         ),
         (
-            "allow = []",
-            "allow = [\"voice-call\"]",
+            "allow = [\"memory-core\"]",
+            "allow = [\"memory-core\", \"voice-call\"]",
             "vars.gateway_config.plugins.allow",
             "gateway-config-weakened",
         ),
@@ -403,4 +408,91 @@ fn check_refuses_unknown_keys_weakened_values_and_unread_slots() {
             "{to}: expected `{at}`:\n{err}"
         );
     }
+}
+
+/// The real gateway, started on the host on a free port, killed when dropped.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn real_gateway_serves_the_config_unchanged_and_refuses_a_wrong_token() {
+    let dir = scratch("gateway-run");
+    let copy = pinned_copy(&dir.join("repo"));
+    let files = rendered(&copy, "production", &[]);
+    let node = dir.join("node");
+    std::fs::create_dir_all(&node).unwrap();
+    let o = install_config(
+        &node,
+        &files,
+        &format!("OPENCLAW_GATEWAY_TOKEN={TOKEN}\nTELEGRAM_BOT_TOKEN={TELEGRAM}\n"),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let state = node.join("state");
+    let cfg = state.join("openclaw.json");
+    // Host-side adjustments only: a free port, the log in the state directory, and no
+    // Telegram connection attempts (the plugin allowlist stays as installed).
+    let mut c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    c["gateway"]["port"] = serde_json::json!(port);
+    c["logging"]["file"] = serde_json::json!(state.join("logs/openclaw.log"));
+    c["channels"]["telegram"]["enabled"] = serde_json::json!(false);
+    let before = serde_json::to_string_pretty(&c).unwrap();
+    std::fs::write(&cfg, &before).unwrap();
+    let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
+    let _gw = Running(
+        gateway()
+            .cli(&state)
+            .args(["gateway", "--port", &port.to_string()])
+            .env("OPENCLAW_DISABLE_BONJOUR", "1")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let mut up = false;
+    for _ in 0..300 {
+        let text = std::fs::read_to_string(dir.join("gateway.log")).unwrap_or_default();
+        if text.contains("listening on ws://") {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    let text = std::fs::read_to_string(dir.join("gateway.log")).unwrap_or_default();
+    assert!(up, "the gateway did not start:\n{text}");
+    // Nothing to migrate or auto-enable: the gateway did not rewrite its config, and its
+    // memory plugin loaded.
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), before, "{text}");
+    assert!(!text.contains("memory slot plugin not found"), "{text}");
+    // The compose health check (token from the config) passes; a wrong token is refused
+    // by the gateway.
+    let o = gateway()
+        .cli(&state)
+        .args(["gateway", "health"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = gateway()
+        .cli(&state)
+        .args(["gateway", "health", "--token", "not-the-token"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("unauthorized"), "{err}");
 }

@@ -259,10 +259,13 @@ const LOCKED: &[(&str, &str)] = &[
     ("gateway.controlUi.dangerouslyDisableDeviceAuth", "false"),
     ("discovery.mdns.mode", "\"off\""),
     ("logging.redactSensitive", "\"tools\""),
-    ("plugins.allow", "[]"),
     ("agents.defaults.sandbox.mode", "\"all\""),
     ("agents.defaults.sandbox.docker.network", "\"none\""),
 ];
+
+/// Plugins a profile may allow: bundled with OpenClaw and needed by a declared feature
+/// (`memory-core` serves `agents.defaults.memorySearch`).
+const BUNDLED_ALLOWED: &[&str] = &["memory-core"];
 
 /// A lock-down setting missing or weakened.
 pub const WEAKENED: Lint = Lint {
@@ -270,7 +273,7 @@ pub const WEAKENED: Lint = Lint {
     acknowledgeable: false,
     why: "the gateway is reachable from the internet through the reverse proxy: without token auth, with community plugins or with networked sandboxes a prompt injection or a stranger gets the host's keys",
     check: |p| {
-        if p.vars.get(VAR).is_none() {
+        if !p.vars.contains_key(VAR) {
             return vec![];
         }
         let mut hits = vec![];
@@ -290,6 +293,22 @@ pub const WEAKENED: Lint = Lint {
                     format!("missing: set it to {want}"),
                 )),
             }
+        }
+        match get(p, "plugins.allow") {
+            Some(toml::Value::Array(ids)) => {
+                for id in ids.iter().map(|i| i.as_str().unwrap_or_default()) {
+                    if !BUNDLED_ALLOWED.contains(&id) {
+                        hits.push(Hit::new(
+                            format!("vars.{VAR}.plugins.allow"),
+                            format!("{id:?}: only OpenClaw's bundled {} may be allowed here (chat channel plugins are allowed on the node when their token is set); other plugins run inside the gateway process, outside the sandbox", BUNDLED_ALLOWED.join(", ")),
+                        ));
+                    }
+                }
+            }
+            _ => hits.push(Hit::new(
+                format!("vars.{VAR}.plugins.allow"),
+                "missing: set it (without an allowlist every plugin found loads)",
+            )),
         }
         if let Some(toml::Value::Array(caps)) = get(p, "agents.defaults.sandbox.docker.capDrop") {
             if !caps.iter().any(|c| c.as_str() == Some("ALL")) {
@@ -328,7 +347,7 @@ mod tests {
         gateway = { mode = "local", bind = "lan", trustedProxies = ["127.0.0.1", "{networks.proxy_net}"], auth = { mode = "token", allowTailscale = false }, controlUi = { allowInsecureAuth = false, dangerouslyDisableDeviceAuth = false } }
         discovery = { mdns = { mode = "off" } }
         logging = { redactSensitive = "tools" }
-        plugins = { allow = [] }
+        plugins = { allow = ["memory-core"] }
         agents = { defaults = { sandbox = { mode = "all", docker = { network = "none", capDrop = ["ALL"], cpus = 1, ulimits = { nofile = { soft = 1, hard = 2 } } } }, models = { "a/b" = { params = { maxTokens = 4096 } } } } }
         channels = { telegram = { groups = { "*" = { requireMention = true } } } }
     "#;
@@ -367,7 +386,11 @@ mod tests {
     fn weakened_values_are_refused() {
         for (from, to, key) in [
             ("mode = \"token\"", "mode = \"none\"", "gateway.auth.mode"),
-            ("allow = []", "allow = [\"x\"]", "plugins.allow"),
+            (
+                "allow = [\"memory-core\"]",
+                "allow = [\"memory-core\", \"voice-call\"]",
+                "plugins.allow",
+            ),
             (
                 "network = \"none\"",
                 "network = \"bridge\"",

@@ -74,7 +74,7 @@ pub(crate) mod golden {
         ),
         (
             "production",
-            "29b0a1d11531afaf70b6a8d4097987ce75a8747da082797071e6a9a4dd58705a",
+            "1fffe23a8e31471c4623f4c38d1d6408a4691d81ab24555b7f25ccf3c75abf77",
         ),
         (
             "test",
