@@ -188,6 +188,54 @@ fn fixture_image_has_node_user_and_gateway_entrypoint() {
     assert!(!seen
         .keys()
         .any(|p| p.starts_with("app/node_modules/@node-llama-cpp")));
+
+    // The image runs: its layers unpacked, the CLI starts as the node user in a chroot
+    // (root only), loading its native modules against the image's libraries alone.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let root = scratch("gateway-rootfs");
+        for l in manifest["layers"].as_array().unwrap() {
+            let gz = flate2::read::GzDecoder::new(std::io::Cursor::new(blob(l)));
+            tar::Archive::new(gz).unpack(&root).unwrap();
+        }
+        let o = Command::new("/usr/sbin/chroot")
+            .args(["--userspec=1000:1000"])
+            .arg(&root)
+            .args(["/usr/local/bin/openclaw", "--version"])
+            .env_clear()
+            .env("HOME", "/home/node")
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && out.contains(&gw.version),
+            "{out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    // Published under the catalog's name on a registry, as the production test's mirror
+    // serves it: the registry holds the same manifest.
+    let dir = scratch("gateway-publish");
+    let reg = common::registry::Registry::start(&dir.join("registry"), None);
+    let reference = catalog_reference();
+    let digest = gw.publish(reg.port, &reference);
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    let r = clawimg::support::reference::Reference::parse(&reference).unwrap();
+    let o = common::registry::tool(
+        Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!(
+                "docker://127.0.0.1:{}/{}/{}:{}",
+                reg.port,
+                r.registry,
+                r.repository,
+                r.tag.unwrap()
+            )),
+    );
+    assert_eq!(common::registry::sha(&o.stdout), digest);
+    assert!(reg.blob_file(&digest).exists());
 }
 
 #[test]

@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 pub const NODE_VERSION: &str = "22.22.0";
 
 /// Version of the recipe below: bump it when the install, trim or image layout changes.
-const RECIPE: &str = "r1";
+const RECIPE: &str = "r2";
 
 /// Where the package tree lives inside the image (and under the cache entry).
 const APP: &str = "app";
@@ -385,15 +385,37 @@ fn write_image(entry: &Path, version: &str) {
     let mut base = LayerWriter::new(&l.0);
     let mut dirs: Vec<String> = vec![];
     let mut libs: Vec<(String, Vec<u8>)> = vec![];
-    let out = tool(Command::new("ldd").arg(&node));
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let path = match line.split_once("=>") {
-            Some((_, r)) => r.split_whitespace().next().unwrap_or(""),
-            None => line.split_whitespace().next().unwrap_or(""),
-        };
-        if !path.starts_with('/') {
-            continue;
+    // Node and every native module the package ships link against the host's glibc and
+    // its companions (librt, libstdc++...): ldd names them. Libraries the modules bundle
+    // themselves (under node_modules) come with the package layer.
+    let nm = entry.join(APP).join("node_modules");
+    let mut objects = vec![node.clone()];
+    objects.extend(
+        walkdir::WalkDir::new(&nm)
+            .into_iter()
+            .flatten()
+            .filter(|e| {
+                e.file_type().is_file() && e.file_name().to_string_lossy().ends_with(".node")
+            })
+            .map(|e| e.path().to_path_buf()),
+    );
+    let mut paths: Vec<String> = vec![];
+    for o in &objects {
+        let out = Command::new("ldd").arg(o).output().unwrap();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let path = match line.split_once("=>") {
+                Some((_, r)) => r.split_whitespace().next().unwrap_or(""),
+                None => line.split_whitespace().next().unwrap_or(""),
+            };
+            if path.starts_with('/')
+                && !Path::new(path).starts_with(entry)
+                && !paths.iter().any(|p| p == path)
+            {
+                paths.push(path.to_string());
+            }
         }
+    }
+    for path in &paths {
         let data = std::fs::read(path).unwrap();
         libs.push((path.trim_start_matches('/').to_string(), data));
         let d = Path::new(path).parent().unwrap().to_string_lossy();
