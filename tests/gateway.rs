@@ -69,12 +69,15 @@ fn install_config(dir: &Path, files: &[(String, Vec<u8>)], env: &str) -> std::pr
     let script = dir.join("gateway-config.sh");
     std::fs::write(&script, file(files, "/opt/openclaw/gateway-config.sh")).unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let soul = dir.join("SOUL.md");
+    std::fs::write(&soul, file(files, "/opt/openclaw/config/SOUL.md")).unwrap();
     let env_file = dir.join("node.env");
     std::fs::write(&env_file, env).unwrap();
     std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     Command::new(&script)
         .env("OPENCLAW_CONFIG_SOURCE", &source)
         .env("OPENCLAW_ENV_FILE", &env_file)
+        .env("OPENCLAW_SOUL_SOURCE", &soul)
         .env("OPENCLAW_STATE_DIR", dir.join("state"))
         .output()
         .unwrap()
@@ -274,6 +277,14 @@ fn production_config_is_accepted_by_the_real_gateway_and_weakened_ones_are_not()
     assert_eq!(installed["channels"]["telegram"]["botToken"], TELEGRAM);
     assert_eq!(installed["channels"]["telegram"]["enabled"], true);
     assert!(installed["channels"].get("discord").is_none());
+    // The agents' guidelines from the overlay, in the workspace the gateway reads.
+    let soul = state.join("workspace/SOUL.md");
+    let smd = std::fs::metadata(&soul).unwrap();
+    assert_eq!((smd.mode() & 0o777, smd.uid()), (0o600, 1000));
+    assert_eq!(
+        std::fs::read(&soul).unwrap(),
+        file(&files, "/opt/openclaw/config/SOUL.md")
+    );
     // On this host the gateway's log goes under the state directory (the image's path,
     // /home/node/.openclaw/logs, is the same directory seen from inside the container).
     let log = state.join("logs/openclaw.log");
@@ -523,6 +534,11 @@ fn real_gateway_serves_the_config_unchanged_and_refuses_a_wrong_token() {
     // memory plugin loaded.
     assert_eq!(std::fs::read_to_string(&cfg).unwrap(), before, "{text}");
     assert!(!text.contains("memory slot plugin not found"), "{text}");
+    // It keeps the image's SOUL.md (it only seeds the workspace files that are missing).
+    assert_eq!(
+        std::fs::read(state.join("workspace/SOUL.md")).unwrap(),
+        file(&files, "/opt/openclaw/config/SOUL.md")
+    );
     // The compose health check (token from the config) passes; a wrong token is refused
     // by the gateway.
     let o = gateway()
