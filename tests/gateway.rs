@@ -248,6 +248,15 @@ fn production_config_is_accepted_by_the_real_gateway_and_weakened_ones_are_not()
     let files = rendered(&copy, "production", &[]);
     let source = file(&files, "/opt/openclaw/config/openclaw.json");
     let declared: serde_json::Value = serde_json::from_slice(source).unwrap();
+    // trustedProxies names exactly the subnet the compose file gives proxy-net.
+    let compose: serde_json::Value =
+        serde_yaml_ng::from_slice(file(&files, "/opt/openclaw/docker-compose.yml")).unwrap();
+    let subnet = &compose["networks"]["proxy-net"]["ipam"]["config"][0]["subnet"];
+    assert_eq!(subnet, "172.30.1.0/24", "{compose}");
+    assert_eq!(
+        declared["gateway"]["trustedProxies"],
+        serde_json::json!(["127.0.0.1", subnet])
+    );
     // No token in what the image ships.
     assert!(
         declared["gateway"]["auth"].get("token").is_none(),
