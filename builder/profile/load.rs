@@ -464,6 +464,35 @@ mod tests {
     }
 
     #[test]
+    fn required_if_follows_the_feature_var() {
+        let p = |vars: &str, cond: &str| -> (Profile, Result<()>) {
+            let mut p: Profile = toml::from_str(&format!(
+                "[vars]\n{vars}\n[secrets.t]\nfile = \"/x/.env\"\nenv = \"T\"\nrequired_if = \"{cond}\"\n"
+            ))
+            .unwrap();
+            let r = apply_required_if(&mut p, Path::new("p.toml"));
+            (p, r)
+        };
+        let on = |vars: &str, cond: &str| {
+            let (p, r) = p(vars, cond);
+            r.unwrap();
+            p.secrets["t"].required
+        };
+        assert!(on("proxy = \"tunnel\"", "proxy=tunnel"));
+        assert!(!on("proxy = \"caddy\"", "proxy=tunnel"));
+        assert!(on("url = \"https://w\"", "url"));
+        assert!(!on("url = \"\"", "url"));
+        assert!(!on("flag = false", "flag"));
+        let (_, r) = p("url = \"\"", "ulr");
+        let e = r.unwrap_err();
+        assert!(
+            e.message.contains("secrets.t.required_if") && e.message.contains("no var `ulr`"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
     fn line_col_counts_from_one() {
         assert_eq!(line_col("a\nbc", 3), (2, 2));
     }
