@@ -55,9 +55,10 @@ const REDIS_CLI: &str = "#!/bin/sh\n[ \"$1\" = ping ] || exit 2\nr=$(printf 'PIN
 /// `curl -sf URL` (Smokescreen's health check) with busybox wget.
 const CURL: &str = "#!/bin/sh\nfor u in \"$@\"; do :; done\nexec wget -q -Y off --spider \"$u\"\n";
 
-/// `openclaw doctor`: the gateway answers and reaches LiteLLM and the socket proxy by name.
+/// `openclaw gateway health` (the compose health check) or `openclaw doctor`: the gateway
+/// answers and reaches LiteLLM and the socket proxy by name.
 const OPENCLAW: &str = r#"#!/bin/sh
-[ "$1" = doctor ] || { echo "stand-in openclaw: only doctor" >&2; exit 2; }
+case "$*" in "gateway health"|doctor*) ;; *) echo "stand-in openclaw: only gateway health, doctor" >&2; exit 2 ;; esac
 for u in http://127.0.0.1:18789/ http://openclaw-litellm:4000/health/liveliness http://openclaw-docker-proxy:2375/_ping; do
   wget -q -Y off --spider "$u" || { echo "doctor: $u unreachable" >&2; exit 1; }
 done
@@ -440,7 +441,7 @@ fn production_builds_and_boots_with_units_timers_and_stack_config() {
     let hash = password_hash(CONSOLE_PASSWORD);
     std::fs::write(
         &secrets,
-        format!("[slots]\nanthropic_api_key = \"test-anthropic-value\"\nvoyage_api_key = \"test-voyage-value\"\ntelegram_bot_token = \"123:test-telegram\"\nadmin_password_hash = \"{hash}\"\n"),
+        format!("[slots]\nanthropic_api_key = \"test-anthropic-value\"\nvoyage_api_key = \"test-voyage-value\"\ntelegram_bot_token = \"123:test-telegram\"\ntunnel_token = \"test-tunnel-value\"\nadmin_password_hash = \"{hash}\"\n"),
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;

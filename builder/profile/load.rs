@@ -84,8 +84,8 @@ pub fn load_with_sets(
     for set in sets {
         apply_set(&mut merged, set)?;
     }
-    let profile: Profile =
-        serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
+    let mut profile: Profile = serde_path_to_error::deserialize(toml::Value::Table(merged))
+        .map_err(|e| {
             let key = e.path().to_string();
             Error::config(format!(
                 "{}: key `{key}`: after merging and overrides: {}",
@@ -93,6 +93,8 @@ pub fn load_with_sets(
                 e.inner().message().trim()
             ))
         })?;
+    apply_required_if(&mut profile, &path)?;
+    profile.sources = read_sources(&profile, path.parent().unwrap_or(Path::new(".")));
     let loaded = Loaded {
         name: path
             .file_stem()
@@ -263,6 +265,73 @@ pub fn apply_set(t: &mut toml::Table, set: &str) -> Result<()> {
     Ok(())
 }
 
+/// The source text of the profile's overlay files (by image path) and installed units (by
+/// name), for the lints. Unreadable entries are left out: the overlay and unit stages
+/// report those.
+fn read_sources(p: &Profile, profiles_dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let repo = match profiles_dir.parent() {
+        Some(r) if !r.as_os_str().is_empty() => r.to_path_buf(),
+        _ => profiles_dir.join(".."),
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for name in &p.overlays.list {
+        let dir = repo.join("overlays").join(name);
+        for e in walkdir::WalkDir::new(&dir)
+            .sort_by_file_name()
+            .into_iter()
+            .flatten()
+        {
+            if !e.file_type().is_file() {
+                continue;
+            }
+            let Ok(rel) = e.path().strip_prefix(&dir) else {
+                continue;
+            };
+            let rel = rel.to_string_lossy();
+            let image = format!("/{}", rel.strip_suffix(".tera").unwrap_or(&rel));
+            if let Ok(t) = std::fs::read_to_string(e.path()) {
+                out.insert(image, t);
+            }
+        }
+    }
+    for u in &p.units.install {
+        if let Ok(t) = std::fs::read_to_string(repo.join("units").join(u)) {
+            out.insert(u.clone(), t);
+        }
+    }
+    out
+}
+
+/// Make a slot required when the feature its `required_if` names is on (after `--var`, so
+/// `--var reverse_proxy=caddy` drops the tunnel token's requirement). A condition naming no
+/// var is an error: a typo would silently leave the slot optional.
+fn apply_required_if(p: &mut Profile, path: &Path) -> Result<()> {
+    for (name, s) in p.secrets.iter_mut() {
+        let Some(cond) = &s.required_if else { continue };
+        let (var, want) = match cond.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim())),
+            None => (cond.trim(), None),
+        };
+        let Some(v) = p.vars.get(var) else {
+            return Err(Error::config(format!(
+                "{}: key `secrets.{name}.required_if`: no var `{var}` in [vars] (expected `VAR` or `VAR=VALUE`)",
+                path.display()
+            )));
+        };
+        let on = match (want, v) {
+            (Some(w), toml::Value::String(x)) => x == w,
+            (Some(w), other) => other.to_string() == w,
+            (None, toml::Value::Boolean(b)) => *b,
+            (None, toml::Value::String(x)) => !x.is_empty(),
+            (None, _) => true,
+        };
+        if on && s.generate.is_none() {
+            s.required = true;
+        }
+    }
+    Ok(())
+}
+
 /// Semantic checks on the merged profile (errors name the key and the file chain).
 fn validate(l: &Loaded) -> Result<()> {
     let p = &l.profile;
@@ -392,6 +461,35 @@ mod tests {
         assert_eq!(parse_size("512MiB"), Some(512 << 20));
         assert_eq!(parse_size("12"), Some(12));
         assert_eq!(parse_size("3 parsecs"), None);
+    }
+
+    #[test]
+    fn required_if_follows_the_feature_var() {
+        let p = |vars: &str, cond: &str| -> (Profile, Result<()>) {
+            let mut p: Profile = toml::from_str(&format!(
+                "[vars]\n{vars}\n[secrets.t]\nfile = \"/x/.env\"\nenv = \"T\"\nrequired_if = \"{cond}\"\n"
+            ))
+            .unwrap();
+            let r = apply_required_if(&mut p, Path::new("p.toml"));
+            (p, r)
+        };
+        let on = |vars: &str, cond: &str| {
+            let (p, r) = p(vars, cond);
+            r.unwrap();
+            p.secrets["t"].required
+        };
+        assert!(on("proxy = \"tunnel\"", "proxy=tunnel"));
+        assert!(!on("proxy = \"caddy\"", "proxy=tunnel"));
+        assert!(on("url = \"https://w\"", "url"));
+        assert!(!on("url = \"\"", "url"));
+        assert!(!on("flag = false", "flag"));
+        let (_, r) = p("url = \"\"", "ulr");
+        let e = r.unwrap_err();
+        assert!(
+            e.message.contains("secrets.t.required_if") && e.message.contains("no var `ulr`"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -70,6 +70,11 @@ pub struct Profile {
     pub lints: LintConfig,
     /// Pinned container images baked into the image (names from the `images/` catalog).
     pub containers: crate::profile::sections::containers::Containers,
+    /// Source text of what the profile ships, for lints that look at who reads what:
+    /// overlay files by image path (`/opt/x/compose.yml`, template suffix dropped) and
+    /// installed units by name. Filled by the loader; not part of the profile's data.
+    #[serde(skip)]
+    pub sources: BTreeMap<String, String>,
 }
 
 /// The `[overlays]` section.

@@ -111,6 +111,7 @@ pub fn profiles_copy(dir: &Path, files: &[&str]) -> PathBuf {
     profiles
 }
 
+pub mod gateway;
 pub mod registry;
 
 /// Copy the repository's `subdirs` (recursively) into `dir`, e.g. profiles, images, overlays

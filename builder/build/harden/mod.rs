@@ -243,7 +243,7 @@ pub fn check(l: &Loaded) -> Result<(Plan, Vec<Finding>)> {
             .map_err(|e| Error::config(format!("{file}: {}", e.message)))?;
     }
     plan.ufw_rules = cx.ufw_rules;
-    let acked = lints::enforce(p, &file)?;
+    let acked = lints::enforce_in(p, &l.files)?;
     plan.acknowledged = acked
         .iter()
         .map(|f| format!("{}: {}", f.id, f.acknowledged.clone().unwrap_or_default()))
@@ -452,7 +452,7 @@ mod golden {
         ),
         (
             "test-secrets",
-            "a85bf73736be69cc5ef1821575c988fc020ad749e13e9af4973e223521b1e210",
+            "3e058f23dfbe4703863b2bef56abb07f80ceaf34c1c852bce59099635bba342d",
             "8f87393edc3b9e9665e9d16017d1d1e2e53e5de5c7f34bbdb02a14abe10736fe",
         ),
         (

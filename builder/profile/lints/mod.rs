@@ -15,6 +15,8 @@
 mod docker;
 mod fail2ban;
 mod firewall;
+mod gateway;
+mod secrets;
 mod ssh;
 mod sysctl;
 
@@ -67,6 +69,9 @@ pub const LINTS: &[Lint] = &[
     fail2ban::SSH_PORT,
     sysctl::KEY_FORMAT,
     docker::UNKNOWN_KEY,
+    gateway::UNKNOWN_KEY,
+    gateway::WEAKENED,
+    secrets::SLOT_UNUSED,
 ];
 
 /// Look up a lint by id.
@@ -79,6 +84,8 @@ pub fn lint(id: &str) -> Option<&'static Lint> {
 pub struct Finding {
     /// Lint id.
     pub id: &'static str,
+    /// `FILE:LINE` of the key (or of the nearest table holding it), when known.
+    pub at: Option<String>,
     /// Profile key the finding is about.
     pub key: String,
     /// What is wrong and why.
@@ -90,7 +97,14 @@ pub struct Finding {
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let l = lint(self.id);
-        write!(f, "[{}] key `{}`: {}", self.id, self.key, self.message)?;
+        match &self.at {
+            Some(at) => write!(
+                f,
+                "[{}] {at}: key `{}`: {}",
+                self.id, self.key, self.message
+            )?,
+            None => write!(f, "[{}] key `{}`: {}", self.id, self.key, self.message)?,
+        }
         if let Some(l) = l {
             write!(f, "\n    why: {}", l.why)?;
             if l.acknowledgeable && self.acknowledged.is_none() {
@@ -115,6 +129,7 @@ pub fn run(p: &Profile) -> Vec<Finding> {
         .flat_map(|l| {
             (l.check)(p).into_iter().map(|h| Finding {
                 id: l.id,
+                at: None,
                 key: h.key,
                 message: h.message,
                 acknowledged: p.lints.acknowledge.get(l.id).cloned(),
@@ -123,9 +138,70 @@ pub fn run(p: &Profile) -> Vec<Finding> {
         .collect()
 }
 
+/// Line (1-based) of a dotted key in a TOML text: the line setting it, else the line of the
+/// longest part of it that is set (an inline table) or opened as a table.
+pub fn locate(text: &str, key: &str) -> Option<usize> {
+    let want: Vec<&str> = key.split('.').collect();
+    let split = |s: &str| -> Vec<String> {
+        let mut out = vec![];
+        let mut cur = String::new();
+        let mut quote = None;
+        for c in s.chars() {
+            match (quote, c) {
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (None, '.') => out.push(std::mem::take(&mut cur).trim().to_string()),
+                _ => cur.push(c),
+            }
+        }
+        out.push(cur.trim().to_string());
+        out
+    };
+    let mut table: Vec<String> = vec![];
+    let mut best: Option<(usize, usize)> = None;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        let path = if let Some(h) = t.strip_prefix('[') {
+            let h = h.trim_start_matches('[');
+            let h = h.split(']').next().unwrap_or("");
+            table = split(h);
+            table.clone()
+        } else if let Some((k, _)) = t.split_once('=').filter(|_| !t.starts_with('#')) {
+            let mut p = table.clone();
+            p.extend(split(k));
+            p
+        } else {
+            continue;
+        };
+        let common = path
+            .iter()
+            .zip(&want)
+            .take_while(|(a, b)| a.as_str() == **b)
+            .count();
+        if common == path.len() && best.is_none_or(|(n, _)| common > n) {
+            best = Some((common, i + 1));
+        }
+    }
+    best.map(|(_, l)| l)
+}
+
 /// Check the acknowledgements, run the lints and fail on any finding not acknowledged.
 /// Returns the acknowledged findings (for `clawimg check` to show).
 pub fn enforce(p: &Profile, file: &str) -> Result<Vec<Finding>> {
+    enforce_in(p, &[std::path::PathBuf::from(file)])
+}
+
+/// [`enforce`] for a profile read from `files` (child first): each finding names the file
+/// and line of its key, searched child first.
+pub fn enforce_in(p: &Profile, files: &[std::path::PathBuf]) -> Result<Vec<Finding>> {
+    let file = files
+        .first()
+        .map(|f| f.display().to_string())
+        .unwrap_or_default();
+    let texts: Vec<(String, String)> = files
+        .iter()
+        .filter_map(|f| Some((f.display().to_string(), std::fs::read_to_string(f).ok()?)))
+        .collect();
     for (id, reason) in &p.lints.acknowledge {
         match lint(id) {
             None => {
@@ -153,7 +229,12 @@ pub fn enforce(p: &Profile, file: &str) -> Result<Vec<Finding>> {
             _ => {}
         }
     }
-    let all = run(p);
+    let mut all = run(p);
+    for f in &mut all {
+        f.at = texts
+            .iter()
+            .find_map(|(name, t)| locate(t, &f.key).map(|l| format!("{name}:{l}")));
+    }
     let open: Vec<&Finding> = all.iter().filter(|f| f.acknowledged.is_none()).collect();
     if !open.is_empty() {
         let list: Vec<String> = open.iter().map(|f| format!("  error{f}")).collect();
@@ -227,6 +308,16 @@ pub(crate) mod fixture {
 mod tests {
     use super::fixture::{good, ids};
     use super::*;
+
+    #[test]
+    fn locate_finds_keys_tables_and_inline_tables() {
+        let t = "a = 1\n[vars.g.gateway.auth]\nmode = \"none\"\n[vars.g.\"x.y\"]\nz = { q = 1 }\n";
+        assert_eq!(locate(t, "vars.g.gateway.auth.mode"), Some(3));
+        assert_eq!(locate(t, "vars.g.gateway.auth.allowTailscale"), Some(2));
+        assert_eq!(locate(t, "vars.g.x.y.z.q"), None);
+        assert_eq!(locate(t, "a"), Some(1));
+        assert_eq!(locate(t, "b"), None);
+    }
 
     #[test]
     fn good_profile_is_clean() {

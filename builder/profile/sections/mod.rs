@@ -74,7 +74,7 @@ pub(crate) mod golden {
         ),
         (
             "production",
-            "68a4fc0aa718cbc25dcf2a836d804236f47b59f2cb5b78276434a3f9604cdea6",
+            "1fffe23a8e31471c4623f4c38d1d6408a4691d81ab24555b7f25ccf3c75abf77",
         ),
         (
             "test",
@@ -86,7 +86,7 @@ pub(crate) mod golden {
         ),
         (
             "test-secrets",
-            "014c3d0a45e8ceed04106a608788e1bbdc6c6335bc68c70932c32cf75b886da0",
+            "08b771d7b28705be65bf998d7e136a11f078ad211c03b0c3bfc7c0b8e93a6903",
         ),
         (
             "peer",

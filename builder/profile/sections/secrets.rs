@@ -28,6 +28,15 @@ pub struct Slot {
     pub generate: Option<String>,
     /// Units that must not start before this slot is filled.
     pub units: Vec<String>,
+    /// What reads the value on the node: image paths of overlay files (`/opt/x/compose.yml`)
+    /// or installed units (`x.service`). `check` refuses a slot nothing reads: each one
+    /// named must mention the slot's `env` name (or, without `env`, its file's name).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub used_by: Vec<String>,
+    /// Required only when the profile enables the feature needing it: `VAR` (the var is
+    /// `true` or a non-empty string) or `VAR=VALUE` (the var is that string).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required_if: Option<String>,
     /// A console-recovery password: the value is a crypt(5) hash (yescrypt or SHA-512
     /// crypt) set as this user's password on first boot (`chpasswd -e`). No file is
     /// written; SSH password login stays off.
@@ -47,6 +56,8 @@ impl Default for Slot {
             required: false,
             generate: None,
             units: vec![],
+            used_by: vec![],
+            required_if: None,
             password_of: None,
         }
     }
