@@ -19,7 +19,7 @@ pub mod time;
 pub mod updates;
 pub mod users;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Problems, Result};
 use crate::image::probes::Probe;
 use crate::profile::lints::{self, Finding};
 use crate::profile::sections::directories::Directory;
@@ -211,18 +211,32 @@ pub const MODULES: &[&dyn Registered] = &[
 /// Validate every hardening section and run the lints; nothing is written.
 /// Returns the plan and the acknowledged findings.
 pub fn check(l: &Loaded) -> Result<(Plan, Vec<Finding>)> {
+    let mut problems = Problems::default();
+    let r = check_collecting(l, &mut problems);
+    problems.finish()?;
+    Ok(r)
+}
+
+/// [`check`] that records every problem (a missing package, a section a module refuses,
+/// each lint finding) in `problems` and goes on; the plan is only usable when none was
+/// recorded.
+pub fn check_collecting(l: &Loaded, problems: &mut Problems) -> (Plan, Vec<Finding>) {
     let p = &l.profile;
     let file = l.files[0].display().to_string();
     let mut plan = Plan::sections(p);
     for (key, pkgs) in MODULES.iter().flat_map(|m| m.needs(&plan)) {
         if !pkgs.iter().any(|x| p.base.packages.iter().any(|y| y == x)) {
-            return Err(Error::config(format!(
-                "{file}: key `base.packages`: [{key}] needs package {} (add it to base.packages)",
-                pkgs.iter()
-                    .map(|x| format!("`{x}`"))
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            )));
+            problems.push(Problem::at_key(
+                file.clone(),
+                "base.packages",
+                format!(
+                    "[{key}] needs package {} (add it to base.packages)",
+                    pkgs.iter()
+                        .map(|x| format!("`{x}`"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            ));
         }
     }
     let mut cx = Checking {
@@ -230,16 +244,17 @@ pub fn check(l: &Loaded) -> Result<(Plan, Vec<Finding>)> {
         ufw_rules: vec![],
     };
     for m in MODULES {
-        m.check(&plan, &mut cx)
-            .map_err(|e| Error::config(format!("{file}: {}", e.message)))?;
+        if let Err(e) = m.check(&plan, &mut cx) {
+            problems.push_error(Error::config(format!("{file}: {}", e.message)));
+        }
     }
     plan.ufw_rules = cx.ufw_rules;
-    let acked = lints::enforce(p, &file)?;
+    let acked = lints::collect(p, &file, problems);
     plan.acknowledged = acked
         .iter()
         .map(|f| format!("{}: {}", f.id, f.acknowledged.clone().unwrap_or_default()))
         .collect();
-    Ok((plan, acked))
+    (plan, acked)
 }
 
 /// Write every declared section into the image; returns each path written with the name of
@@ -417,18 +432,18 @@ mod golden {
         ),
         (
             "compose-host",
-            "0d5b17839682c851dc5e6dee810d6ba46e186099d527db1cb2cf95e936ede2d0",
-            "80b967b8a3f878ae4b86e1aaacb2aa29672894cf9adee22d5d4584f224b91b1a",
+            "675e038db3aae77d1fe92b67b327b266bca08684a0247dbde57aaf2ded5a082b",
+            "5aeb12210ace80bd849c484114be360a60c92553fbbf716301fa71cb7cf3bec2",
         ),
         (
             "hardened",
             "689c45407a2b93e4ace2322f4219265fa5b9f21ecbe220c5e8d1b162ce1e5538",
-            "7250e8598b44df23398c0b54fbda87ac1de58da89602008369e200f5fed4f974",
+            "c8d03b1cbfc7fdda9c90fc0d89c3546fa40181b1a742c453c8af512c02cef2ac",
         ),
         (
             "production",
             "2774a7a9d14257228a73ff537c34f7d6a0cee8e1e71b389f2e31f4c3f2914358",
-            "9988867b4627bba877fb0c2993694e46d7b50cb139b70e71cee021419e705f6b",
+            "3f554e3813613b1058bcba701b8e76030a670ea67ee846ece8da906cec865a34",
         ),
         (
             "test",
