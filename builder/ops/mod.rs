@@ -3,6 +3,7 @@
 
 pub mod diff;
 pub mod flash;
+pub mod init;
 pub mod lock;
 pub mod seal;
 pub mod test;
