@@ -17,6 +17,7 @@ use crate::image::audit;
 use crate::image::expect::{self, Expectations};
 use crate::image::files::{self, FileEntry};
 use crate::image::provenance::Provenance;
+use crate::profile::lock::Resolved;
 use crate::support::progress;
 use crate::support::rootfs::Rootfs;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,8 @@ pub struct Tree {
     pub prov: Provenance,
     /// What the base stage made: the tree's directory and its packages.
     pub base_out: BaseRootfs,
+    /// The installed packages with the sha256 of their .debs (for the SBOM).
+    pub resolved: Vec<Resolved>,
     /// Container images pulled while the base stage ran, and the cache holding their blobs.
     pub pulled: (BlobCache, Vec<Fetched>),
     /// What the overlays stage applied.
@@ -84,6 +87,8 @@ pub struct Report {
     pub prov: Provenance,
     /// The base tree's directory and packages.
     pub base_out: BaseRootfs,
+    /// The installed packages with their .deb sha256.
+    pub resolved: Vec<Resolved>,
     /// Overlays applied.
     pub applied: overlays::Applied,
     /// Units installed.
@@ -193,6 +198,7 @@ pub fn base(cx: &Context) -> Result<Based> {
         root: Rootfs::open(&base_out.path)?,
         prov: Provenance::default(),
         base_out,
+        resolved: bo.resolved,
         pulled: (blobs, fetched),
         applied: Default::default(),
         units_done: Default::default(),
@@ -287,9 +293,25 @@ pub fn secrets(cx: &Context, UnitsInstalled(mut t): UnitsInstalled) -> Result<Se
 }
 
 /// The pulled container images, as archives the first boot loads.
-pub fn images(_cx: &Context, SecretsInstalled(mut t): SecretsInstalled) -> Result<ImagesBaked> {
+pub fn images(cx: &Context, SecretsInstalled(mut t): SecretsInstalled) -> Result<ImagesBaked> {
     let (blobs, fetched) = &t.pulled;
+    if fetched.is_empty() {
+        return Ok(ImagesBaked(t));
+    }
+    let st = cx.progress.stage(
+        "bake",
+        &format!(
+            "{} container images as archives for the first boot",
+            fetched.len()
+        ),
+    );
     t.baked = images::bake(&t.root, blobs, fetched, &mut t.prov)?;
+    let bytes: u64 = t.baked.iter().map(|b| b.bytes).sum();
+    st.done(&format!(
+        "{} images, {} MiB of archives",
+        t.baked.len(),
+        bytes >> 20
+    ));
     Ok(ImagesBaked(t))
 }
 
@@ -354,6 +376,7 @@ pub fn assemble(cx: &Context, s: Scrubbed) -> Result<Assembled> {
         root,
         prov,
         base_out,
+        resolved,
         pulled: _,
         applied,
         units_done,
@@ -367,6 +390,7 @@ pub fn assemble(cx: &Context, s: Scrubbed) -> Result<Assembled> {
         report: Report {
             prov,
             base_out,
+            resolved,
             applied,
             units_done,
             baked,
@@ -409,9 +433,11 @@ pub fn outputs(cx: &Context, a: Assembled) -> Result<Outputs> {
     let previous =
         reuse::previous(&cx.cache, name).and_then(|(r, q)| qcow2::Previous::open(&r, &q));
     let bar = cx.progress.bytes("sha256", a.asm.layout.disk_bytes);
+    let qbar = cx.progress.bytes("qcow2", a.asm.layout.disk_bytes);
     let (report, raw_sum, conv, map) = std::thread::scope(|s| {
         let conv = s.spawn(|| {
-            let stats = qcow2::convert(raw, &qcow, p.image.qcow2_compress, previous.as_ref())?;
+            let stats =
+                qcow2::convert(raw, &qcow, p.image.qcow2_compress, previous.as_ref(), &qbar)?;
             Ok::<_, Error>((
                 stats,
                 sha256_file(&qcow, &indicatif::ProgressBar::hidden())?,
@@ -436,6 +462,7 @@ pub fn outputs(cx: &Context, a: Assembled) -> Result<Outputs> {
         (report, sum.join(), conv.join(), map.join())
     });
     bar.finish_and_clear();
+    qbar.finish_and_clear();
     let report = report?;
     if !report.findings.is_empty() {
         return Err(Error::failed(format!(
