@@ -66,15 +66,15 @@ pub(crate) mod golden {
         ),
         (
             "compose-host",
-            "8f57bce34ed34dcec1e8a3645bf01f6e9ef9e4f1f731b7461bd060ba15fed87f",
+            "8349efcff7ba9e012b8e5c57cf6bb76697b714eb6aa74fe47d1a3a8586fb93b4",
         ),
         (
             "hardened",
-            "8830be2ceaba8c473e83d008a865ac16a5e28d3ce012d673cc393ad2664b4671",
+            "b556a756edd3e56d079c8ffcd74b72686b1a4ae16a5abfa7c5587fe080d93e7d",
         ),
         (
             "production",
-            "7af801d1f0ebe1f4c7b10d6206ed1fb847a49ea232e426f98480c7264ef18819",
+            "12b28f8e500f412ecf935b325cde28c78aa135d8b4c45f0c6ecc5fad3eba2237",
         ),
         (
             "test",
