@@ -270,7 +270,15 @@ impl Problems {
     /// once (two checks that read the same input report its problem twice).
     pub fn sorted(&self) -> Vec<Problem> {
         let mut v: Vec<Problem> = self.list.iter().map(|(p, _)| p.clone()).collect();
-        v.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        // Within a file, problems without a line come after those with one.
+        let place = |p: &Problem| {
+            (
+                p.file.clone(),
+                p.line.unwrap_or(usize::MAX),
+                p.column.unwrap_or(usize::MAX),
+            )
+        };
+        v.sort_by_key(place);
         let mut seen = std::collections::HashSet::new();
         v.retain(|p| seen.insert(p.clone()));
         v
@@ -318,6 +326,49 @@ impl<T, E: fmt::Display + Into<Source>> Context<T> for std::result::Result<T, E>
 mod tests {
     use super::*;
     use std::error::Error as _;
+
+    #[test]
+    fn problems_are_read_back_sorted_and_listed_once() {
+        let p = Problem::from_message("profiles/p.toml:5:1: key `image.sizee`: unknown field");
+        assert_eq!(
+            (
+                p.file.as_str(),
+                p.line,
+                p.column,
+                p.key.as_deref(),
+                p.message.as_str()
+            ),
+            (
+                "profiles/p.toml",
+                Some(5),
+                Some(1),
+                Some("image.sizee"),
+                "unknown field"
+            )
+        );
+        assert_eq!(
+            p.to_string(),
+            "profiles/p.toml:5:1: key `image.sizee`: unknown field"
+        );
+        let bare = Problem::from_message("the base stage runs mmdebstrap: run as root");
+        assert_eq!((bare.file.as_str(), bare.line), ("", None));
+        let mut ps = Problems::default();
+        ps.push_error(Error::config("z.toml: key `a`: late file"));
+        ps.push(Problem::at_key("b.toml", "ssh.port", "second"));
+        ps.push_error(Error::config("b.toml:2:1: first"));
+        ps.push_error(Error::config("b.toml:2:1: first"));
+        ps.locate(|f, k| (f == "b.toml" && k == "ssh.port").then(|| ("b.toml".into(), 9, 1)));
+        let order: Vec<String> = ps.sorted().iter().map(|p| p.message.clone()).collect();
+        assert_eq!(order, ["first", "second", "late file"]);
+        let e = ps.finish().unwrap_err();
+        assert_eq!(e.problems().len(), 3);
+        // One problem keeps its own error (message and exit code).
+        let mut one = Problems::default();
+        one.push_error(Error::tool("mkfs.ext4 missing (apt-get install e2fsprogs)"));
+        let e = one.finish().unwrap_err();
+        assert_eq!(e.exit_code(), 3);
+        assert!(Problems::default().finish().is_ok());
+    }
 
     #[test]
     fn context_keeps_the_source_and_the_message() {

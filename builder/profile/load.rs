@@ -324,7 +324,9 @@ fn check_file(path: &Path, text: &str, problems: &mut Problems) -> Option<toml::
         let at_key = unknown_field(&msg).is_some();
         let mut full = segs.clone();
         if let Some(f) = unknown_field(&msg) {
-            full.push(Ok(f.to_string()));
+            if full.last() != Some(&Ok(f.to_string())) {
+                full.push(Ok(f.to_string()));
+            }
         }
         let (line, column) = span_of(text, &full, at_key).unzip();
         let key = e.path().to_string();
@@ -612,6 +614,51 @@ mod tests {
         assert_eq!(parse_size("512MiB"), Some(512 << 20));
         assert_eq!(parse_size("12"), Some(12));
         assert_eq!(parse_size("3 parsecs"), None);
+    }
+
+    #[test]
+    fn every_schema_error_of_a_file_is_reported_with_its_line() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("p.toml");
+        let text = "[image]\nesp_mib = \"big\"\nsizee = \"3GiB\"\n\n[ssh]\nport = \"x\"\n\n[base]\nsuite = \"noble\"\n";
+        std::fs::write(&f, text).unwrap();
+        let mut problems = Problems::default();
+        let table = check_file(&f, text, &mut problems).expect("the rest of the file");
+        let got: Vec<(Option<usize>, Option<String>)> = problems
+            .sorted()
+            .into_iter()
+            .map(|p| (p.line, p.key))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(2), Some("image.esp_mib".into())),
+                (Some(3), Some("image.sizee".into())),
+                (Some(6), Some("ssh.port".into())),
+            ],
+            "{:?}",
+            problems.sorted()
+        );
+        // What the schema accepts is kept for the later checks.
+        assert_eq!(table["base"]["suite"].as_str(), Some("noble"));
+        assert!(table["image"].get("esp_mib").is_none());
+        let e = problems.finish().unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.message.starts_with("3 problems found"), "{}", e.message);
+        assert_eq!(e.problems().len(), 3);
+    }
+
+    #[test]
+    fn keys_are_located_in_the_chain_child_first() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a.toml"), d.path().join("b.toml"));
+        std::fs::write(&a, "extends = \"b\"\n\n[ssh]\nport = 222\n").unwrap();
+        std::fs::write(&b, "[ssh]\nport = 22\n[firewall]\nenabled = true\n").unwrap();
+        let files = [a.clone(), b.clone()];
+        let at = |k: &str| locate(&files, k).map(|(f, l, _)| (f, l));
+        assert_eq!(at("ssh.port"), Some((a.display().to_string(), 4)));
+        assert_eq!(at("firewall.rules"), Some((b.display().to_string(), 3)));
+        assert_eq!(at("users.admin"), None);
     }
 
     #[test]
