@@ -168,15 +168,15 @@ pub fn base(cx: &Context) -> Result<Based> {
                 Ok::<_, Error>(f)
             })
         });
-        let st = cx.progress.stage(
-            "base",
-            &format!(
-                "mmdebstrap {} ({} packages requested)",
-                p.base.suite,
-                p.base.packages.len()
-            ),
-        );
-        let bo = super::base::run(&bst, &cx.cache, &rootfs_path);
+        let st = cx.progress.stage("base", &st_base_summary(p));
+        let base_done = std::sync::atomic::AtomicBool::new(false);
+        let (store, summary) = (cx.cache.store(), st_base_summary(p));
+        let bo = std::thread::scope(|w| {
+            w.spawn(|| watch_base(store, &st, &summary, &base_done));
+            let bo = super::base::run(&bst, &cx.cache, &rootfs_path);
+            base_done.store(true, std::sync::atomic::Ordering::Relaxed);
+            bo
+        });
         if let Ok(b) = &bo {
             st.done(&format!(
                 "{} packages installed{}",
@@ -204,6 +204,53 @@ pub fn base(cx: &Context) -> Result<Based> {
         units_done: Default::default(),
         baked: vec![],
     }))
+}
+
+/// What the base stage's spinner says before mmdebstrap reports anything.
+fn st_base_summary(p: &crate::profile::Profile) -> String {
+    format!(
+        "mmdebstrap {} ({} packages requested)",
+        p.base.suite,
+        p.base.packages.len()
+    )
+}
+
+/// While mmdebstrap runs (a minute or more on a cold cache), count in this build's
+/// temporary base tree the .debs fetched and the packages unpacked, once a second, and
+/// show them on the stage's spinner.
+fn watch_base(
+    store: &Path,
+    st: &progress::Stage,
+    summary: &str,
+    done: &std::sync::atomic::AtomicBool,
+) {
+    let prefix = format!(".tmp-{}-base-", std::process::id());
+    let count = |dir: &Path, ext: &str| {
+        std::fs::read_dir(dir).map_or(0, |rd| {
+            rd.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == ext))
+                .count()
+        })
+    };
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let Ok(rd) = std::fs::read_dir(store.join("stages")) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if !e.file_name().to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            let root = e.path().join("rootfs");
+            let fetched = count(&root.join("var/cache/apt/archives"), "deb");
+            let unpacked = count(&root.join("var/lib/dpkg/info"), "list");
+            if fetched + unpacked > 0 {
+                st.msg(&format!(
+                    "{summary}: {fetched} .debs fetched, {unpacked} packages unpacked"
+                ));
+            }
+        }
+    }
 }
 
 /// Host name, fstab, network, first-boot SSH keys, root growth.
