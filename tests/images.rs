@@ -959,7 +959,7 @@ fn explain_names_the_module_that_wrote_each_path() {
     let dir = scratch_repo("images-explain");
     std::fs::write(dir.join("profiles/test-explain.toml"), EXPLAIN_PROFILE).unwrap();
     let reg = Registry::start(&dir.join("registry"), None);
-    push_images(&reg, &dir, None);
+    let pushed = push_images(&reg, &dir, None);
     lock(&dir, &reg);
     let out = dir.join("out");
     let mut c = cl(&dir, &dir.join("cache"), &reg.mirror());
@@ -1028,4 +1028,123 @@ fn explain_names_the_module_that_wrote_each_path() {
     }
     // A file no stage wrote is still the base stage's.
     assert!(explain("/usr/bin/ls").contains("base stage"));
+
+    sbom_lists_what_the_image_holds(&img, &spec, &pushed);
+}
+
+/// The build's SBOM (CycloneDX 1.5): valid for CycloneDX's validator, named by the
+/// manifest and SHA256SUMS, and listing exactly the packages dpkg has installed in the
+/// image (read with debugfs) with the sha256 of the .deb files in the package store, and
+/// both baked images by their pushed digests.
+fn sbom_lists_what_the_image_holds(img: &Path, spec: &str, pushed: &Pushed) {
+    let file = img.join("test-explain.cdx.json");
+    let text = std::fs::read_to_string(&file).expect("the build wrote test-explain.cdx.json");
+    cyclonedx_validate(&file).unwrap_or_else(|e| panic!("SBOM refused by the validator:\n{e}"));
+    let mut broken: serde_json::Value = serde_json::from_str(&text).unwrap();
+    broken["components"][0]["hashes"][0]["alg"] = "SHA-257".into();
+    let bad = img.with_file_name("broken.cdx.json");
+    std::fs::write(&bad, broken.to_string()).unwrap();
+    assert!(
+        cyclonedx_validate(&bad).is_err(),
+        "validator accepted a broken SBOM"
+    );
+
+    let sum = format!("{:x}", sha2_file(&file));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(img.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["extra"]["sbom"]["file"], "test-explain.cdx.json");
+    assert_eq!(m["extra"]["sbom"]["sha256"], sum.as_str());
+    let sums = std::fs::read_to_string(img.join("SHA256SUMS")).unwrap();
+    assert!(
+        sums.contains(&format!("{sum}  test-explain.cdx.json")),
+        "{sums}"
+    );
+
+    // dpkg's view of the image, read from the raw disk.
+    let o = Command::new("debugfs")
+        .args(["-R", "cat /var/lib/dpkg/status", spec])
+        .output()
+        .expect("run debugfs");
+    let status = String::from_utf8_lossy(&o.stdout);
+    let mut installed = std::collections::BTreeSet::new();
+    for para in status.split("\n\n") {
+        let field = |f: &str| {
+            para.lines()
+                .find_map(|l| l.strip_prefix(&format!("{f}: ")))
+                .unwrap_or("")
+                .to_string()
+        };
+        if field("Status").ends_with(" installed") {
+            installed.insert((field("Package"), field("Version"), field("Architecture")));
+        }
+    }
+    assert!(
+        installed.len() > 100,
+        "dpkg status not read: {}",
+        installed.len()
+    );
+
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let comps = v["components"].as_array().unwrap();
+    let mut listed = std::collections::BTreeSet::new();
+    let store = package_store().join("debs");
+    for c in comps.iter().filter(|c| c["type"] == "library") {
+        let (name, version) = (c["name"].as_str().unwrap(), c["version"].as_str().unwrap());
+        let arch = c["properties"][0]["value"].as_str().unwrap();
+        let purl = c["purl"].as_str().unwrap();
+        assert!(
+            purl.starts_with("pkg:deb/ubuntu/")
+                && purl.ends_with(&format!("?arch={arch}&distro=ubuntu-24.04")),
+            "{purl}"
+        );
+        listed.insert((name.to_string(), version.to_string(), arch.to_string()));
+        // The .deb this package came from, by the sha256 the SBOM gives, is that package.
+        let sha = c["hashes"][0]["content"].as_str().unwrap();
+        let deb = store.join(format!("{sha}.deb"));
+        assert_eq!(format!("{:x}", sha2_file(&deb)), sha, "{}", deb.display());
+        let f = Command::new("dpkg-deb")
+            .args(["-f"])
+            .arg(&deb)
+            .args(["Package", "Version", "Architecture"])
+            .output()
+            .expect("run dpkg-deb");
+        let fields = String::from_utf8_lossy(&f.stdout);
+        assert!(
+            fields.contains(&format!("Package: {name}\n"))
+                && fields.contains(&format!("Version: {version}\n"))
+                && fields.contains(&format!("Architecture: {arch}\n")),
+            "{name}: {fields}"
+        );
+    }
+    assert_eq!(listed, installed, "SBOM packages differ from dpkg's");
+
+    let oci: Vec<&str> = comps
+        .iter()
+        .filter(|c| c["type"] == "container")
+        .map(|c| c["purl"].as_str().unwrap())
+        .collect();
+    let enc = |d: &str| d.replace(':', "%3A");
+    assert_eq!(oci.len(), 2, "{oci:?}");
+    assert!(
+        oci.iter().any(|p| p.starts_with(&format!(
+            "pkg:oci/busybox@{}?repository_url=",
+            enc(&pushed.busybox_index)
+        ))),
+        "{oci:?}"
+    );
+    assert!(
+        oci.iter().any(|p| p.starts_with(&format!(
+            "pkg:oci/tools@{}?repository_url=",
+            enc(&pushed.tools_manifest)
+        ))),
+        "{oci:?}"
+    );
+}
+
+/// sha256 of a file.
+fn sha2_file(p: &Path) -> sha2::digest::Output<sha2::Sha256> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut std::fs::File::open(p).unwrap(), &mut h).unwrap();
+    h.finalize()
 }

@@ -163,3 +163,206 @@ fn help_teaches_with_examples() {
         assert!(o.status.success() && s.contains("Examples:"), "{sub}: {s}");
     }
 }
+
+/// `clawimg check` on a profile with three kinds of problem: a schema error, a lockout
+/// (the admin has no key) and an undefined template variable. One run names all three,
+/// sorted by file and line, exits 2 and writes nothing; `--json` lists the same problems.
+#[test]
+fn check_reports_every_problem_in_one_run() {
+    let dir = scratch("three-problems");
+    let profiles = profiles_copy(&dir, &["base.toml", "hardened.toml"]);
+    std::fs::write(
+        profiles.join("site.toml"),
+        "extends = \"hardened\"\n\n[image]\nesp_mib = \"big\"\n\n[overlays]\nlist = [\"motd\"]\n",
+    )
+    .unwrap();
+    let motd = dir.join("overlays/motd/etc");
+    std::fs::create_dir_all(&motd).unwrap();
+    std::fs::write(motd.join("motd.tera"), "Welcome to\n{{ site_name }}\n").unwrap();
+    let out = dir.join("out");
+    let cmd = |json: bool| {
+        let mut c = clawimg();
+        c.arg("check")
+            .arg("site")
+            .arg("--profiles-dir")
+            .arg(&profiles)
+            .arg("--out")
+            .arg(&out)
+            .arg("--cache-dir")
+            .arg(dir.join("cache"));
+        if json {
+            c.arg("--json");
+        }
+        run(c)
+    };
+    let o = cmd(false);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let schema = err.find("site.toml:4:11: key `image.esp_mib`");
+    let lockout = err.find("[ssh-allowusers-no-key]");
+    let var = err.find("motd.tera:2");
+    assert!(
+        schema.is_some() && lockout.is_some() && var.is_some(),
+        "all three problems expected:\n{err}"
+    );
+    assert!(err.contains("site_name"), "{err}");
+    // Sorted by file, then line: the template's problem (overlays/…) before the profile's.
+    assert!(var < schema, "{err}");
+    assert_untouched(&out);
+
+    let o = cmd(true);
+    assert_eq!(o.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("check --json is JSON");
+    assert_eq!(v["ok"], false);
+    let problems = v["problems"].as_array().expect("a problems array");
+    let keys: Vec<&str> = problems.iter().filter_map(|p| p["key"].as_str()).collect();
+    assert!(keys.contains(&"image.esp_mib"), "{v}");
+    assert!(
+        problems.iter().any(|p| p["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ssh-allowusers-no-key")),
+        "{v}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["file"].as_str().unwrap_or("").ends_with("motd.tera") && p["line"] == 2),
+        "{v}"
+    );
+    assert_untouched(&out);
+}
+
+/// Shell completions and the man page come from the clap definitions: the bash script
+/// completes the subcommands, the page documents each of them (and `man -l` renders it
+/// when man is installed).
+#[test]
+fn completions_and_man_page_name_the_commands() {
+    let subcommands = [
+        "build",
+        "check",
+        "init",
+        "verify",
+        "diff",
+        "inspect",
+        "completions",
+    ];
+    for shell in ["bash", "zsh", "fish"] {
+        let mut c = clawimg();
+        c.args(["completions", shell]);
+        let o = run(c);
+        assert!(o.status.success(), "completions {shell}");
+        let s = String::from_utf8_lossy(&o.stdout);
+        for sub in subcommands {
+            assert!(s.contains(sub), "{shell} completion lacks {sub}");
+        }
+    }
+    let mut c = clawimg();
+    c.arg("completions").arg("tcsh");
+    assert_eq!(
+        run(c).status.code(),
+        Some(2),
+        "unknown shell is a usage error"
+    );
+
+    let mut c = clawimg();
+    c.arg("man");
+    let o = run(c);
+    assert!(o.status.success());
+    let page = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH clawimg"),
+        "not roff"
+    );
+    for sub in subcommands {
+        assert!(
+            page.contains(&format!(".SH \"CLAWIMG {}\"", sub.to_uppercase())),
+            "man page lacks a section for {sub}"
+        );
+    }
+    assert!(
+        page.contains("\\-\\-admin\\-key"),
+        "init's flags are documented"
+    );
+    if std::process::Command::new("man")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let dir = scratch("man");
+        let f = dir.join("clawimg.1");
+        std::fs::write(&f, &page).unwrap();
+        let o = std::process::Command::new("man")
+            .arg("-l")
+            .arg(&f)
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "man -l failed");
+        assert!(
+            text.contains("CLAWIMG INIT") && text.contains("clawimg init"),
+            "{text}"
+        );
+    }
+}
+
+/// `init` writes a site profile that passes every lint when given a key, refuses to
+/// overwrite it, and prints the next commands.
+#[test]
+fn init_writes_a_site_profile_check_accepts() {
+    let dir = scratch("init-site");
+    let profiles = profiles_copy(&dir, &["base.toml", "hardened.toml", "production.toml"]);
+    let key = dir.join("me.pub");
+    keygen(&dir.join("me"), "me@test");
+    let mut c = clawimg();
+    c.arg("init")
+        .arg("site")
+        .arg("--profiles-dir")
+        .arg(&profiles)
+        .arg("--admin-key")
+        .arg(&key)
+        .args(["--admin-cidr", "198.51.100.7", "--reverse-proxy", "caddy"]);
+    let o = run(c);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("next: clawimg check site"), "{text}");
+    let written = std::fs::read_to_string(profiles.join("site.toml")).unwrap();
+    let pubkey = std::fs::read_to_string(&key).unwrap();
+    assert!(written.contains(pubkey.trim()), "{written}");
+    assert!(written.contains("# domain = "), "{written}");
+
+    // Refuses to overwrite: exit 2, file unchanged.
+    let mut c = clawimg();
+    c.arg("init")
+        .arg("site")
+        .arg("--profiles-dir")
+        .arg(&profiles)
+        .arg("--no-key");
+    assert_eq!(run(c).status.code(), Some(2));
+    assert_eq!(
+        std::fs::read_to_string(profiles.join("site.toml")).unwrap(),
+        written
+    );
+
+    // check: no lint or schema problem in the site profile (only the catalog's missing
+    // pins may remain: the committed catalog has no digests).
+    let mut c = clawimg();
+    c.arg("check")
+        .arg("site")
+        .arg("--json")
+        .arg("--profiles-dir")
+        .arg(&profiles)
+        .arg("--cache-dir")
+        .arg(dir.join("cache"));
+    let o = run(c);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    for p in v["problems"].as_array().unwrap() {
+        let msg = p["message"].as_str().unwrap_or("");
+        assert!(
+            !msg.starts_with('[') && !p["file"].as_str().unwrap_or("").ends_with("site.toml"),
+            "{p}"
+        );
+    }
+}

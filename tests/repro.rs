@@ -2,7 +2,7 @@
 //! - build A: fresh cache, working dir and TMPDIR A, TZ=Pacific/Chatham, clock faked 400 days ahead;
 //! - build B: fresh cache, other dirs, TZ=UTC, killed with SIGKILL during the base stage and
 //!   again during assembly, then run to completion;
-//! - A and B must have the same raw and qcow2 sha256 and the same manifest; e2fsck -fn is
+//! - A and B must have the same raw and qcow2 sha256, the same manifest and SBOM; e2fsck -fn is
 //!   clean; `clawimg diff` says identical;
 //! - builds D and E: one input changed, on A's cache (the qcow2 reuses A's compressed
 //!   clusters) and on B's with no previous build noted (every cluster compressed): same
@@ -194,15 +194,26 @@ fn reproducible_locked_offline_and_crash_safe() {
         "temporary cache entries left behind"
     );
 
-    // Same bytes, same manifest.
+    // Same bytes, same manifest, same SBOM.
     assert_eq!(
         sums(&a),
         sums(&b),
-        "raw/qcow2 digests differ between A and B"
+        "raw/qcow2/SBOM digests differ between A and B"
     );
     let ma = std::fs::read_to_string(a.join("out/test/manifest.json")).unwrap();
     let mb = std::fs::read_to_string(b.join("out/test/manifest.json")).unwrap();
     assert_eq!(ma, mb, "manifests differ");
+    let sa = std::fs::read(a.join("out/test/test.cdx.json")).expect("A wrote its SBOM");
+    let sb = std::fs::read(b.join("out/test/test.cdx.json")).expect("B wrote its SBOM");
+    assert!(
+        sa.len() > 10_000,
+        "SBOM of A is too small to list the packages"
+    );
+    assert!(sa == sb, "SBOMs differ between A and B");
+    assert!(
+        sums(&a).contains("  test.cdx.json\n"),
+        "SHA256SUMS lacks the SBOM"
+    );
     let (raw, off) = root_partition(&a);
     let fsck = Command::new("e2fsck")
         .arg("-fn")

@@ -6,7 +6,7 @@ use super::base::mmdebstrap::{self, BaseInput};
 use super::base::{self, BaseStage};
 use super::outputs::{reuse, staging};
 use super::{input_hash, overlays, units, BuildOptions};
-use crate::error::{Context as _, Error, Result};
+use crate::error::{Context as _, Error, Problems, Result};
 use crate::profile::lock::{self, Lock};
 use crate::profile::{self, catalog, Loaded};
 use crate::support::cache::Cache;
@@ -35,16 +35,43 @@ pub struct Checked {
     pub images: Vec<crate::profile::catalog::Pinned>,
 }
 
-/// Load and check the profile and environment (used by `check` and `build`).
+/// Load and check the profile and its inputs (used by `check`, `build` and `lock`).
+///
+/// Every check runs even when an earlier one failed, and each pushes what it finds into
+/// one [`Problems`] list: schema errors of each file, validation, the keyring pin, units,
+/// overlays and their templates, hardening sections and lints, container pins. The error
+/// lists them all, sorted by file and line (exit code 2).
 pub fn check(opts: &BuildOptions) -> Result<Checked> {
-    let loaded =
-        profile::load_with_sets(&opts.profile, &opts.profiles_dir, &opts.vars, &opts.sets)?;
-    let keyring = mmdebstrap::check_keyring(&loaded.profile.base, &loaded.dir)?;
-    units::check(&loaded)?;
-    let overlays = overlays::load(&loaded)?;
+    let mut problems = Problems::default();
+    let loaded = profile::load_collecting(
+        &opts.profile,
+        &opts.profiles_dir,
+        &opts.vars,
+        &opts.sets,
+        &mut problems,
+    );
+    let Some(loaded) = loaded else {
+        problems.finish()?;
+        return Err(Error::config(format!(
+            "cannot load profile {}",
+            opts.profile
+        )));
+    };
+    let keyring = problems.take(mmdebstrap::check_keyring(&loaded.profile.base, &loaded.dir));
+    problems.take(units::check(&loaded));
+    let overlays = problems.take(overlays::load(&loaded));
     // Firewall CIDR list files are pinned by sha256 in the profile, so the hash covers them.
-    let (plan, acknowledged) = crate::build::harden::check(&loaded)?;
-    let images = catalog::resolve(&loaded)?;
+    let (plan, acknowledged) = crate::build::harden::check_collecting(&loaded, &mut problems);
+    // Collection point: a check added here pushes into `problems` (or goes through
+    // `problems.take`) and must not return early, so one run reports everything.
+    let images = problems.take(catalog::resolve(&loaded));
+    place(&loaded, &mut problems);
+    problems.finish()?;
+    let (Some(keyring), Some(overlays), Some(images)) = (keyring, overlays, images) else {
+        return Err(Error::config(
+            "a check failed without saying why".to_string(),
+        ));
+    };
     let ih = input_hash(&loaded, &loaded.profile.base.keyring_sha256)?;
     Ok(Checked {
         loaded,
@@ -55,6 +82,22 @@ pub fn check(opts: &BuildOptions) -> Result<Checked> {
         acknowledged,
         images,
     })
+}
+
+/// Give problems that name a profile key but no line the line where the profile chain
+/// writes that key (child first), so the list sorts by file and line.
+fn place(loaded: &profile::Loaded, problems: &mut Problems) {
+    let chain: Vec<String> = loaded
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
+    problems.locate(|file, key| {
+        if !file.is_empty() && !chain.iter().any(|c| c == file) {
+            return None;
+        }
+        profile::load::locate(&loaded.files, key)
+    });
 }
 
 /// The build's private work directory under the cache; removed when the build ends.

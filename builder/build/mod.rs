@@ -19,6 +19,8 @@ use crate::image::manifest::Extra;
 use crate::image::manifest::HardeningSection;
 use crate::image::manifest::PartitionTable;
 use crate::image::manifest::Reproducibility;
+use crate::image::manifest::SbomRef;
+use crate::image::sbom;
 pub use check::{check, Checked};
 
 use crate::build::outputs::reuse;
@@ -169,11 +171,25 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let stages::Report {
         prov,
         base_out,
+        resolved,
         applied,
         units_done,
         baked,
     } = report;
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    // The SBOM: made from the same inputs as the image, so it is as reproducible.
+    let sbom_file = sbom::file_name(name);
+    let sbom_text = sbom::render(&sbom::SbomInput {
+        profile: name,
+        input_hash: &checked.input_hash,
+        source_date_epoch: sde,
+        tool_version: env!("CARGO_PKG_VERSION"),
+        debs: &resolved,
+        images: &baked,
+    })?;
+    let sbom_path = staging.path().join(&sbom_file);
+    std::fs::write(&sbom_path, &sbom_text).ctx(|| format!("write {}", sbom_path.display()))?;
+    let sbom_sum = hex::encode(Sha256::digest(sbom_text.as_bytes()));
     let artifacts = vec![
         Artifact {
             file: format!("{name}.raw"),
@@ -184,6 +200,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             file: format!("{name}.qcow2"),
             bytes: size(&qcow),
             sha256: qcow_sum,
+        },
+        Artifact {
+            file: sbom_file.clone(),
+            bytes: sbom_text.len() as u64,
+            sha256: sbom_sum.clone(),
         },
     ];
     let hardening = if checked.plan.is_empty() {
@@ -225,6 +246,12 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             }),
             verify: Some(expect),
             images: (!baked.is_empty()).then_some(baked),
+            sbom: Some(SbomRef {
+                file: sbom_file,
+                format: "CycloneDX".to_string(),
+                spec_version: sbom::SPEC_VERSION.to_string(),
+                sha256: sbom_sum,
+            }),
         },
     };
     manifest.write(staging.path())?;
@@ -232,11 +259,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     reuse::remember(&cx.cache, name, &cx.image_key);
     st.done(&if qstats.clusters > 0 {
         format!(
-            "manifest.json, SHA256SUMS; qcow2: {} clusters compressed, {} reused",
+            "manifest.json, SHA256SUMS, SBOM; qcow2: {} clusters compressed, {} reused",
             qstats.compressed, qstats.reused
         )
     } else {
-        "manifest.json, SHA256SUMS".to_string()
+        "manifest.json, SHA256SUMS, SBOM".to_string()
     });
     let dir = staging.commit()?;
     Ok(BuildResult {

@@ -17,6 +17,7 @@ use crate::image::audit;
 use crate::image::expect::{self, Expectations};
 use crate::image::files::{self, FileEntry};
 use crate::image::provenance::Provenance;
+use crate::profile::lock::Resolved;
 use crate::support::progress;
 use crate::support::rootfs::Rootfs;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,8 @@ pub struct Tree {
     pub prov: Provenance,
     /// What the base stage made: the tree's directory and its packages.
     pub base_out: BaseRootfs,
+    /// The installed packages with the sha256 of their .debs (for the SBOM).
+    pub resolved: Vec<Resolved>,
     /// Container images pulled while the base stage ran, and the cache holding their blobs.
     pub pulled: (BlobCache, Vec<Fetched>),
     /// What the overlays stage applied.
@@ -84,6 +87,8 @@ pub struct Report {
     pub prov: Provenance,
     /// The base tree's directory and packages.
     pub base_out: BaseRootfs,
+    /// The installed packages with their .deb sha256.
+    pub resolved: Vec<Resolved>,
     /// Overlays applied.
     pub applied: overlays::Applied,
     /// Units installed.
@@ -156,15 +161,15 @@ pub fn base(cx: &Context) -> Result<Based> {
                 Ok::<_, Error>(f)
             })
         });
-        let st = cx.progress.stage(
-            "base",
-            &format!(
-                "mmdebstrap {} ({} packages requested)",
-                p.base.suite,
-                p.base.packages.len()
-            ),
-        );
-        let bo = super::base::run(&bst, &cx.cache, &rootfs_path);
+        let st = cx.progress.stage("base", &st_base_summary(p));
+        let base_done = std::sync::atomic::AtomicBool::new(false);
+        let (store, summary) = (cx.cache.store(), st_base_summary(p));
+        let bo = std::thread::scope(|w| {
+            w.spawn(|| watch_base(store, &st, &summary, &base_done));
+            let bo = super::base::run(&bst, &cx.cache, &rootfs_path);
+            base_done.store(true, std::sync::atomic::Ordering::Relaxed);
+            bo
+        });
         if let Ok(b) = &bo {
             st.done(&format!(
                 "{} packages installed{}",
@@ -186,11 +191,59 @@ pub fn base(cx: &Context) -> Result<Based> {
         root: Rootfs::open(&base_out.path)?,
         prov: Provenance::default(),
         base_out,
+        resolved: bo.resolved,
         pulled: (blobs, fetched),
         applied: Default::default(),
         units_done: Default::default(),
         baked: vec![],
     }))
+}
+
+/// What the base stage's spinner says before mmdebstrap reports anything.
+fn st_base_summary(p: &crate::profile::Profile) -> String {
+    format!(
+        "mmdebstrap {} ({} packages requested)",
+        p.base.suite,
+        p.base.packages.len()
+    )
+}
+
+/// While mmdebstrap runs (a minute or more on a cold cache), count in this build's
+/// temporary base tree the .debs fetched and the packages unpacked, once a second, and
+/// show them on the stage's spinner.
+fn watch_base(
+    store: &Path,
+    st: &progress::Stage,
+    summary: &str,
+    done: &std::sync::atomic::AtomicBool,
+) {
+    let prefix = format!(".tmp-{}-base-", std::process::id());
+    let count = |dir: &Path, ext: &str| {
+        std::fs::read_dir(dir).map_or(0, |rd| {
+            rd.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == ext))
+                .count()
+        })
+    };
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let Ok(rd) = std::fs::read_dir(store.join("stages")) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if !e.file_name().to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            let root = e.path().join("rootfs");
+            let fetched = count(&root.join("var/cache/apt/archives"), "deb");
+            let unpacked = count(&root.join("var/lib/dpkg/info"), "list");
+            if fetched + unpacked > 0 {
+                st.msg(&format!(
+                    "{summary}: {fetched} .debs fetched, {unpacked} packages unpacked"
+                ));
+            }
+        }
+    }
 }
 
 /// Host name, fstab, network, first-boot SSH keys, root growth.
@@ -280,9 +333,25 @@ pub fn secrets(cx: &Context, UnitsInstalled(mut t): UnitsInstalled) -> Result<Se
 }
 
 /// The pulled container images, as archives the first boot loads.
-pub fn images(_cx: &Context, SecretsInstalled(mut t): SecretsInstalled) -> Result<ImagesBaked> {
+pub fn images(cx: &Context, SecretsInstalled(mut t): SecretsInstalled) -> Result<ImagesBaked> {
     let (blobs, fetched) = &t.pulled;
+    if fetched.is_empty() {
+        return Ok(ImagesBaked(t));
+    }
+    let st = cx.progress.stage(
+        "bake",
+        &format!(
+            "{} container images as archives for the first boot",
+            fetched.len()
+        ),
+    );
     t.baked = images::bake(&t.root, blobs, fetched, &mut t.prov)?;
+    let bytes: u64 = t.baked.iter().map(|b| b.bytes).sum();
+    st.done(&format!(
+        "{} images, {} MiB of archives",
+        t.baked.len(),
+        bytes >> 20
+    ));
     Ok(ImagesBaked(t))
 }
 
@@ -349,6 +418,7 @@ pub fn assemble(cx: &Context, s: Scrubbed) -> Result<Assembled> {
         root,
         prov,
         base_out,
+        resolved,
         pulled: _,
         applied,
         units_done,
@@ -362,6 +432,7 @@ pub fn assemble(cx: &Context, s: Scrubbed) -> Result<Assembled> {
         report: Report {
             prov,
             base_out,
+            resolved,
             applied,
             units_done,
             baked,
@@ -404,9 +475,11 @@ pub fn outputs(cx: &Context, a: Assembled) -> Result<Outputs> {
     let previous =
         reuse::previous(&cx.cache, name).and_then(|(r, q)| qcow2::Previous::open(&r, &q));
     let bar = cx.progress.bytes("sha256", a.asm.layout.disk_bytes);
+    let qbar = cx.progress.bytes("qcow2", a.asm.layout.disk_bytes);
     let (report, raw_sum, conv, map) = std::thread::scope(|s| {
         let conv = s.spawn(|| {
-            let stats = qcow2::convert(raw, &qcow, p.image.qcow2_compress, previous.as_ref())?;
+            let stats =
+                qcow2::convert(raw, &qcow, p.image.qcow2_compress, previous.as_ref(), &qbar)?;
             Ok::<_, Error>((
                 stats,
                 sha256_file(&qcow, &indicatif::ProgressBar::hidden())?,
@@ -437,6 +510,7 @@ pub fn outputs(cx: &Context, a: Assembled) -> Result<Outputs> {
         (report, sum.join(), conv.join(), map.join())
     });
     bar.finish_and_clear();
+    qbar.finish_and_clear();
     let report = report?;
     if !report.findings.is_empty() {
         return Err(Error::failed(format!(

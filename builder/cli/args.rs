@@ -91,12 +91,52 @@ pub(super) enum Cmd {
         /// into images/*.toml; for CI, where the catalog is committed.
         #[arg(long)]
         locked: bool,
+        /// Print the summary as JSON on stdout (progress stays on stderr); on bad input,
+        /// the problems as JSON (exit 2).
+        #[arg(long)]
+        json: bool,
     },
-    /// Validate PROFILE (schema, inheritance, keyring pin, host tools) without building.
+    /// Validate PROFILE (schema, inheritance, lints, templates, keyring pin, container
+    /// pins, host tools) without building.
+    ///
+    /// Every problem is reported in one run, sorted by file and line; exit status 2 when
+    /// there is any.
     #[command(
-        after_help = "Examples:\n  clawimg check base\n  clawimg check ./my-profile.toml --var ssh_port=2222"
+        after_help = "Examples:\n  clawimg check base\n  clawimg check ./my-profile.toml --var ssh_port=2222\n  clawimg check production --json | jq '.problems[].message'"
     )]
-    Check(ProfileArgs),
+    Check {
+        #[command(flatten)]
+        p: ProfileArgs,
+        /// Print the result as JSON on stdout: {ok, profile, problems[{file, line, column,
+        /// key, message}], …}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write profiles/NAME.toml: a site profile extending another (production by default)
+    /// with the settings an operator decides: admin SSH key, admin network, reverse proxy,
+    /// domain, gateway CPU and memory. Unset ones are left as commented lines.
+    ///
+    /// The admin key is taken from --admin-key, else from ~/.ssh/*.pub when there is one.
+    /// An existing file is never replaced without --force; the file appears whole or not
+    /// at all.
+    #[command(
+        after_help = "Examples:\n  clawimg init mysite --from production\n  clawimg init mysite --admin-key ~/.ssh/id_ed25519.pub --admin-cidr 203.0.113.0/24 \\\n      --reverse-proxy caddy --domain gw.example.org --gateway-cpus 4 --gateway-memory 8G\n\nThen: clawimg check mysite && clawimg build mysite"
+    )]
+    Init(InitArgs),
+    /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
+    #[command(
+        after_help = "Examples:\n  clawimg completions bash > /etc/bash_completion.d/clawimg\n  clawimg completions zsh > \"${fpath[1]}/_clawimg\"\n  clawimg completions fish > ~/.config/fish/completions/clawimg.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from these command definitions.
+    #[command(
+        after_help = "Examples:\n  clawimg man > /usr/local/share/man/man1/clawimg.1 && mandb -q\n  clawimg man | man -l -"
+    )]
+    Man,
     /// Boot an image (or build PROFILE first) in QEMU and run the probes over SSH.
     ///
     /// The image is never modified: QEMU writes to a throwaway overlay. A fresh SSH key pair
@@ -141,6 +181,9 @@ pub(super) enum Cmd {
         /// Show at most this many differing files.
         #[arg(long, default_value_t = 200)]
         max_files: usize,
+        /// Print the differences as JSON: {differs, sections: {NAME: [lines]}}.
+        #[arg(long)]
+        json: bool,
     },
     /// Inspect or trim the stage cache.
     #[command(
@@ -209,6 +252,9 @@ pub(super) enum Cmd {
         /// The node: ssh://[user@]host[:port].
         #[arg(long, value_name = "ssh://[USER@]HOST[:PORT]")]
         against: String,
+        /// Print the report as JSON: {drift, checked, node_local_skipped, differences[]}.
+        #[arg(long)]
+        json: bool,
     },
     /// Make a node's disk: copy IMAGE and write the secrets and node name into its seed
     /// partition (the root partition stays byte-identical). Checks everything first.
@@ -249,6 +295,39 @@ pub(super) enum Cmd {
         #[arg(long, value_name = "PATH")]
         explain: Option<String>,
     },
+}
+
+#[derive(Args, Debug, Clone)]
+pub(super) struct InitArgs {
+    /// Name of the new profile (profiles/NAME.toml).
+    pub(super) name: String,
+    /// Profile it extends.
+    #[arg(long, default_value = "production", value_name = "PROFILE")]
+    pub(super) from: String,
+    /// The admin's OpenSSH public key file [default: the first ~/.ssh/*.pub].
+    #[arg(long, value_name = "FILE.pub")]
+    pub(super) admin_key: Option<PathBuf>,
+    /// Do not look in ~/.ssh: leave the key as a commented placeholder.
+    #[arg(long, conflicts_with = "admin_key")]
+    pub(super) no_key: bool,
+    /// Address or CIDR allowed to reach SSH (instead of any).
+    #[arg(long, value_name = "CIDR")]
+    pub(super) admin_cidr: Option<String>,
+    /// Public DNS name of the gateway.
+    #[arg(long, value_name = "NAME")]
+    pub(super) domain: Option<String>,
+    /// How the gateway is reached: tunnel, caddy or none.
+    #[arg(long, value_name = "KIND", value_parser = ["tunnel", "caddy", "none"])]
+    pub(super) reverse_proxy: Option<String>,
+    /// Gateway CPU limit (at most the host's CPU count), e.g. 4.0.
+    #[arg(long, value_name = "N")]
+    pub(super) gateway_cpus: Option<String>,
+    /// Gateway memory limit, e.g. 8G.
+    #[arg(long, value_name = "SIZE")]
+    pub(super) gateway_memory: Option<String>,
+    /// Replace an existing profile file.
+    #[arg(long)]
+    pub(super) force: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -8,9 +8,11 @@ mod cache;
 mod diff;
 mod flash;
 mod images;
+mod init;
 mod inspect;
 mod lock;
 mod seal;
+mod shell;
 mod test;
 mod upload;
 mod verify;
@@ -72,8 +74,11 @@ fn cache_dir(g: &Global) -> std::path::PathBuf {
 fn run(cli: Cli) -> Result<i32> {
     let g = cli.global;
     match cli.command {
-        Cmd::Check(p) => build::check(&g, &p),
-        Cmd::Build { p, locked } => build::build(&g, &p, locked),
+        Cmd::Check { p, json } => build::check(&g, &p, json),
+        Cmd::Build { p, locked, json } => build::build(&g, &p, locked, json),
+        Cmd::Init(a) => init::init(&g, a),
+        Cmd::Completions { shell } => shell::completions(shell),
+        Cmd::Man => shell::man(),
         Cmd::Inspect {
             image,
             json,
@@ -88,7 +93,11 @@ fn run(cli: Cli) -> Result<i32> {
             node,
         } => flash::flash(&g, &image, &to, yes, secrets.zip(node)),
         Cmd::Upload(a) => upload::upload(&g, a),
-        Cmd::Verify { image, against } => verify::verify(&image, &against),
+        Cmd::Verify {
+            image,
+            against,
+            json,
+        } => verify::verify(&image, &against, json),
         Cmd::Seal(a) => seal::seal(a),
         Cmd::Secrets(SecretsCmd::Template { profile }) => seal::template(&g, &profile),
         Cmd::Secrets(SecretsCmd::Bundle {
@@ -104,7 +113,12 @@ fn run(cli: Cli) -> Result<i32> {
             images_only,
             packages_only,
         } => lock::lock(&g, &p, update, images_only, packages_only),
-        Cmd::Diff { a, b, max_files } => diff::diff(&a, &b, max_files),
+        Cmd::Diff {
+            a,
+            b,
+            max_files,
+            json,
+        } => diff::diff(&a, &b, max_files, json),
         Cmd::Cache(CacheCmd::Du) => cache::du(&g),
         Cmd::Cache(CacheCmd::Gc { keep }) => cache::gc(&g, keep),
         Cmd::Images(ImagesCmd::Pull(p)) => images::pull(&g, &p),

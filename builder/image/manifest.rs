@@ -56,7 +56,7 @@ pub struct Manifest {
     pub partitions: PartitionTable,
     /// Installed packages.
     pub packages: Vec<Package>,
-    /// raw and qcow2 outputs.
+    /// raw and qcow2 outputs, and the SBOM.
     pub artifacts: Vec<Artifact>,
     /// Bytes of data in the root tree.
     pub rootfs_bytes: u64,
@@ -131,6 +131,23 @@ pub struct Extra {
     /// Container images baked into the disk image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images: Option<Vec<ImageEntry>>,
+    /// The software bill of materials beside the manifest (absent in images built before
+    /// clawimg wrote one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<SbomRef>,
+}
+
+/// Where the build's SBOM is and what it is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SbomRef {
+    /// File name in the output directory (also listed in `artifacts` and SHA256SUMS).
+    pub file: String,
+    /// `CycloneDX`.
+    pub format: String,
+    /// Specification version, `1.5`.
+    pub spec_version: String,
+    /// sha256 of the file.
+    pub sha256: String,
 }
 
 /// A path whose owner, group and mode the metadata declares (for probes and the manifest).

@@ -9,4 +9,5 @@ pub mod layout;
 pub mod manifest;
 pub mod probes;
 pub mod provenance;
+pub mod sbom;
 pub mod scan;

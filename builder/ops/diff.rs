@@ -17,6 +17,11 @@ pub struct Report {
     pub lines: Vec<String>,
     /// Whether anything differs.
     pub differs: bool,
+    /// The differences by section (`artifacts`, `inputs`, `partitions`, `packages`,
+    /// `files`), one entry per difference, as in [`Report::lines`] without the indent.
+    pub sections: Vec<(String, Vec<String>)>,
+    /// Artifacts whose sha256 is the same in both builds, as `EXT sha256`.
+    pub identical: Vec<String>,
 }
 
 fn out_dir(p: &Path) -> PathBuf {
@@ -56,6 +61,9 @@ pub fn compare(a: &Path, b: &Path, max_files: usize) -> Result<Report> {
         if !lines.is_empty() {
             r.differs = true;
             r.lines.push(format!("{title}:"));
+            let name = title.split(' ').next().unwrap_or(title).to_string();
+            r.sections
+                .push((name, lines.iter().map(|l| l.trim().to_string()).collect()));
             r.lines.extend(lines);
         }
     };
@@ -68,11 +76,13 @@ pub fn compare(a: &Path, b: &Path, max_files: usize) -> Result<Report> {
             .iter()
             .find(|y| Path::new(&y.file).extension().map(|e| e.to_os_string()) == ext)
         {
-            Some(y) if y.sha256 == x.sha256 => r.lines.push(format!(
-                "artifact {:?}: identical sha256:{}",
-                ext.unwrap_or_default(),
-                x.sha256
-            )),
+            Some(y) if y.sha256 == x.sha256 => {
+                let ext = ext.unwrap_or_default();
+                r.identical
+                    .push(format!("{} sha256:{}", ext.to_string_lossy(), x.sha256));
+                r.lines
+                    .push(format!("artifact {ext:?}: identical sha256:{}", x.sha256));
+            }
             Some(y) => l.push(format!(
                 "  {}: sha256 {} -> {}, {} -> {} bytes",
                 x.file, x.sha256, y.sha256, x.bytes, y.bytes

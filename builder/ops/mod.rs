@@ -3,6 +3,7 @@
 
 pub mod diff;
 pub mod flash;
+pub mod init;
 pub mod integrity;
 pub mod lock;
 pub mod seal;

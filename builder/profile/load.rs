@@ -1,7 +1,7 @@
 //! Loading a profile: each file checked against the schema on its own (errors name file,
 //! line, column and key), parents merged in, `--var` and `--set` applied, then validated.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Problems, Result};
 use crate::profile::schema::{Loaded, Profile};
 use crate::support::text::{line_col, parse_size};
 use std::path::{Path, PathBuf};
@@ -27,6 +27,24 @@ pub fn load_with_sets(
     overrides: &[String],
     sets: &[String],
 ) -> Result<Loaded> {
+    let mut problems = Problems::default();
+    let loaded = load_collecting(arg, profiles_dir, overrides, sets, &mut problems);
+    problems.finish()?;
+    loaded.ok_or_else(|| Error::config(format!("cannot load profile {arg}")))
+}
+
+/// [`load_with_sets`] that records every problem it finds in `problems` instead of stopping
+/// at the first: each schema error of each file (the refused key is left out so the rest
+/// is still checked) and each failed validation. Returns the profile whenever the files
+/// could be read and parsed, even with problems recorded, so later checks (lints,
+/// templates, pins) can add theirs; `None` when nothing further can be checked.
+pub fn load_collecting(
+    arg: &str,
+    profiles_dir: &Path,
+    overrides: &[String],
+    sets: &[String],
+    problems: &mut Problems,
+) -> Option<Loaded> {
     let path = resolve(arg, profiles_dir);
     let mut chain: Vec<(PathBuf, toml::Table)> = Vec::new();
     let mut next = Some((path.clone(), None::<(PathBuf, String)>));
@@ -42,11 +60,12 @@ pub fn load_with_sets(
                 .collect();
             names.push(file.display().to_string());
             let (src, loc) = from.unwrap_or_default();
-            return Err(Error::config(format!(
+            problems.push_error(Error::config(format!(
                 "{}:{loc}: key `extends`: extends cycle: {}",
                 src.display(),
                 names.join(" -> ")
             )));
+            return None;
         }
         let text = match std::fs::read_to_string(&file) {
             Ok(t) => t,
@@ -55,15 +74,16 @@ pub fn load_with_sets(
                     Some((src, loc)) => format!("{}:{loc}: key `extends`: ", src.display()),
                     None => String::new(),
                 };
-                return Err(Error::config(format!(
+                problems.push_error(Error::config(format!(
                     "{what}profile `{}` not found: cannot read {}: {e} (profiles live in {})",
                     file.file_stem().unwrap_or_default().to_string_lossy(),
                     file.display(),
                     profiles_dir.display()
                 )));
+                return None;
             }
         };
-        let table = check_file(&file, &text)?;
+        let table = check_file(&file, &text, problems)?;
         if let Some(parent) = table.get("extends").and_then(|v| v.as_str()) {
             let base_dir = file.parent().unwrap_or(Path::new("."));
             let parent_path = resolve_relative(parent, base_dir);
@@ -79,22 +99,44 @@ pub fn load_with_sets(
     }
     merged.remove("extends");
     for ov in overrides {
-        apply_var(&mut merged, ov)?;
+        if let Err(e) = apply_var(&mut merged, ov) {
+            problems.push_error(e);
+        }
     }
     for set in sets {
-        apply_set(&mut merged, set)?;
+        if let Err(e) = apply_set(&mut merged, set) {
+            problems.push_error(e);
+        }
     }
-    let mut profile: Profile = serde_path_to_error::deserialize(toml::Value::Table(merged))
-        .map_err(|e| {
-            let key = e.path().to_string();
-            Error::config(format!(
-                "{}: key `{key}`: after merging and overrides: {}",
-                path.display(),
-                e.inner().message().trim()
-            ))
-        })?;
-    apply_required_if(&mut profile, &path)?;
-    profile.sources = read_sources(&profile, path.parent().unwrap_or(Path::new(".")));
+    // Each file passed the schema on its own; what the merge or an override broke is
+    // reported the same way, one key at a time.
+    let mut profile = None;
+    for _ in 0..MAX_SCHEMA_PROBLEMS {
+        match serde_path_to_error::deserialize::<_, Profile>(toml::Value::Table(merged.clone())) {
+            Ok(p) => {
+                profile = Some(p);
+                break;
+            }
+            Err(e) => {
+                let segs = segments(e.path());
+                let msg = clean_message(e.inner().message());
+                problems.push(Problem::at_key(
+                    path.display().to_string(),
+                    e.path().to_string(),
+                    format!("after merging and overrides: {msg}"),
+                ));
+                if !remove_path(&mut merged, &segs, &msg) {
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(p) = profile.as_mut() {
+        if let Err(e) = apply_required_if(p, &path) {
+            problems.push_error(e);
+        }
+        p.sources = read_sources(p, path.parent().unwrap_or(Path::new(".")));
+    }
     let loaded = Loaded {
         name: path
             .file_stem()
@@ -106,10 +148,138 @@ pub fn load_with_sets(
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from(".")),
         files: chain.into_iter().map(|(p, _)| p).collect(),
-        profile,
+        profile: profile?,
     };
-    validate(&loaded)?;
-    Ok(loaded)
+    validate(&loaded, problems);
+    Some(loaded)
+}
+
+/// How many refused keys one file may report before the rest is left unchecked.
+const MAX_SCHEMA_PROBLEMS: usize = 64;
+
+/// A serde path as its segments: `Ok(name)` for a key, `Err(index)` for an array element.
+fn segments(p: &serde_path_to_error::Path) -> Vec<std::result::Result<String, usize>> {
+    use serde_path_to_error::Segment;
+    p.iter()
+        .filter_map(|s| match s {
+            Segment::Map { key } => Some(Ok(key.clone())),
+            Segment::Enum { variant } => Some(Ok(variant.clone())),
+            Segment::Seq { index } => Some(Err(*index)),
+            Segment::Unknown => None,
+        })
+        .collect()
+}
+
+/// The field an `unknown field `X`` message names.
+fn unknown_field(msg: &str) -> Option<&str> {
+    msg.strip_prefix("unknown field `")?.split('`').next()
+}
+
+/// Remove the value a schema error is about, so the rest of the table can be checked.
+/// When the path ends at the table holding an unknown field, the field is removed.
+/// Returns false when nothing could be removed (the error would repeat).
+fn remove_path(
+    t: &mut toml::Table,
+    segs: &[std::result::Result<String, usize>],
+    msg: &str,
+) -> bool {
+    fn at<'a>(
+        v: &'a mut toml::Value,
+        segs: &[std::result::Result<String, usize>],
+    ) -> Option<&'a mut toml::Value> {
+        let mut cur = v;
+        for s in segs {
+            cur = match (s, cur) {
+                (Ok(k), toml::Value::Table(t)) => t.get_mut(k)?,
+                (Err(i), toml::Value::Array(a)) => a.get_mut(*i)?,
+                _ => return None,
+            };
+        }
+        Some(cur)
+    }
+    let mut root = toml::Value::Table(std::mem::take(t));
+    let removed = (|| {
+        if let Some(f) = unknown_field(msg) {
+            if let Some(toml::Value::Table(tt)) = at(&mut root, segs) {
+                if tt.remove(f).is_some() {
+                    return true;
+                }
+            }
+        }
+        let Some((last, parent)) = segs.split_last() else {
+            return false;
+        };
+        match (last, at(&mut root, parent)) {
+            (Ok(k), Some(toml::Value::Table(tt))) => tt.remove(k).is_some(),
+            (Err(i), Some(toml::Value::Array(a))) if *i < a.len() => {
+                a.remove(*i);
+                true
+            }
+            _ => false,
+        }
+    })();
+    if let toml::Value::Table(back) = root {
+        *t = back;
+    }
+    removed
+}
+
+/// Where a key path is written in a TOML text: the key's line and column for an unknown
+/// field (`at_key`), else the value's (the key's for a `[table]`).
+fn span_of(
+    text: &str,
+    segs: &[std::result::Result<String, usize>],
+    at_key: bool,
+) -> Option<(usize, usize)> {
+    let doc = toml_edit::Document::parse(text).ok()?;
+    let mut item: &toml_edit::Item = doc.as_item();
+    let mut key_span = None;
+    for s in segs {
+        match s {
+            Ok(k) => {
+                let (key, it) = match item {
+                    toml_edit::Item::Table(t) => t.get_key_value(k)?,
+                    toml_edit::Item::Value(toml_edit::Value::InlineTable(t)) => {
+                        t.get_key_value(k)?
+                    }
+                    _ => return None,
+                };
+                key_span = key.span();
+                item = it;
+            }
+            Err(i) => {
+                // An element's own span (or its table header's) is as close as it gets:
+                // the path below an element is not followed.
+                let span = match item {
+                    toml_edit::Item::ArrayOfTables(a) => a.get(*i)?.span(),
+                    toml_edit::Item::Value(toml_edit::Value::Array(a)) => a.get(*i)?.span(),
+                    _ => None,
+                };
+                return span.map(|s| line_col(text, s.start));
+            }
+        }
+    }
+    let span = if at_key {
+        key_span
+    } else {
+        item.span().or(key_span)
+    };
+    span.map(|s| line_col(text, s.start))
+}
+
+/// Where a dotted profile key is first written in a profile chain (child first):
+/// (file, line, column). Used to place problems that name only a key.
+pub fn locate(files: &[PathBuf], key: &str) -> Option<(String, usize, usize)> {
+    let segs: Vec<std::result::Result<String, usize>> =
+        key.split('.').map(|k| Ok(k.to_string())).collect();
+    files.iter().find_map(|f| {
+        let text = std::fs::read_to_string(f).ok()?;
+        // The longest prefix of the key the file writes: a lint about `firewall.rules`
+        // of a profile that has no firewall section at all points nowhere.
+        (1..=segs.len()).rev().find_map(|n| {
+            span_of(&text, &segs[..n], false).map(|(l, c)| (f.display().to_string(), l, c))
+        })
+    })
 }
 
 fn resolve_relative(name: &str, dir: &Path) -> PathBuf {
@@ -120,27 +290,82 @@ fn resolve_relative(name: &str, dir: &Path) -> PathBuf {
     }
 }
 
-/// Parse one file and check it against the schema, reporting file:line:col and key path.
-fn check_file(path: &Path, text: &str) -> Result<toml::Table> {
-    let table: toml::Table = toml::from_str(text).map_err(|e| located(path, text, &e, None))?;
-    let de = toml::Deserializer::parse(text).map_err(|e| located(path, text, &e, None))?;
-    let checked: std::result::Result<Profile, _> = serde_path_to_error::deserialize(de);
-    if let Err(e) = checked {
+/// Parse one file and check it against the schema: every refused key is one problem with
+/// file:line:col and key path, and is left out of the returned table. `None` when the file
+/// is not valid TOML.
+fn check_file(path: &Path, text: &str, problems: &mut Problems) -> Option<toml::Table> {
+    let mut table: toml::Table = match toml::from_str(text) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push_error(located(path, text, &e, None));
+            return None;
+        }
+    };
+    // The first error comes from the text itself (its span is exact); after a refused key
+    // is removed, the rest is checked as a value and placed by its key path.
+    let first = match toml::Deserializer::parse(text) {
+        Ok(de) => serde_path_to_error::deserialize::<_, Profile>(de).err(),
+        Err(e) => {
+            problems.push_error(located(path, text, &e, None));
+            return None;
+        }
+    };
+    let Some(e) = first else {
+        return Some(table);
+    };
+    problems.push_error(located(path, text, e.inner(), Some(&e.path().to_string())));
+    let mut segs = segments(e.path());
+    let mut msg = clean_message(e.inner().message());
+    for _ in 0..MAX_SCHEMA_PROBLEMS {
+        if !remove_path(&mut table, &segs, &msg) {
+            break;
+        }
+        let Err(e) =
+            serde_path_to_error::deserialize::<_, Profile>(toml::Value::Table(table.clone()))
+        else {
+            break;
+        };
+        segs = segments(e.path());
+        msg = clean_message(e.inner().message());
+        let at_key = unknown_field(&msg).is_some();
+        let mut full = segs.clone();
+        if let Some(f) = unknown_field(&msg) {
+            if full.last() != Some(&Ok(f.to_string())) {
+                full.push(Ok(f.to_string()));
+            }
+        }
+        let (line, column) = span_of(text, &full, at_key).unzip();
         let key = e.path().to_string();
-        return Err(located(path, text, e.inner(), Some(&key)));
+        problems.push(Problem {
+            file: path.display().to_string(),
+            line,
+            column,
+            key: (!key.is_empty() && key != ".").then_some(key),
+            message: match line {
+                Some(l) => format!(
+                    "{msg}\n  {l:>4} | {}",
+                    text.lines().nth(l - 1).unwrap_or("").trim_end()
+                ),
+                None => msg.clone(),
+            },
+        });
     }
-    Ok(table)
+    Some(table)
+}
+
+/// A deserializer's message on one line, in the words the profile's author uses.
+fn clean_message(m: &str) -> String {
+    m.trim()
+        .replace('\n', " ")
+        .replace("expected u64", "expected a non-negative integer")
+        .replace("expected u32", "expected a non-negative integer")
+        .replace("expected u16", "expected a non-negative integer")
+        .replace("expected i64", "expected an integer")
 }
 
 fn located(path: &Path, text: &str, e: &toml::de::Error, key: Option<&str>) -> Error {
     let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-    let msg = e
-        .message()
-        .trim()
-        .replace('\n', " ")
-        .replace("expected u64", "expected a non-negative integer")
-        .replace("expected u32", "expected a non-negative integer")
-        .replace("expected i64", "expected an integer");
+    let msg = clean_message(e.message());
     let key_part = match key {
         Some(k) if !k.is_empty() && k != "." => format!("key `{k}`: "),
         _ => String::new(),
@@ -332,13 +557,13 @@ fn apply_required_if(p: &mut Profile, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Semantic checks on the merged profile (errors name the key and the file chain).
-fn validate(l: &Loaded) -> Result<()> {
+/// Semantic checks on the merged profile; each failed one is a problem naming the key.
+fn validate(l: &Loaded, problems: &mut Problems) {
     let p = &l.profile;
-    let file = l.files[0].display();
-    let bad = |key: &str, msg: String| Err(Error::config(format!("{file}: key `{key}`: {msg}")));
+    let file = l.files[0].display().to_string();
+    let mut bad = |key: &str, msg: String| problems.push(Problem::at_key(file.clone(), key, msg));
     if p.base.suite != "noble" {
-        return bad(
+        bad(
             "base.suite",
             format!(
                 "expected \"noble\" (Ubuntu 24.04), found {:?}",
@@ -347,7 +572,7 @@ fn validate(l: &Loaded) -> Result<()> {
         );
     }
     if p.base.keyring.is_empty() {
-        return bad(
+        bad(
             "base.keyring",
             "expected the path of the archive keyring (relative to the profiles directory)".into(),
         );
@@ -355,7 +580,7 @@ fn validate(l: &Loaded) -> Result<()> {
     if p.base.keyring_sha256.len() != 64
         || !p.base.keyring_sha256.chars().all(|c| c.is_ascii_hexdigit())
     {
-        return bad(
+        bad(
             "base.keyring_sha256",
             "expected 64 hex digits (sha256 of the keyring file)".into(),
         );
@@ -365,7 +590,7 @@ fn validate(l: &Loaded) -> Result<()> {
         .iter()
         .any(|x| x.trim().is_empty() || x.contains(char::is_whitespace))
     {
-        return bad(
+        bad(
             "base.packages",
             "expected package names without spaces".into(),
         );
@@ -376,13 +601,13 @@ fn validate(l: &Loaded) -> Result<()> {
         .iter()
         .any(|x| x.starts_with("linux-image-"))
     {
-        return bad(
+        bad(
             "base.packages",
             "expected a kernel package (linux-image-virtual or linux-image-generic)".into(),
         );
     }
     if p.image.size != "auto" && parse_size(&p.image.size).is_none() {
-        return bad(
+        bad(
             "image.size",
             format!(
                 "expected \"auto\" or a size like \"3GiB\", found {:?}",
@@ -391,7 +616,7 @@ fn validate(l: &Loaded) -> Result<()> {
         );
     }
     if !(32..=4096).contains(&p.image.esp_mib) {
-        return bad(
+        bad(
             "image.esp_mib",
             format!("expected 32..=4096 (MiB), found {}", p.image.esp_mib),
         );
@@ -402,13 +627,14 @@ fn validate(l: &Loaded) -> Result<()> {
         || !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         || h.starts_with('-')
     {
-        return bad(
+        bad(
             "image.hostname",
             format!("expected a host name (letters, digits, '-'), found {h:?}"),
         );
     }
-    crate::profile::secrets::validate(l)?;
-    Ok(())
+    if let Err(e) = crate::profile::secrets::validate(l) {
+        problems.push_error(e);
+    }
 }
 
 #[cfg(test)]
@@ -490,6 +716,51 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn every_schema_error_of_a_file_is_reported_with_its_line() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("p.toml");
+        let text = "[image]\nesp_mib = \"big\"\nsizee = \"3GiB\"\n\n[ssh]\nport = \"x\"\n\n[base]\nsuite = \"noble\"\n";
+        std::fs::write(&f, text).unwrap();
+        let mut problems = Problems::default();
+        let table = check_file(&f, text, &mut problems).expect("the rest of the file");
+        let got: Vec<(Option<usize>, Option<String>)> = problems
+            .sorted()
+            .into_iter()
+            .map(|p| (p.line, p.key))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(2), Some("image.esp_mib".into())),
+                (Some(3), Some("image.sizee".into())),
+                (Some(6), Some("ssh.port".into())),
+            ],
+            "{:?}",
+            problems.sorted()
+        );
+        // What the schema accepts is kept for the later checks.
+        assert_eq!(table["base"]["suite"].as_str(), Some("noble"));
+        assert!(table["image"].get("esp_mib").is_none());
+        let e = problems.finish().unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.message.starts_with("3 problems found"), "{}", e.message);
+        assert_eq!(e.problems().len(), 3);
+    }
+
+    #[test]
+    fn keys_are_located_in_the_chain_child_first() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a.toml"), d.path().join("b.toml"));
+        std::fs::write(&a, "extends = \"b\"\n\n[ssh]\nport = 222\n").unwrap();
+        std::fs::write(&b, "[ssh]\nport = 22\n[firewall]\nenabled = true\n").unwrap();
+        let files = [a.clone(), b.clone()];
+        let at = |k: &str| locate(&files, k).map(|(f, l, _)| (f, l));
+        assert_eq!(at("ssh.port"), Some((a.display().to_string(), 4)));
+        assert_eq!(at("firewall.rules"), Some((b.display().to_string(), 3)));
+        assert_eq!(at("users.admin"), None);
     }
 
     #[test]

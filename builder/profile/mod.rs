@@ -16,5 +16,5 @@ pub mod schema;
 pub mod secrets;
 pub mod sections;
 
-pub use load::{apply_set, load, load_with_sets, merge_table, resolve};
+pub use load::{apply_set, load, load_collecting, load_with_sets, merge_table, resolve};
 pub use schema::{lints_default, Base, Image, Loaded, Overlays, Profile, Units};

@@ -1,5 +1,6 @@
-//! Progress on stderr: a spinner per stage, byte bars for long copies, stage timings.
-//! Silent with `--quiet` or when stderr is not a terminal.
+//! Progress on stderr: a spinner per stage, byte bars (rate and ETA) for long copies,
+//! stage timings. When stderr is not a terminal (CI logs, pipes), one line per finished
+//! stage instead; nothing with `--quiet`.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -10,6 +11,8 @@ use std::time::{Duration, Instant};
 #[derive(Clone)]
 pub struct Progress {
     mp: Option<MultiProgress>,
+    /// Not quiet, but no terminal: a summary line per stage.
+    plain: bool,
     timings: Arc<Mutex<Vec<(String, Duration)>>>,
 }
 
@@ -17,17 +20,20 @@ pub struct Progress {
 pub struct Stage {
     name: String,
     bar: Option<ProgressBar>,
+    plain: bool,
     start: Instant,
     timings: Arc<Mutex<Vec<(String, Duration)>>>,
 }
 
 impl Progress {
-    /// Progress is shown when not quiet and stderr is a terminal.
+    /// Bars when not quiet and stderr is a terminal; else, when not quiet, a line per stage.
     pub fn new(quiet: bool) -> Self {
-        let show = !quiet && std::io::stderr().is_terminal();
+        let tty = std::io::stderr().is_terminal();
+        let show = !quiet && tty;
         let mp = show.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Progress {
             mp,
+            plain: !quiet && !tty,
             timings: Default::default(),
         }
     }
@@ -50,6 +56,7 @@ impl Progress {
         Stage {
             name: name.into(),
             bar,
+            plain: self.plain,
             start: Instant::now(),
             timings: self.timings.clone(),
         }
@@ -62,7 +69,7 @@ impl Progress {
                 let b = mp.add(ProgressBar::new(total));
                 b.set_style(
                     ProgressStyle::with_template(
-                        "  {prefix:<10.bold} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {binary_bytes_per_sec}",
+                        "  {prefix:<10.bold} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
                     )
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
                     .progress_chars("=> "),
@@ -105,6 +112,9 @@ impl Stage {
             );
             b.finish_with_message(format!("{summary} ({:.1}s)", took.as_secs_f64()));
         }
+        if self.plain {
+            eprintln!("{}", plain_line(&self.name, summary, took));
+        }
         if let Ok(mut t) = self.timings.lock() {
             t.push((self.name.clone(), took));
         }
@@ -120,6 +130,11 @@ impl Drop for Stage {
             }
         }
     }
+}
+
+/// The line a finished stage prints when stderr is not a terminal.
+fn plain_line(name: &str, summary: &str, took: Duration) -> String {
+    format!("{name:<10} {summary} ({:.1}s)", took.as_secs_f64())
 }
 
 /// The `--timings` report: stages in order, then every external tool call with its start
@@ -191,6 +206,21 @@ fn program(command: &str) -> String {
 mod tests {
     use super::*;
     use crate::support::exec::ToolCall;
+
+    #[test]
+    fn stages_without_a_terminal_print_one_line_each() {
+        assert_eq!(
+            plain_line(
+                "base",
+                "138 packages installed",
+                Duration::from_millis(61_240)
+            ),
+            "base       138 packages installed (61.2s)"
+        );
+        // Quiet: neither bars nor lines.
+        let p = Progress::new(true);
+        assert!(p.mp.is_none() && !p.plain);
+    }
 
     #[test]
     fn report_lists_stages_calls_and_programs() {

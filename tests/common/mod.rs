@@ -325,3 +325,39 @@ pub fn assert_root_fsck_clean(dir: &Path, target: &Path) {
         String::from_utf8_lossy(&fsck.stderr)
     );
 }
+
+/// The venv holding CycloneDX's Python library with its schema validation (.ci/setup):
+/// `$CLAWIMG_CYCLONEDX_VENV`, else /opt/clawimg-ci/cyclonedx.
+pub fn cyclonedx_venv() -> PathBuf {
+    let v = std::env::var_os("CLAWIMG_CYCLONEDX_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/clawimg-ci/cyclonedx"));
+    assert!(
+        v.join("bin/python").exists(),
+        "{}: CycloneDX venv missing: run .ci/setup",
+        v.display()
+    );
+    v
+}
+
+/// Validate a file against the CycloneDX 1.5 JSON schema (strict: no unknown properties)
+/// with cyclonedx-python-lib. Ok, or the validator's first lines of complaint.
+pub fn cyclonedx_validate(file: &Path) -> Result<(), String> {
+    const SCRIPT: &str = "import sys\n\
+        from cyclonedx.schema import SchemaVersion\n\
+        from cyclonedx.validation.json import JsonStrictValidator\n\
+        e = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())\n\
+        if e is not None:\n    print(str(e)[:2000]); sys.exit(1)\n\
+        print('valid')\n";
+    let o = Command::new(cyclonedx_venv().join("bin/python"))
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(file)
+        .output()
+        .expect("run the CycloneDX validator");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    match (o.status.success(), out.trim() == "valid") {
+        (true, true) => Ok(()),
+        _ => Err(out.lines().take(3).collect::<Vec<_>>().join("\n")),
+    }
+}

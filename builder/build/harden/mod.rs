@@ -19,7 +19,7 @@ pub mod time;
 pub mod updates;
 pub mod users;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Problems, Result};
 use crate::image::probes::Probe;
 use crate::profile::lints::{self, Finding};
 use crate::profile::sections::directories::Directory;
@@ -220,18 +220,32 @@ pub const MODULES: &[&dyn Registered] = &[
 /// Validate every hardening section and run the lints; nothing is written.
 /// Returns the plan and the acknowledged findings.
 pub fn check(l: &Loaded) -> Result<(Plan, Vec<Finding>)> {
+    let mut problems = Problems::default();
+    let r = check_collecting(l, &mut problems);
+    problems.finish()?;
+    Ok(r)
+}
+
+/// [`check`] that records every problem (a missing package, a section a module refuses,
+/// each lint finding) in `problems` and goes on; the plan is only usable when none was
+/// recorded.
+pub fn check_collecting(l: &Loaded, problems: &mut Problems) -> (Plan, Vec<Finding>) {
     let p = &l.profile;
     let file = l.files[0].display().to_string();
     let mut plan = Plan::sections(p);
     for (key, pkgs) in MODULES.iter().flat_map(|m| m.needs(&plan)) {
         if !pkgs.iter().any(|x| p.base.packages.iter().any(|y| y == x)) {
-            return Err(Error::config(format!(
-                "{file}: key `base.packages`: [{key}] needs package {} (add it to base.packages)",
-                pkgs.iter()
-                    .map(|x| format!("`{x}`"))
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            )));
+            problems.push(Problem::at_key(
+                file.clone(),
+                "base.packages",
+                format!(
+                    "[{key}] needs package {} (add it to base.packages)",
+                    pkgs.iter()
+                        .map(|x| format!("`{x}`"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            ));
         }
     }
     let mut cx = Checking {
@@ -239,16 +253,17 @@ pub fn check(l: &Loaded) -> Result<(Plan, Vec<Finding>)> {
         ufw_rules: vec![],
     };
     for m in MODULES {
-        m.check(&plan, &mut cx)
-            .map_err(|e| Error::config(format!("{file}: {}", e.message)))?;
+        if let Err(e) = m.check(&plan, &mut cx) {
+            problems.push_error(Error::config(format!("{file}: {}", e.message)));
+        }
     }
     plan.ufw_rules = cx.ufw_rules;
-    let acked = lints::enforce_in(p, &l.files)?;
+    let acked = lints::collect(p, &file, problems);
     plan.acknowledged = acked
         .iter()
         .map(|f| format!("{}: {}", f.id, f.acknowledged.clone().unwrap_or_default()))
         .collect();
-    Ok((plan, acked))
+    (plan, acked)
 }
 
 /// Write every declared section into the image; returns each path written with the name of
@@ -427,18 +442,18 @@ mod golden {
         ),
         (
             "compose-host",
-            "0d5b17839682c851dc5e6dee810d6ba46e186099d527db1cb2cf95e936ede2d0",
-            "80b967b8a3f878ae4b86e1aaacb2aa29672894cf9adee22d5d4584f224b91b1a",
+            "675e038db3aae77d1fe92b67b327b266bca08684a0247dbde57aaf2ded5a082b",
+            "5aeb12210ace80bd849c484114be360a60c92553fbbf716301fa71cb7cf3bec2",
         ),
         (
             "hardened",
             "c4ca157de1bf8000fee0e9c40b83e1128fed8dd5e44a8dc7b369512937e70bdb",
-            "ba6130ca7008fc6fe7bfd8d9d06a77b4f891eea91a36555b15357ac9bdaff3dc",
+            "5dbe69c2d0a217926dd6f649ebbdaeb3ee6e557c2f91754640adbeea84dc427e",
         ),
         (
             "production",
             "38d1871366334f1154c1a63b9a5e48cad7f1d348548cd6e98814394c595a419e",
-            "bd88a98e50007cff77b5d851ebde82185304805799cd7251ccadc932844e6e6e",
+            "cc8c9fd70b4246845d890dbe13e7f0f3dbbabe09677c46a8d696afeb3c3eb738",
         ),
         (
             "test",

@@ -83,8 +83,7 @@ pub fn settings(s: &Ssh) -> Vec<(&'static str, String)> {
 /// The drop-in text.
 pub fn dropin(ssh: &Ssh) -> String {
     // Image content: kept byte-for-byte as every earlier image has it.
-    let mut s =
-        String::from("# Written by clawimg from the profile's [ssh] section (seed 001 §2.3).\n");
+    let mut s = String::from("# Written by clawimg from the profile's [ssh] section.\n");
     for (k, v) in settings(ssh) {
         s.push_str(&format!("{k} {v}\n"));
     }

@@ -201,7 +201,7 @@ fn create(root: &Rootfs, users: &Users) -> Result<Vec<String>> {
         if a.sudo {
             let f = format!("/etc/sudoers.d/50-clawimg-{}", a.name);
             // Image content: kept byte-for-byte as every earlier image has it.
-            root.write(&f, format!("# Written by clawimg: passwordless sudo (seed 001 §2.2).\n{} ALL=(ALL:ALL) NOPASSWD:ALL\n", a.name).as_bytes(), 0o440)?;
+            root.write(&f, format!("# Written by clawimg: passwordless sudo for the admin (key-only SSH, no password to type).\n{} ALL=(ALL:ALL) NOPASSWD:ALL\n", a.name).as_bytes(), 0o440)?;
             paths.push(f);
         }
         paths

@@ -225,14 +225,16 @@ impl Header {
 
 /// Convert `raw` into `out` (qcow2). Compressed output is written by [`write_compressed`]
 /// (taking unchanged clusters from `previous`); uncompressed output by `qemu-img convert`.
+/// `bar` advances by the guest bytes done (a spinner is enough for `qemu-img`).
 pub fn convert(
     raw: &Path,
     out: &Path,
     compress: bool,
     previous: Option<&Previous>,
+    bar: &indicatif::ProgressBar,
 ) -> Result<Stats> {
     if compress {
-        return write_compressed(raw, out, previous);
+        return write_compressed_with(raw, out, previous, bar);
     }
     let sh = exec::shell()?;
     let cmd = sh
@@ -285,6 +287,16 @@ fn prepare(
 /// Write `raw` as a zstd-compressed qcow2 at `out`: clusters compressed on all cores,
 /// written in guest order, unchanged ones taken from `previous`. Same input, same bytes.
 pub fn write_compressed(raw: &Path, out: &Path, previous: Option<&Previous>) -> Result<Stats> {
+    write_compressed_with(raw, out, previous, &indicatif::ProgressBar::hidden())
+}
+
+/// [`write_compressed`], advancing `bar` by the guest bytes of each round written.
+pub fn write_compressed_with(
+    raw: &Path,
+    out: &Path,
+    previous: Option<&Previous>,
+    bar: &indicatif::ProgressBar,
+) -> Result<Stats> {
     let started = Instant::now();
     let src = File::open(raw).ctx(|| format!("open {}", raw.display()))?;
     let size = src.metadata().ctx(|| "stat raw image".into())?.len();
@@ -318,9 +330,11 @@ pub fn write_compressed(raw: &Path, out: &Path, previous: Option<&Previous>) -> 
     };
     let mut round_start = 0;
     while round_start < clusters {
-        let todo: Vec<u64> = (round_start..(round_start + ROUND).min(clusters))
+        let round_end = (round_start + ROUND).min(clusters);
+        let todo: Vec<u64> = (round_start..round_end)
             .filter(|&i| has_data[i as usize])
             .collect();
+        bar.inc(((round_end - round_start) * CLUSTER).min(size.saturating_sub(bar.position())));
         round_start += ROUND;
         // Each worker takes every `threads`-th cluster of the round; results keep their slot.
         let mut results: Vec<Option<Result<Cluster>>> = (0..todo.len()).map(|_| None).collect();

@@ -20,7 +20,7 @@ mod secrets;
 mod ssh;
 mod sysctl;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Problems, Result};
 pub use crate::profile::sections::lints::LintConfig;
 use crate::profile::Profile;
 
@@ -185,23 +185,17 @@ pub fn locate(text: &str, key: &str) -> Option<usize> {
     best.map(|(_, l)| l)
 }
 
-/// Check the acknowledgements, run the lints and fail on any finding not acknowledged.
-/// Returns the acknowledged findings (for `clawimg check` to show).
-pub fn enforce(p: &Profile, file: &str) -> Result<Vec<Finding>> {
-    enforce_in(p, &[std::path::PathBuf::from(file)])
-}
-
-/// [`enforce`] for a profile read from `files` (child first): each finding names the file
-/// and line of its key, searched child first.
-pub fn enforce_in(p: &Profile, files: &[std::path::PathBuf]) -> Result<Vec<Finding>> {
-    let file = files
-        .first()
-        .map(|f| f.display().to_string())
-        .unwrap_or_default();
-    let texts: Vec<(String, String)> = files
-        .iter()
-        .filter_map(|f| Some((f.display().to_string(), std::fs::read_to_string(f).ok()?)))
-        .collect();
+/// Check the acknowledgements and run the lints; every bad acknowledgement and every
+/// finding not acknowledged is recorded in `problems` (key `key`, file `file`). Returns
+/// the acknowledged findings (for `clawimg check` to show).
+pub fn collect(p: &Profile, file: &str, problems: &mut Problems) -> Vec<Finding> {
+    let mut bad = |id: &str, msg: String| {
+        problems.push(Problem::at_key(
+            file,
+            format!("lints.acknowledge.{id}"),
+            msg,
+        ))
+    };
     for (id, reason) in &p.lints.acknowledge {
         match lint(id) {
             None => {
@@ -210,41 +204,56 @@ pub fn enforce_in(p: &Profile, files: &[std::path::PathBuf]) -> Result<Vec<Findi
                     .filter(|l| l.acknowledgeable)
                     .map(|l| l.id)
                     .collect();
-                return Err(Error::config(format!(
-                    "{file}: key `lints.acknowledge.{id}`: no such lint (acknowledgeable: {})",
-                    ids.join(", ")
-                )));
+                bad(
+                    id,
+                    format!("no such lint (acknowledgeable: {})", ids.join(", ")),
+                );
             }
             Some(l) if !l.acknowledgeable => {
-                return Err(Error::config(format!(
-                    "{file}: key `lints.acknowledge.{id}`: lint {id} cannot be acknowledged ({})",
-                    l.why
-                )));
+                bad(id, format!("lint {id} cannot be acknowledged ({})", l.why));
             }
             _ if reason.trim().is_empty() => {
-                return Err(Error::config(format!(
-                    "{file}: key `lints.acknowledge.{id}`: give the reason the finding is accepted"
-                )));
+                bad(id, "give the reason the finding is accepted".into());
             }
             _ => {}
         }
     }
-    let mut all = run(p);
-    for f in &mut all {
-        f.at = texts
-            .iter()
-            .find_map(|(name, t)| locate(t, &f.key).map(|l| format!("{name}:{l}")));
+    let (acked, open): (Vec<Finding>, Vec<Finding>) =
+        run(p).into_iter().partition(|f| f.acknowledged.is_some());
+    for f in open {
+        let text = f.to_string();
+        // The finding's own rendering starts with its id and key; the problem carries the
+        // key, so only the id stays in front of the message.
+        let msg = text
+            .split_once(&format!(" key `{}`: ", f.key))
+            .map(|(id, rest)| format!("{id} {rest}"))
+            .unwrap_or(text);
+        problems.push(Problem::at_key(file, f.key.clone(), msg));
     }
-    let open: Vec<&Finding> = all.iter().filter(|f| f.acknowledged.is_none()).collect();
-    if !open.is_empty() {
-        let list: Vec<String> = open.iter().map(|f| format!("  error{f}")).collect();
-        return Err(Error::config(format!(
-            "{file}: {} lint error(s), nothing was built:\n{}",
-            open.len(),
-            list.join("\n")
-        )));
+    acked
+}
+
+/// [`collect`] as a result: fails on any finding not acknowledged (every one listed).
+pub fn enforce(p: &Profile, file: &str) -> Result<Vec<Finding>> {
+    let mut problems = Problems::default();
+    let acked = collect(p, file, &mut problems);
+    let n = problems.len();
+    match problems.finish() {
+        Ok(()) => Ok(acked),
+        Err(e) => Err(Error::config(format!(
+            "{file}: {n} lint error(s), nothing was built:\n{}",
+            e.problems()
+                .iter()
+                .map(|p| if p.message.starts_with('[') {
+                    format!("  error{}", p.message)
+                } else {
+                    format!("  {p}")
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        ))
+        .with_source(crate::error::ProblemList(e.problems()))),
     }
-    Ok(all)
 }
 
 /// Fixtures shared by the lint tests.

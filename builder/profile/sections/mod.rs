@@ -66,7 +66,7 @@ pub(crate) mod golden {
         ),
         (
             "compose-host",
-            "8f57bce34ed34dcec1e8a3645bf01f6e9ef9e4f1f731b7461bd060ba15fed87f",
+            "8349efcff7ba9e012b8e5c57cf6bb76697b714eb6aa74fe47d1a3a8586fb93b4",
         ),
         (
             "hardened",
@@ -74,7 +74,7 @@ pub(crate) mod golden {
         ),
         (
             "production",
-            "1fffe23a8e31471c4623f4c38d1d6408a4691d81ab24555b7f25ccf3c75abf77",
+            "79480a8ffa7105f81397179d1b7c5d3b48d8f3a543f1e819d543555cacedf64a",
         ),
         (
             "test",
