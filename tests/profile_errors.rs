@@ -314,6 +314,11 @@ fn completions_and_man_page_name_the_commands() {
 fn init_writes_a_site_profile_check_accepts() {
     let dir = scratch("init-site");
     let profiles = profiles_copy(&dir, &["base.toml", "hardened.toml", "production.toml"]);
+    // The overlays, units and catalog beside the profiles, as in a checkout (the slot-use
+    // lint reads the overlays and units).
+    for d in ["overlays", "units", "images"] {
+        std::os::unix::fs::symlink(repo().join(d), dir.join(d)).unwrap();
+    }
     let key = dir.join("me.pub");
     keygen(&dir.join("me"), "me@test");
     let mut c = clawimg();
