@@ -950,6 +950,7 @@ generate = "hex:32"
 
 [lints.acknowledge]
 firewall-inactive = "never booted: the test reads the image and its manifest only"
+secret-slot-unused = "the slot exists to be explained, nothing on this image reads it"
 "#;
 
 /// `inspect --explain` names who wrote a path for the stages that used to be reported as
